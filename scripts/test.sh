@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: install what the tests need, format, lints, layering, all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v fusermount3 >/dev/null || need_apt+=(fuse3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "warning: missing ${need_apt[*]}; mount tests need them (apt-get install ${need_apt[*]})" >&2
+    fi
+fi
+
+# Layering (DESIGN.md): format and crypto know nothing of FUSE, SQLite or the filesystem.
+if grep -rnE 'fuser|rusqlite|std::fs' src/format src/crypto; then
+    echo "layering violation: format/ and crypto/ must not use fuser, rusqlite or std::fs" >&2
+    exit 1
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

@@ -1,0 +1,41 @@
+//! Exit codes: the one table, documented in README.md ("Exit codes") and never renumbered.
+
+use crate::keystore::KeystoreError;
+use crate::volume::VolumeError;
+
+/// Success.
+pub const OK: i32 = 0;
+/// Any error without a code of its own.
+pub const OTHER: i32 = 1;
+/// Bad command line (clap's own code).
+pub const USAGE: i32 = 2;
+/// The cipherdir is missing, not a cipherdir, or not empty at `init`.
+pub const CIPHERDIR: i32 = 6;
+/// The header store is missing, corrupt, or from a newer cofferfs.
+pub const HEADER_STORE: i32 = 9;
+/// The password could not be read (empty, the two entries differ, passfile unreadable,
+/// extpass failed).
+pub const PASSWORD_INPUT: i32 = 10;
+/// No key slot opens with the given password or key.
+pub const WRONG_PASSWORD: i32 = 12;
+/// The volume is in use by another cofferfs process (mounted, or a management command).
+pub const LOCKED: i32 = 15;
+/// The mount itself failed (mountpoint missing or not empty, FUSE refused).
+pub const MOUNT: i32 = 20;
+
+/// The exit code for a volume error.
+pub fn code_for(e: &VolumeError) -> i32 {
+    match e {
+        VolumeError::NotACipherdir(_) | VolumeError::NotEmpty(_) => CIPHERDIR,
+        VolumeError::Locked(_) => LOCKED,
+        VolumeError::Keystore(k) => match k {
+            KeystoreError::WrongPassword => WRONG_PASSWORD,
+            KeystoreError::Missing(_)
+            | KeystoreError::Corrupt(_)
+            | KeystoreError::NewerVersion { .. } => HEADER_STORE,
+            _ => OTHER,
+        },
+        VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,
+        _ => OTHER,
+    }
+}

@@ -1,0 +1,81 @@
+//! The `cofferfs` command line: argument parsing, one file per verb, password input and the
+//! exit-code table. The only layer that prints to the user or exits.
+
+pub mod exit;
+pub mod info;
+pub mod init;
+pub mod password;
+
+use clap::{Parser, Subcommand};
+
+/// cofferfs: an encrypted overlay filesystem with per-file keys and key rotation.
+#[derive(Debug, Parser)]
+#[command(name = "cofferfs", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new volume in CIPHERDIR (created if missing, must be empty).
+    Init(init::InitArgs),
+    /// Show a volume's format and key slots (no password needed, no secrets shown).
+    Info(info::InfoArgs),
+}
+
+/// An error for the user: a message and the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code from [`exit`].
+    pub code: i32,
+    /// What to print after "cofferfs: ".
+    pub message: String,
+}
+
+impl CliError {
+    /// An error with an explicit code.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::volume::VolumeError> for CliError {
+    fn from(e: crate::volume::VolumeError) -> Self {
+        CliError {
+            code: exit::code_for(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<password::PasswordError> for CliError {
+    fn from(e: password::PasswordError) -> Self {
+        CliError {
+            code: exit::PASSWORD_INPUT,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Entry point of the binary: parse, run, print the error, return the exit code.
+pub fn main() -> i32 {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Info(a) => info::run(a),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("cofferfs: {}", e.message);
+            e.code
+        }
+    }
+}

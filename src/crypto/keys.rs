@@ -1,0 +1,107 @@
+//! Secret key newtypes. Each owns its bytes on the heap (moves never leave copies behind),
+//! zeroizes them on drop, has no `Clone`, and prints as `Name(..)` so no `Debug` or log line
+//! can ever carry key bytes.
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::{CryptoError, os_random};
+
+macro_rules! secret_key {
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $(#[$doc])*
+        pub struct $name(Box<[u8; $len]>);
+
+        impl $name {
+            /// Length of the key in bytes.
+            pub const LEN: usize = $len;
+
+            /// A new key from the OS CSPRNG.
+            pub fn generate() -> Result<Self, CryptoError> {
+                let mut k = Box::new([0u8; $len]);
+                os_random(&mut k[..])?;
+                Ok($name(k))
+            }
+
+            /// Copies key bytes out of a buffer (the caller zeroizes its own copy, e.g. by
+            /// holding it in `Zeroizing`). `None` when the length is wrong.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                let arr: &[u8; $len] = bytes.try_into().ok()?;
+                let mut k = Box::new([0u8; $len]);
+                k.copy_from_slice(arr);
+                Some($name(k))
+            }
+
+            /// The raw bytes, for the cipher that uses them and nothing else.
+            pub fn expose(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.0.zeroize();
+            }
+        }
+
+        impl ZeroizeOnDrop for $name {}
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+    };
+}
+
+secret_key!(
+    /// Key Encryption Key: random, one per volume generation, never derived from a password
+    /// and never on disk in clear. Wraps every FEK and the name key.
+    Kek,
+    32
+);
+secret_key!(
+    /// File Encryption Key: random, one per file (per inode), seals the file's chunks.
+    Fek,
+    32
+);
+secret_key!(
+    /// Name key: random, wrapped by the KEK (so a rotation renames nothing); AES-SIV-CMAC-256
+    /// takes a 512-bit key.
+    NameKey,
+    64
+);
+secret_key!(
+    /// Slot key: derived from one slot's secret (Argon2id of a password, or a key file); wraps
+    /// the KEK in that slot.
+    SlotKey,
+    32
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_no_key_bytes() {
+        let k = Kek::from_slice(&[0xab; 32]).unwrap();
+        let n = NameKey::from_slice(&[0xab; 64]).unwrap();
+        for s in [
+            format!("{k:?}"),
+            format!("{n:?}"),
+            format!("{:?}", Fek::generate().unwrap()),
+        ] {
+            assert!(!s.to_lowercase().contains("ab"), "{s}");
+            assert!(s.ends_with("(..)"), "{s}");
+        }
+    }
+
+    #[test]
+    fn generated_keys_differ_and_lengths_are_checked() {
+        assert_ne!(
+            Fek::generate().unwrap().expose(),
+            Fek::generate().unwrap().expose()
+        );
+        assert!(Fek::from_slice(&[0; 31]).is_none());
+        assert!(NameKey::from_slice(&[0; 32]).is_none());
+    }
+}

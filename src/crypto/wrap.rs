@@ -1,0 +1,166 @@
+//! Key wrapping: `nonce (12) ‖ AES-256-GCM(wrapping key, key bytes, aad = label ‖ context) ‖ tag (16)`.
+//!
+//! The associated data names what is wrapped (a domain label) and for what (the file id of a
+//! FEK, the volume id of a KEK or name key), so a wrapped key copied into another row, slot or
+//! volume fails to unwrap. Nonces are random per wrap: re-wrapping never repeats one.
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use zeroize::Zeroizing;
+
+use super::keys::{Fek, Kek, NameKey, SlotKey};
+use super::{CryptoError, os_random};
+use crate::format::FileId;
+use crate::format::layout::{NONCE_LEN, TAG_LEN};
+
+/// Domain label of a FEK wrapped under the KEK; the context is the file id.
+pub const FEK_LABEL: &[u8] = b"cofferfs/v1/fek";
+/// Domain label of the KEK wrapped under a slot key; the context is the volume id.
+pub const KEK_LABEL: &[u8] = b"cofferfs/v1/kek";
+/// Domain label of the name key wrapped under the KEK; the context is the volume id.
+pub const NAME_KEY_LABEL: &[u8] = b"cofferfs/v1/name-key";
+/// Bytes wrapping adds to a key.
+pub const WRAP_OVERHEAD_LEN: usize = NONCE_LEN + TAG_LEN;
+/// Length of a wrapped 32-byte key (FEK, KEK).
+pub const WRAPPED_KEY_LEN: usize = 32 + WRAP_OVERHEAD_LEN;
+/// Length of the wrapped 64-byte name key.
+pub const WRAPPED_NAME_KEY_LEN: usize = 64 + WRAP_OVERHEAD_LEN;
+
+fn aad(label: &[u8], context: &[u8]) -> Vec<u8> {
+    [label, context].concat()
+}
+
+/// Wraps `key` under `wrapping_key` with an explicit nonce. Only test vectors choose the nonce;
+/// everything else calls [`wrap`].
+pub fn wrap_with_nonce(
+    wrapping_key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    key: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
+    let aead = Aes256Gcm::new_from_slice(wrapping_key).expect("32-byte key");
+    let mut out = Vec::with_capacity(key.len() + WRAP_OVERHEAD_LEN);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(key);
+    let tag = aead
+        .encrypt_inout_detached(&(*nonce).into(), aad, (&mut out[NONCE_LEN..]).into())
+        .expect("AES-GCM accepts a key-sized message");
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Wraps `key` under `wrapping_key` with a fresh random nonce.
+pub fn wrap(wrapping_key: &[u8; 32], key: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    os_random(&mut nonce)?;
+    Ok(wrap_with_nonce(wrapping_key, &nonce, key, aad))
+}
+
+/// Unwraps what [`wrap`] produced; the key bytes come back in a zeroizing buffer.
+pub fn unwrap(
+    wrapping_key: &[u8; 32],
+    wrapped: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if wrapped.len() < WRAP_OVERHEAD_LEN {
+        return Err(CryptoError::Malformed("wrapped key"));
+    }
+    let aead = Aes256Gcm::new_from_slice(wrapping_key).expect("32-byte key");
+    let (nonce, rest) = wrapped.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut out = Zeroizing::new(body.to_vec());
+    aead.decrypt_inout_detached(
+        &nonce.try_into().expect("NONCE_LEN bytes"),
+        aad,
+        (&mut out[..]).into(),
+        &tag.try_into().expect("TAG_LEN bytes"),
+    )
+    .map_err(|_| CryptoError::AuthFailed)?;
+    Ok(out)
+}
+
+/// Wraps a file's FEK under the KEK, bound to the file's id.
+pub fn wrap_fek(kek: &Kek, fek: &Fek, file_id: &FileId) -> Result<Vec<u8>, CryptoError> {
+    wrap(kek.expose(), fek.expose(), &aad(FEK_LABEL, &file_id.0))
+}
+
+/// Unwraps a FEK row; fails if the row was altered or belongs to another file id.
+pub fn unwrap_fek(kek: &Kek, wrapped: &[u8], file_id: &FileId) -> Result<Fek, CryptoError> {
+    let bytes = unwrap(kek.expose(), wrapped, &aad(FEK_LABEL, &file_id.0))?;
+    Fek::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped FEK"))
+}
+
+/// Wraps the KEK under one slot's key, bound to the volume.
+pub fn wrap_kek(slot_key: &SlotKey, kek: &Kek, volume_id: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    wrap(slot_key.expose(), kek.expose(), &aad(KEK_LABEL, volume_id))
+}
+
+/// Unwraps a slot's KEK. An authentication failure here means the secret was wrong (or the
+/// slot record was altered, which we cannot tell apart and do not try to).
+pub fn unwrap_kek(
+    slot_key: &SlotKey,
+    wrapped: &[u8],
+    volume_id: &[u8],
+) -> Result<Kek, CryptoError> {
+    let bytes = unwrap(slot_key.expose(), wrapped, &aad(KEK_LABEL, volume_id))?;
+    Kek::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped KEK"))
+}
+
+/// Wraps the name key under the KEK, bound to the volume.
+pub fn wrap_name_key(kek: &Kek, nk: &NameKey, volume_id: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    wrap(kek.expose(), nk.expose(), &aad(NAME_KEY_LABEL, volume_id))
+}
+
+/// Unwraps the name key.
+pub fn unwrap_name_key(
+    kek: &Kek,
+    wrapped: &[u8],
+    volume_id: &[u8],
+) -> Result<NameKey, CryptoError> {
+    let bytes = unwrap(kek.expose(), wrapped, &aad(NAME_KEY_LABEL, volume_id))?;
+    NameKey::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped name key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fek_round_trips_and_is_bound_to_its_file_id() {
+        let kek = Kek::generate().unwrap();
+        let fek = Fek::generate().unwrap();
+        let id = FileId([9; 16]);
+        let w = wrap_fek(&kek, &fek, &id).unwrap();
+        assert_eq!(w.len(), WRAPPED_KEY_LEN);
+        assert_eq!(unwrap_fek(&kek, &w, &id).unwrap().expose(), fek.expose());
+        assert_eq!(
+            unwrap_fek(&kek, &w, &FileId([8; 16])).unwrap_err(),
+            CryptoError::AuthFailed
+        );
+        let other = Kek::generate().unwrap();
+        assert_eq!(
+            unwrap_fek(&other, &w, &id).unwrap_err(),
+            CryptoError::AuthFailed
+        );
+        let mut bad = w.clone();
+        bad[20] ^= 1;
+        assert_eq!(
+            unwrap_fek(&kek, &bad, &id).unwrap_err(),
+            CryptoError::AuthFailed
+        );
+        assert_eq!(
+            unwrap_fek(&kek, &w[..27], &id).unwrap_err(),
+            CryptoError::Malformed("wrapped key")
+        );
+    }
+
+    #[test]
+    fn labels_separate_domains() {
+        let kek = Kek::generate().unwrap();
+        let nk = NameKey::generate().unwrap();
+        let w = wrap_name_key(&kek, &nk, b"vol").unwrap();
+        assert_eq!(w.len(), WRAPPED_NAME_KEY_LEN);
+        assert!(unwrap_name_key(&kek, &w, b"vol").is_ok());
+        assert!(unwrap(kek.expose(), &w, &aad(FEK_LABEL, b"vol")).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! The on-disk format of cofferfs: ciphertext file headers, chunk geometry and the encoding of
+//! names. Pure functions over bytes and integers; this layer imports std only (no FUSE, no
+//! SQLite, no file I/O), so every rule in `docs/FORMAT.md` can be tested in isolation.
+
+pub mod header;
+pub mod layout;
+pub mod names;
+
+pub use header::{FILE_ID_LEN, FileHeader, FileId, HEADER_LEN};
+pub use layout::Layout;
+
+/// Format version written into every file header and into the header store. A reader refuses
+/// anything newer, because a newer writer may rely on rules this reader does not know.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Why bytes could not be decoded as cofferfs format data.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormatError {
+    /// The bytes are shorter than the structure they should hold.
+    #[error("truncated {what}: {len} bytes, need {need}")]
+    Truncated {
+        /// Which structure was being decoded.
+        what: &'static str,
+        /// How many bytes there were.
+        len: usize,
+        /// How many bytes the structure needs.
+        need: usize,
+    },
+    /// The magic bytes are wrong: this is not a cofferfs ciphertext file.
+    #[error("bad magic: not a cofferfs ciphertext file")]
+    BadMagic,
+    /// Written by a newer cofferfs.
+    #[error("unsupported format version {0} (this cofferfs reads version {FORMAT_VERSION})")]
+    UnsupportedVersion(u16),
+    /// A chunk size outside the allowed range or not a power of two.
+    #[error("invalid chunk size {0}: must be a power of two from 4096 to 1048576")]
+    InvalidChunkSize(u64),
+    /// A ciphertext size that no plaintext size maps to.
+    #[error("invalid ciphertext size {0}")]
+    InvalidCipherSize(u64),
+    /// An encoded name that is not valid base64url.
+    #[error("invalid encoded name")]
+    InvalidName,
+}

@@ -1,0 +1,73 @@
+//! The header store: `cofferfs.db`, a SQLite database holding the volume parameters, the key
+//! slots, one wrapped FEK per file and the long names. `store` is the raw database;
+//! `keyring` adds the unlocked KEK and an LRU of unwrapped FEKs.
+
+pub mod keyring;
+pub mod schema;
+pub mod store;
+
+pub use keyring::Keyring;
+pub use store::{HeaderStore, SlotKind, SlotRecord, VolumeParams};
+
+use crate::crypto::CryptoError;
+use crate::format::FileId;
+
+/// Why the header store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    /// There is no header store where one should be.
+    #[error("header store {0} does not exist: not a cofferfs cipherdir, or the store was removed")]
+    Missing(std::path::PathBuf),
+    /// The store is not a cofferfs header store, or its contents are damaged.
+    #[error("header store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by a newer cofferfs.
+    #[error(
+        "header store schema version {found} is newer than this cofferfs supports ({supported})"
+    )]
+    NewerVersion {
+        /// Version found in the store.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+    /// No key slot opened with the given secret.
+    #[error("wrong password or key: no key slot opens with it")]
+    WrongPassword,
+    /// A file's key row is missing (deleted, or the store is older than the file).
+    #[error("no key row for file {0}")]
+    MissingKey(FileId),
+    /// A file's key row exists but does not unwrap under the KEK: it was altered.
+    #[error("key row of file {0} fails authentication")]
+    TamperedKey(FileId),
+    /// A cryptographic failure other than the cases above.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// SQLite reported an error.
+    #[error("header store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// An I/O error on the store's files.
+    #[error("header store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl KeystoreError {
+    /// The OS error this failure stands for when it is one (disk full, read-only, …), so the
+    /// mount can pass ENOSPC or EROFS through instead of a generic EIO.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        use rusqlite::ffi::ErrorCode;
+        match self {
+            KeystoreError::Io(e) => e.raw_os_error(),
+            KeystoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
+                ErrorCode::DiskFull => Some(libc::ENOSPC),
+                ErrorCode::ReadOnly => Some(libc::EROFS),
+                ErrorCode::PermissionDenied => Some(libc::EACCES),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Result of keystore operations.
+pub type Result<T> = std::result::Result<T, KeystoreError>;

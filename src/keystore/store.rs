@@ -1,0 +1,471 @@
+//! The raw header store: rows in and out of SQLite. No unwrapping happens here except the slot
+//! unlock, which needs only the slot rows.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::schema::{CONNECTION_PRAGMAS, CREATE_TABLES, SCHEMA_VERSION};
+use super::{KeystoreError, Result};
+use crate::crypto::kdf::SALT_LEN;
+use crate::crypto::{CryptoError, KdfParams, Kek, SlotKey, os_random, wrap};
+use crate::format::FileId;
+
+/// Volume-wide parameters, fixed at `init` except the KEK generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeParams {
+    /// On-disk format version.
+    pub format_version: u16,
+    /// Random id of the volume; binds slots and the name key to it.
+    pub volume_id: [u8; 16],
+    /// Plaintext bytes per chunk.
+    pub chunk_len: u32,
+    /// Names are stored in clear (debugging volumes).
+    pub plaintext_names: bool,
+    /// Incremented by every KEK rotation.
+    pub kek_generation: u64,
+    /// The name key wrapped under the KEK.
+    pub wrapped_name_key: Vec<u8>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+/// What kind of secret opens a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A password through Argon2id.
+    Password,
+}
+
+impl SlotKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SlotKind::Password => "password",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "password" => Some(SlotKind::Password),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SlotKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key slot: the KEK wrapped under a key derived from one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRecord {
+    /// Slot number, stable for the slot's life.
+    pub slot_id: u32,
+    /// Kind of secret.
+    pub kind: SlotKind,
+    /// Free text chosen by the user.
+    pub label: String,
+    /// Random salt of the KDF.
+    pub salt: Vec<u8>,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+    /// The KEK wrapped under this slot's key.
+    pub wrapped_kek: Vec<u8>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+impl SlotRecord {
+    /// A new password slot wrapping `kek`: random salt, key derived with `kdf`.
+    pub fn new_password(
+        slot_id: u32,
+        label: &str,
+        password: &[u8],
+        kdf: KdfParams,
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        let mut salt = vec![0u8; SALT_LEN];
+        os_random(&mut salt)?;
+        let slot_key = kdf.derive(password, &salt)?;
+        let wrapped_kek = wrap::wrap_kek(&slot_key, kek, volume_id)?;
+        Ok(SlotRecord {
+            slot_id,
+            kind: SlotKind::Password,
+            label: label.to_owned(),
+            salt,
+            kdf,
+            wrapped_kek,
+            created: now_secs(),
+        })
+    }
+
+    /// Derives this slot's key from `secret` (the slow step: Argon2id).
+    fn slot_key(&self, secret: &[u8]) -> Result<SlotKey> {
+        Ok(self.kdf.derive(secret, &self.salt)?)
+    }
+}
+
+/// Seconds since the epoch, for `created` columns.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An open header store. The connection sits behind a mutex: SQLite connections are not
+/// shareable across threads, and the mount's worker threads all use this one.
+pub struct HeaderStore {
+    /// Guards the only connection to the database.
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for HeaderStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeaderStore({})", self.path.display())
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> KeystoreError {
+    KeystoreError::Corrupt(e.to_string())
+}
+
+/// Maps SQLite's "this is not a database" family of errors to `Corrupt`.
+fn classify(e: rusqlite::Error) -> KeystoreError {
+    use rusqlite::ffi::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) =>
+        {
+            corrupt(e)
+        }
+        _ => KeystoreError::Sqlite(e),
+    }
+}
+
+impl HeaderStore {
+    /// Creates a new store at `path` (which must not exist) with mode 0600, the schema, the
+    /// volume parameters and the first slot, all in one transaction.
+    pub fn create(path: &Path, params: &VolumeParams, first_slot: &SlotRecord) -> Result<Self> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        let mut conn = Connection::open(path)?;
+        conn.execute_batch(CONNECTION_PRAGMAS)?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(CREATE_TABLES)?;
+        tx.execute(
+            "INSERT INTO volume (id, format_version, volume_id, chunk_len, plaintext_names,
+                kek_generation, wrapped_name_key, created) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                params.format_version,
+                &params.volume_id[..],
+                params.chunk_len,
+                params.plaintext_names,
+                params.kek_generation as i64,
+                params.wrapped_name_key,
+                params.created
+            ],
+        )?;
+        Self::insert_slot_in(&tx, first_slot)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        let store = HeaderStore {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        };
+        store.checkpoint()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store, checking that it is one and that we can read its version.
+    /// Read-only opens never write (for `info` on a volume someone else owns).
+    pub fn open(path: &Path, read_only: bool) -> Result<Self> {
+        if !path.exists() {
+            return Err(KeystoreError::Missing(path.to_owned()));
+        }
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(classify)?;
+        if version == 0 {
+            return Err(corrupt("no cofferfs schema (user_version 0)"));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(KeystoreError::NewerVersion {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if !read_only {
+            conn.execute_batch(CONNECTION_PRAGMAS).map_err(classify)?;
+        }
+        let store = HeaderStore {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        };
+        store.params()?;
+        Ok(store)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The volume parameters.
+    pub fn params(&self) -> Result<VolumeParams> {
+        let conn = self.conn.lock();
+        let row = conn
+            .query_row(
+                "SELECT format_version, volume_id, chunk_len, plaintext_names, kek_generation,
+                        wrapped_name_key, created FROM volume WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, bool>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| corrupt(format!("volume table: {e}")))?
+            .ok_or_else(|| corrupt("volume table has no row"))?;
+        let (format_version, volume_id, chunk_len, plaintext_names, generation, wnk, created) = row;
+        Ok(VolumeParams {
+            format_version: u16::try_from(format_version).map_err(corrupt)?,
+            volume_id: volume_id
+                .try_into()
+                .map_err(|_| corrupt("volume_id length"))?,
+            chunk_len: u32::try_from(chunk_len).map_err(corrupt)?,
+            plaintext_names,
+            kek_generation: u64::try_from(generation).map_err(corrupt)?,
+            wrapped_name_key: wnk,
+            created,
+        })
+    }
+
+    fn insert_slot_in(conn: &Connection, s: &SlotRecord) -> Result<()> {
+        conn.execute(
+            "INSERT INTO slots (slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p,
+                wrapped_kek, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                s.slot_id,
+                s.kind.as_str(),
+                s.label,
+                s.salt,
+                s.kdf.m_kib,
+                s.kdf.t,
+                s.kdf.p,
+                s.wrapped_kek,
+                s.created
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// All key slots, by slot id.
+    pub fn slots(&self) -> Result<Vec<SlotRecord>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p, wrapped_kek, created
+             FROM slots ORDER BY slot_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                KdfParams {
+                    m_kib: r.get(4)?,
+                    t: r.get(5)?,
+                    p: r.get(6)?,
+                },
+                r.get::<_, Vec<u8>>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (slot_id, kind, label, salt, kdf, wrapped_kek, created) =
+                row.map_err(|e| corrupt(format!("slots table: {e}")))?;
+            let kind =
+                SlotKind::parse(&kind).ok_or_else(|| corrupt(format!("slot kind {kind:?}")))?;
+            out.push(SlotRecord {
+                slot_id,
+                kind,
+                label,
+                salt,
+                kdf,
+                wrapped_kek,
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tries `secret` on every slot (or only `only_slot`) and returns the KEK of the first that
+    /// opens. A slot whose KDF parameters are out of bounds is reported as such, never hashed.
+    pub fn unlock(&self, secret: &[u8], only_slot: Option<u32>) -> Result<(u32, Kek)> {
+        let volume_id = self.params()?.volume_id;
+        let slots = self.slots()?;
+        if slots.is_empty() {
+            return Err(corrupt("no key slots"));
+        }
+        let mut bounds_error = None;
+        for slot in slots
+            .iter()
+            .filter(|s| only_slot.is_none_or(|id| id == s.slot_id))
+        {
+            let key = match slot.slot_key(secret) {
+                Ok(k) => k,
+                Err(e @ KeystoreError::Crypto(CryptoError::KdfParamsOutOfBounds { .. })) => {
+                    bounds_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match wrap::unwrap_kek(&key, &slot.wrapped_kek, &volume_id) {
+                Ok(kek) => return Ok((slot.slot_id, kek)),
+                Err(CryptoError::AuthFailed) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(bounds_error.unwrap_or(KeystoreError::WrongPassword))
+    }
+
+    /// Number of file key rows.
+    pub fn file_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .lock()
+            .query_row("SELECT count(*) FROM file_keys", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Stores a new file's wrapped FEK. Committed (to the WAL) before returning, so the row
+    /// exists before the ciphertext file does.
+    pub fn insert_file_key(&self, file_id: &FileId, wrapped: &[u8], generation: u64) -> Result<()> {
+        self.conn
+            .lock()
+            .prepare_cached(
+                "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&file_id.0[..], wrapped, generation as i64])?;
+        Ok(())
+    }
+
+    /// A file's wrapped FEK and the KEK generation it was wrapped under.
+    pub fn file_key(&self, file_id: &FileId) -> Result<Option<(Vec<u8>, u64)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT wrapped_fek, kek_generation FROM file_keys WHERE file_id = ?1",
+        )?;
+        let row = stmt
+            // as_bytes accepts TEXT too: a row rewritten as text by hand is tampered, and
+            // must fail authentication rather than surface as a type error.
+            .query_row([&file_id.0[..]], |r| {
+                Ok((
+                    r.get_ref(0)?
+                        .as_bytes()
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default(),
+                    r.get::<_, i64>(1)?,
+                ))
+            })
+            .optional()?;
+        Ok(row.map(|(w, g)| (w, g as u64)))
+    }
+
+    /// Deletes a file's key row (crypto-shredding: `secure_delete` overwrites it).
+    pub fn delete_file_key(&self, file_id: &FileId) -> Result<bool> {
+        let n = self
+            .conn
+            .lock()
+            .prepare_cached("DELETE FROM file_keys WHERE file_id = ?1")?
+            .execute([&file_id.0[..]])?;
+        Ok(n > 0)
+    }
+
+    /// Every file id with a key row, for fsck.
+    pub fn file_ids(&self) -> Result<Vec<FileId>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT file_id FROM file_keys")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|r| {
+                r.map_err(KeystoreError::from)
+                    .and_then(|v| FileId::from_slice(&v).ok_or_else(|| corrupt("file_id length")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ids)
+    }
+
+    /// Records the full encoded form of a long name under its digest.
+    pub fn put_long_name(&self, digest: &[u8; 32], encoded: &str) -> Result<()> {
+        self.conn
+            .lock()
+            .prepare_cached("INSERT OR REPLACE INTO long_names (digest, name) VALUES (?1, ?2)")?
+            .execute(params![&digest[..], encoded])?;
+        Ok(())
+    }
+
+    /// The full encoded form of a long name.
+    pub fn long_name(&self, digest: &[u8; 32]) -> Result<Option<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached("SELECT name FROM long_names WHERE digest = ?1")?;
+        Ok(stmt.query_row([&digest[..]], |r| r.get(0)).optional()?)
+    }
+
+    /// Forgets a long name whose entry is gone.
+    pub fn delete_long_name(&self, digest: &[u8; 32]) -> Result<()> {
+        self.conn
+            .lock()
+            .prepare_cached("DELETE FROM long_names WHERE digest = ?1")?
+            .execute([&digest[..]])?;
+        Ok(())
+    }
+
+    /// Makes every commit so far durable (fsyncs the WAL). Called by `fsync` of a file, so a
+    /// synced file's key row survives a power cut. Commits themselves use `synchronous=NORMAL`.
+    pub fn make_durable(&self) -> Result<()> {
+        let conn = self.conn.lock();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Copies the WAL into the database and truncates it, so a store at rest is one file
+    /// (what rsync and backups should see). Called at unmount and after management commands.
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.conn.lock();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// Generates a new random volume id.
+pub fn new_volume_id() -> Result<[u8; 16]> {
+    let mut id = [0u8; 16];
+    os_random(&mut id)?;
+    Ok(id)
+}

@@ -1,0 +1,11 @@
+//! cofferfs: an encrypted overlay filesystem for Linux. Layers, each importing only those
+//! above it: `format` (bytes), `crypto` (keys and ciphers), `keystore` (the SQLite header
+//! store), `volume` (a cipherdir opened with its KEK), `fs` (FUSE) and `cli`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod crypto;
+pub mod format;
+pub mod keystore;
+pub mod volume;

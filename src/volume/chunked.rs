@@ -1,0 +1,308 @@
+//! `ChunkedFile`: random-access plaintext I/O over one ciphertext file.
+//!
+//! Reads decrypt only the chunks a range touches; writes are read-modify-write on whole chunks
+//! under the file's lock, so concurrent readers and writers never see a torn chunk. An
+//! all-zero on-disk chunk is a hole and reads as zeros, so writes past the end and `set_len`
+//! upwards leave sparse holes instead of encrypting zeros.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+
+use super::VolumeError;
+use crate::crypto::{ChunkCipher, random_nonce};
+use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
+use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
+use crate::keystore::Keyring;
+
+/// One open ciphertext file with its key.
+pub struct ChunkedFile {
+    /// The backing ciphertext file, opened read-write (or read-only on a read-only mount).
+    file: File,
+    cipher: ChunkCipher,
+    layout: Layout,
+    /// False while this file's key row may still sit only in the un-synced WAL.
+    key_durable: AtomicBool,
+    /// Guards the content: readers share it, writers and `set_len` hold it exclusively.
+    lock: RwLock<()>,
+}
+
+impl std::fmt::Debug for ChunkedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkedFile({})", self.cipher.file_id())
+    }
+}
+
+type Result<T> = std::result::Result<T, VolumeError>;
+
+fn is_hole(chunk: &[u8]) -> bool {
+    chunk.iter().all(|&b| b == 0)
+}
+
+impl ChunkedFile {
+    /// Makes `file` (empty, just created) a new ciphertext file: a new key row is committed
+    /// first, then the header is written.
+    pub fn create(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
+        let (file_id, fek) = keyring.new_file_key()?;
+        file.write_all_at(&FileHeader::new(file_id).encode(), 0)?;
+        Ok(ChunkedFile {
+            file,
+            cipher: ChunkCipher::new(&fek, file_id),
+            layout,
+            key_durable: AtomicBool::new(false),
+            lock: RwLock::new(()),
+        })
+    }
+
+    /// Opens an existing ciphertext file: reads its header and fetches its FEK. A 0-byte file
+    /// (a create interrupted before its header) is given a header and key now, if writable.
+    pub fn open(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
+        let mut header = [0u8; HEADER_LEN];
+        let n = read_full_at(&file, &mut header, 0)?;
+        if n == 0 {
+            return Self::create(keyring, layout, file);
+        }
+        let header = FileHeader::decode(&header[..n]).map_err(|e| VolumeError::CorruptFile {
+            file_id: None,
+            reason: e.to_string(),
+        })?;
+        let fek = keyring.fek(&header.file_id)?;
+        Ok(ChunkedFile {
+            file,
+            cipher: ChunkCipher::new(&fek, header.file_id),
+            layout,
+            key_durable: AtomicBool::new(true),
+            lock: RwLock::new(()),
+        })
+    }
+
+    /// The file's id.
+    pub fn file_id(&self) -> FileId {
+        self.cipher.file_id()
+    }
+
+    /// The backing file (for fstat, fchmod and friends).
+    pub fn backing(&self) -> &File {
+        &self.file
+    }
+
+    fn cipher_size(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn plain_size_locked(&self) -> Result<u64> {
+        let cs = self.cipher_size()?;
+        self.layout
+            .cipher_size_to_plain_size(cs)
+            .map_err(|e| VolumeError::CorruptFile {
+                file_id: Some(self.file_id()),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Plaintext size, from the ciphertext size alone.
+    pub fn plain_size(&self) -> Result<u64> {
+        let _g = self.lock.read();
+        self.plain_size_locked()
+    }
+
+    fn corrupt_chunk(&self, chunk_index: u64) -> VolumeError {
+        VolumeError::CorruptChunk {
+            file_id: self.file_id(),
+            chunk_index,
+        }
+    }
+
+    /// Reads and opens chunks `first..first+count` of a file of `plain_size` bytes into
+    /// `out` as plaintext (holes as zeros). `out` must hold their plaintext.
+    fn read_chunks(&self, first: u64, count: u64, plain_size: u64, out: &mut [u8]) -> Result<()> {
+        let cc = self.layout.chunk_cipher_len() as usize;
+        let c = self.layout.chunk_len();
+        let start = self.layout.chunk_index_to_cipher_off(first);
+        let last = first + count - 1;
+        let last_plain = self.layout.chunk_plain_len(last, plain_size);
+        let cipher_len = (count as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
+        let mut buf = vec![0u8; cipher_len];
+        let n = read_full_at(&self.file, &mut buf, start)?;
+        if n != cipher_len {
+            return Err(self.corrupt_chunk(first + (n / cc) as u64));
+        }
+        for (k, chunk) in buf.chunks_mut(cc).enumerate() {
+            let index = first + k as u64;
+            let plain_len = chunk.len() - CHUNK_OVERHEAD_LEN as usize;
+            let dst = &mut out[k * c..k * c + plain_len];
+            if is_hole(chunk) {
+                dst.fill(0);
+                continue;
+            }
+            self.cipher
+                .open_in_place(index, chunk)
+                .map_err(|_| self.corrupt_chunk(index))?;
+            dst.copy_from_slice(&chunk[NONCE_LEN..NONCE_LEN + plain_len]);
+        }
+        Ok(())
+    }
+
+    /// Reads up to `buf.len()` plaintext bytes at `off`; returns how many (0 at or past EOF).
+    /// A chunk that fails authentication fails the whole read with `CorruptChunk`.
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let _g = self.lock.read();
+        let size = self.plain_size_locked()?;
+        if off >= size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (size - off).min(buf.len() as u64) as usize;
+        let first = self.layout.plain_off_to_chunk_index(off);
+        let last = self.layout.plain_off_to_chunk_index(off + n as u64 - 1);
+        let count = last - first + 1;
+        let c = self.layout.chunk_len();
+        let mut plain = vec![0u8; count as usize * c];
+        self.read_chunks(first, count, size, &mut plain)?;
+        let skip = (off - first * c as u64) as usize;
+        buf[..n].copy_from_slice(&plain[skip..skip + n]);
+        Ok(n)
+    }
+
+    /// Plaintext of one chunk (as long as it is in a file of `plain_size` bytes).
+    fn read_chunk(&self, index: u64, plain_size: u64) -> Result<Vec<u8>> {
+        let len = self.layout.chunk_plain_len(index, plain_size);
+        let mut out = vec![0u8; self.layout.chunk_len()];
+        if len > 0 {
+            self.read_chunks(index, 1, plain_size, &mut out)?;
+        }
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Seals `plains` (consecutive chunks from `first`, each a full chunk but the last) and
+    /// writes them with one `pwrite`.
+    fn write_chunks(&self, first: u64, plains: &[&[u8]]) -> Result<()> {
+        let total: usize = plains
+            .iter()
+            .map(|p| p.len() + CHUNK_OVERHEAD_LEN as usize)
+            .sum();
+        let mut out = vec![0u8; total];
+        let mut pos = 0;
+        for (k, p) in plains.iter().enumerate() {
+            let chunk = &mut out[pos..pos + p.len() + NONCE_LEN + TAG_LEN];
+            chunk[NONCE_LEN..NONCE_LEN + p.len()].copy_from_slice(p);
+            self.cipher
+                .seal_in_place(first + k as u64, &random_nonce(), chunk);
+            pos += chunk.len();
+        }
+        self.file
+            .write_all_at(&out, self.layout.chunk_index_to_cipher_off(first))?;
+        Ok(())
+    }
+
+    /// Grows the last chunk of a file of `size` bytes so that it is part of a file of
+    /// `new_size` bytes (padding with zeros). Needed before anything is written beyond it,
+    /// because a chunk's plaintext length is fixed by its position in the file.
+    fn pad_last_chunk(&self, size: u64, new_size: u64) -> Result<()> {
+        let c = self.layout.chunk_len() as u64;
+        if size.is_multiple_of(c) {
+            return Ok(());
+        }
+        let index = size / c;
+        let mut plain = self.read_chunk(index, size)?;
+        plain.resize(self.layout.chunk_plain_len(index, new_size), 0);
+        self.write_chunks(index, &[&plain])
+    }
+
+    /// Writes `data` at plaintext offset `off`, extending the file if needed (a gap becomes a
+    /// hole). Partial chunks are read, merged and re-sealed with a fresh nonce.
+    pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let _g = self.lock.write();
+        let size = self.plain_size_locked()?;
+        let end = off + data.len() as u64;
+        let new_size = size.max(end);
+        let c = self.layout.chunk_len();
+        let first = self.layout.plain_off_to_chunk_index(off);
+        if off > size && size / c as u64 != first {
+            self.pad_last_chunk(size, new_size)?;
+        }
+        let last = self.layout.plain_off_to_chunk_index(end - 1);
+        let mut plain = vec![0u8; ((last - first + 1) as usize) * c];
+        // Only the first and last chunk can be partial: read what they already hold.
+        let edges: &[u64] = if first == last {
+            &[first]
+        } else {
+            &[first, last]
+        };
+        for &index in edges {
+            let span_start = (index * c as u64).max(off);
+            let span_end = ((index + 1) * c as u64).min(end);
+            let covers = span_start == index * c as u64
+                && span_end >= (index * c as u64 + self.layout.chunk_plain_len(index, size) as u64);
+            if !covers {
+                let old = self.read_chunk(index, size)?;
+                let at = ((index - first) as usize) * c;
+                plain[at..at + old.len()].copy_from_slice(&old);
+            }
+        }
+        let skip = (off - first * c as u64) as usize;
+        plain[skip..skip + data.len()].copy_from_slice(data);
+        let last_len = self.layout.chunk_plain_len(last, new_size);
+        let keep = ((last - first) as usize) * c + last_len;
+        let chunks: Vec<&[u8]> = plain[..keep].chunks(c).collect();
+        self.write_chunks(first, &chunks)
+    }
+
+    /// Truncates or extends the plaintext to `new_size` bytes; content below `new_size` is kept
+    /// exactly, extension reads as zeros (a hole).
+    pub fn set_len(&self, new_size: u64) -> Result<()> {
+        let _g = self.lock.write();
+        let size = self.plain_size_locked()?;
+        let c = self.layout.chunk_len() as u64;
+        if new_size > size {
+            self.pad_last_chunk(size, new_size)?;
+        } else if new_size < size && !new_size.is_multiple_of(c) {
+            let index = new_size / c;
+            let mut plain = self.read_chunk(index, size)?;
+            plain.truncate((new_size % c) as usize);
+            self.file
+                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+            self.write_chunks(index, &[&plain])?;
+            return Ok(());
+        }
+        if new_size != size {
+            self.file
+                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+        }
+        Ok(())
+    }
+
+    /// Makes content and the key row durable (`fsync`): the key row first, so a synced file
+    /// never outlives its key.
+    pub fn sync(&self, keyring: &Keyring, data_only: bool) -> Result<()> {
+        if !self.key_durable.load(Ordering::Acquire) {
+            keyring.store().make_durable()?;
+            self.key_durable.store(true, Ordering::Release);
+        }
+        if data_only {
+            self.file.sync_data()?
+        } else {
+            self.file.sync_all()?
+        }
+        Ok(())
+    }
+}
+
+/// `pread` until `buf` is full or EOF; returns the bytes read.
+pub fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,249 @@
+//! A cipherdir opened with its KEK: creating and opening volumes, the volume lock, name
+//! mapping, and `ChunkedFile` for random-access content I/O. Knows nothing of FUSE.
+
+pub mod chunked;
+pub mod names;
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+pub use chunked::ChunkedFile;
+pub use names::NameMap;
+
+use crate::crypto::names::NameCipher;
+use crate::crypto::{CryptoError, KdfParams, Kek, NameKey, wrap};
+use crate::format::names::HEADER_STORE_NAME;
+use crate::format::{FORMAT_VERSION, FileId, FormatError, Layout};
+use crate::keystore::store::{new_volume_id, now_secs};
+use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotRecord, VolumeParams};
+
+/// Why a volume operation failed. Corruption (`CorruptChunk`, `CorruptFile`, a tampered key)
+/// is kept apart from I/O errors: the first becomes EIO plus a warning, the second passes the
+/// OS errno through.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A chunk failed authentication (altered, moved, swapped or foreign) or is cut short.
+    #[error("file {file_id}: chunk {chunk_index} is corrupt or was tampered with")]
+    CorruptChunk {
+        /// The file.
+        file_id: FileId,
+        /// The chunk.
+        chunk_index: u64,
+    },
+    /// A file's header or size is invalid.
+    #[error("corrupt ciphertext file{}: {reason}", .file_id.map(|i| format!(" {i}")).unwrap_or_default())]
+    CorruptFile {
+        /// The file, when its header could be read.
+        file_id: Option<FileId>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name in the cipherdir does not decrypt in its directory.
+    #[error("corrupt or foreign name {0:?}")]
+    CorruptName(String),
+    /// The directory is not a cofferfs cipherdir.
+    #[error("{0} is not a cofferfs cipherdir (no {HEADER_STORE_NAME})")]
+    NotACipherdir(PathBuf),
+    /// `init` on a directory that already holds something.
+    #[error("{0} is not empty: init needs an empty (or new) directory")]
+    NotEmpty(PathBuf),
+    /// Another process (a mount or a management command) holds the volume.
+    #[error("{0} is in use by another cofferfs process (mounted?)")]
+    Locked(PathBuf),
+    /// Bad volume parameters.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The header store failed.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The operating system failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<CryptoError> for VolumeError {
+    fn from(e: CryptoError) -> Self {
+        VolumeError::Keystore(KeystoreError::Crypto(e))
+    }
+}
+
+impl From<rustix::io::Errno> for VolumeError {
+    fn from(e: rustix::io::Errno) -> Self {
+        VolumeError::Io(e.into())
+    }
+}
+
+/// Result of volume operations.
+pub type Result<T> = std::result::Result<T, VolumeError>;
+
+/// Choices made once, at `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Plaintext bytes per chunk.
+    pub chunk_len: u32,
+    /// Keep names in clear (debugging only).
+    pub plaintext_names: bool,
+    /// Argon2id parameters of the first password slot.
+    pub kdf: KdfParams,
+    /// Label of the first slot.
+    pub label: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunk_len: crate::format::layout::DEFAULT_CHUNK_LEN,
+            plaintext_names: false,
+            kdf: KdfParams::default(),
+            label: "password".into(),
+        }
+    }
+}
+
+/// Path of the header store of a cipherdir.
+pub fn header_store_path(cipherdir: &Path) -> PathBuf {
+    cipherdir.join(HEADER_STORE_NAME)
+}
+
+/// Creates a new volume in `cipherdir` (created if missing; must be empty otherwise) with one
+/// password slot.
+pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<()> {
+    let layout = Layout::new(u64::from(opts.chunk_len))?;
+    opts.kdf.check(true)?;
+    match std::fs::read_dir(cipherdir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(VolumeError::NotEmpty(cipherdir.to_owned()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(cipherdir)?,
+        Err(e) => return Err(e.into()),
+    }
+    let volume_id = new_volume_id()?;
+    let kek = Kek::generate()?;
+    let name_key = NameKey::generate()?;
+    let params = VolumeParams {
+        format_version: FORMAT_VERSION,
+        volume_id,
+        chunk_len: layout.chunk_len() as u32,
+        plaintext_names: opts.plaintext_names,
+        kek_generation: 1,
+        wrapped_name_key: wrap::wrap_name_key(&kek, &name_key, &volume_id)?,
+        created: now_secs(),
+    };
+    let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
+    let root = File::open(cipherdir)?;
+    if !opts.plaintext_names {
+        names::create_dir_id(root.as_fd())?;
+    }
+    let store = HeaderStore::create(&header_store_path(cipherdir), &params, &slot)?;
+    drop(store);
+    root.sync_all()?;
+    Ok(())
+}
+
+/// Takes the volume lock: an exclusive `flock` on the header store file. It is not SQLite's
+/// own (POSIX) lock, so it coexists with it, and it dies with the process.
+fn lock_volume(cipherdir: &Path) -> Result<File> {
+    let path = header_store_path(cipherdir);
+    let f = File::open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => VolumeError::NotACipherdir(cipherdir.to_owned()),
+        _ => e.into(),
+    })?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(VolumeError::Locked(cipherdir.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the header store read-only, without a secret, for `info`.
+pub fn open_store_read_only(cipherdir: &Path) -> Result<HeaderStore> {
+    if !cipherdir.is_dir() {
+        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
+    }
+    let path = header_store_path(cipherdir);
+    if !path.exists() {
+        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
+    }
+    Ok(HeaderStore::open(&path, true)?)
+}
+
+/// A volume opened with its KEK.
+#[derive(Debug)]
+pub struct Volume {
+    root: PathBuf,
+    keyring: Keyring,
+    layout: Layout,
+    names: NameMap,
+    slot_id: u32,
+    _lock: File,
+}
+
+impl Volume {
+    /// Opens `cipherdir` with `secret`, trying every slot (or only `slot`). Holds the volume
+    /// lock until dropped, so a second mount of the same volume is refused.
+    pub fn open(cipherdir: &Path, secret: &[u8], slot: Option<u32>) -> Result<Self> {
+        if !cipherdir.is_dir() {
+            return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
+        }
+        let lock = lock_volume(cipherdir)?;
+        let store = HeaderStore::open(&header_store_path(cipherdir), false)?;
+        let params = store.params()?;
+        if params.format_version > FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion(params.format_version).into());
+        }
+        let layout = Layout::new(u64::from(params.chunk_len))?;
+        let (slot_id, kek) = store.unlock(secret, slot)?;
+        let keyring = Keyring::new(store, kek)?;
+        let cipher: Option<NameCipher> = if params.plaintext_names {
+            None
+        } else {
+            Some(keyring.name_cipher()?)
+        };
+        Ok(Volume {
+            root: cipherdir.to_owned(),
+            names: NameMap::new(cipher),
+            keyring,
+            layout,
+            slot_id,
+            _lock: lock,
+        })
+    }
+
+    /// The cipherdir.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Keys and the header store.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Chunk geometry.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Name mapping.
+    pub fn names(&self) -> &NameMap {
+        &self.names
+    }
+
+    /// The slot that unlocked the volume.
+    pub fn slot_id(&self) -> u32 {
+        self.slot_id
+    }
+
+    /// Opens an existing ciphertext file for plaintext I/O.
+    pub fn open_file(&self, file: File) -> Result<ChunkedFile> {
+        ChunkedFile::open(&self.keyring, self.layout, file)
+    }
+
+    /// Turns a newly created, empty file into a ciphertext file with its own key.
+    pub fn create_file(&self, file: File) -> Result<ChunkedFile> {
+        ChunkedFile::create(&self.keyring, self.layout, file)
+    }
+}

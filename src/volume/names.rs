@@ -1,0 +1,152 @@
+//! Mapping between plaintext names and on-disk names, and the per-directory ids that bind a
+//! name to its directory.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use rustix::fs::{Mode, OFlags};
+
+use super::{Result, VolumeError};
+use crate::crypto::names::{NameCipher, sha256};
+use crate::crypto::os_random;
+use crate::format::names::{
+    self as fnames, DIR_ID_FILE, DIR_ID_LEN, LONG_NAME_PREFIX, MAX_NAME_LEN,
+};
+use crate::keystore::HeaderStore;
+
+/// A directory's random id: the associated data of its children's encrypted names.
+pub type DirId = [u8; DIR_ID_LEN];
+
+/// An entry's on-disk name, plus what must be recorded in the header store before the entry
+/// is created when the name is a long one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskName {
+    /// The name in the ciphertext directory.
+    pub name: OsString,
+    /// For a long name: the digest and the full encoded name to keep in the header store.
+    pub long: Option<([u8; 32], String)>,
+}
+
+/// Encrypts and decrypts names, or passes them through on a plaintext-names volume.
+#[derive(Debug)]
+pub struct NameMap {
+    cipher: Option<NameCipher>,
+}
+
+impl NameMap {
+    /// A map over `cipher`; `None` means plaintext names.
+    pub fn new(cipher: Option<NameCipher>) -> Self {
+        NameMap { cipher }
+    }
+
+    /// True when names are encrypted (and directories carry ids).
+    pub fn encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// The name cipher, if names are encrypted.
+    pub fn cipher(&self) -> Option<&NameCipher> {
+        self.cipher.as_ref()
+    }
+
+    /// The on-disk name of `plain` in the directory with id `dir_id`. Fails with ENAMETOOLONG
+    /// past 255 bytes and refuses names cofferfs reserves on plaintext-names volumes.
+    pub fn disk_name(&self, dir_id: &DirId, plain: &OsStr, in_root: bool) -> Result<DiskName> {
+        if plain.len() > MAX_NAME_LEN {
+            return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG).into());
+        }
+        let Some(cipher) = &self.cipher else {
+            if fnames::is_reserved(plain.as_bytes(), in_root) {
+                return Err(std::io::Error::from_raw_os_error(libc::EPERM).into());
+            }
+            return Ok(DiskName {
+                name: plain.to_owned(),
+                long: None,
+            });
+        };
+        let encoded = fnames::encode(&cipher.encrypt_name(dir_id, plain.as_bytes()));
+        if encoded.len() <= MAX_NAME_LEN {
+            return Ok(DiskName {
+                name: encoded.into(),
+                long: None,
+            });
+        }
+        let digest = sha256(encoded.as_bytes());
+        Ok(DiskName {
+            name: fnames::long_name(&digest).into(),
+            long: Some((digest, encoded)),
+        })
+    }
+
+    /// The plaintext name of an on-disk entry, or `None` for cofferfs's own files.
+    pub fn plain_name(
+        &self,
+        dir_id: &DirId,
+        disk: &OsStr,
+        in_root: bool,
+        store: &HeaderStore,
+    ) -> Result<Option<OsString>> {
+        if fnames::is_reserved(disk.as_bytes(), in_root) {
+            return Ok(None);
+        }
+        let Some(cipher) = &self.cipher else {
+            return Ok(Some(disk.to_owned()));
+        };
+        let bad = || VolumeError::CorruptName(disk.to_string_lossy().into_owned());
+        let text = disk.to_str().ok_or_else(bad)?;
+        let encoded = match text.strip_prefix(LONG_NAME_PREFIX) {
+            Some(d) => {
+                let digest: [u8; 32] = fnames::decode(d)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(bad)?;
+                store.long_name(&digest)?.ok_or_else(bad)?
+            }
+            None => text.to_owned(),
+        };
+        let enc = fnames::decode(&encoded).map_err(|_| bad())?;
+        let plain = cipher.decrypt_name(dir_id, &enc).map_err(|_| bad())?;
+        Ok(Some(OsString::from_vec(plain)))
+    }
+}
+
+/// Writes a new random id into the directory `dir` (the `.cofferfs.dirid` file, mode 0444).
+pub fn create_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
+    let mut id = [0u8; DIR_ID_LEN];
+    os_random(&mut id)?;
+    let fd = rustix::fs::openat(
+        dir,
+        DIR_ID_FILE,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o444),
+    )?;
+    let file = std::fs::File::from(fd);
+    std::os::unix::fs::FileExt::write_all_at(&file, &id, 0)?;
+    Ok(id)
+}
+
+/// Reads the id of the directory `dir`.
+pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
+    let fd = rustix::fs::openat(
+        dir,
+        DIR_ID_FILE,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = std::fs::File::from(fd);
+    let mut id = [0u8; DIR_ID_LEN];
+    let n = super::chunked::read_full_at(&file, &mut id, 0)?;
+    if n != DIR_ID_LEN {
+        return Err(VolumeError::CorruptFile {
+            file_id: None,
+            reason: format!("directory id file is {n} bytes, not {DIR_ID_LEN}"),
+        });
+    }
+    Ok(id)
+}
+
+/// Reads a directory id given any fd type.
+pub fn read_dir_id_of(dir: &impl AsFd) -> Result<DirId> {
+    read_dir_id(dir.as_fd())
+}

@@ -1,0 +1,258 @@
+//! Tampering with ciphertext or the header store must yield a specific error, never wrong
+//! bytes: each test checks *which* error comes back.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+
+use cofferfs::format::HEADER_LEN;
+use cofferfs::keystore::KeystoreError;
+use cofferfs::volume::{Volume, VolumeError};
+use common::{PASSWORD, TestVolume, rw};
+
+const C: usize = 4096;
+const CC: u64 = 4096 + 28;
+
+fn chunk_off(i: u64) -> u64 {
+    HEADER_LEN as u64 + i * CC
+}
+
+/// A volume with file "a" of three full chunks plus a partial one, and file "b".
+fn setup() -> TestVolume {
+    let tv = TestVolume::new();
+    let vol = tv.open();
+    for (name, seed) in [("a", 1u8), ("b", 2u8)] {
+        let f = vol.create_file(rw(&tv.blob(name))).unwrap();
+        f.write_at(&vec![seed; 3 * C + 500], 0).unwrap();
+    }
+    tv
+}
+
+fn read_chunk(vol: &Volume, tv: &TestVolume, name: &str, i: u64) -> Result<Vec<u8>, VolumeError> {
+    let f = vol.open_file(rw(&tv.blob(name)))?;
+    let mut buf = vec![0u8; C];
+    let n = f.read_at(&mut buf, i * C as u64)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn flip(tv: &TestVolume, name: &str, off: u64) {
+    let f = rw(&tv.blob(name));
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, off).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], off).unwrap();
+}
+
+fn assert_corrupt_chunk(r: Result<Vec<u8>, VolumeError>, want_index: u64) {
+    match r {
+        Err(VolumeError::CorruptChunk { chunk_index, .. }) => assert_eq!(chunk_index, want_index),
+        other => panic!("expected CorruptChunk({want_index}), got {other:?}"),
+    }
+}
+
+#[test]
+fn flipped_ciphertext_byte_fails_only_that_chunk() {
+    let tv = setup();
+    flip(&tv, "a", chunk_off(1) + 12 + 100);
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 1), 1);
+    assert_eq!(read_chunk(&vol, &tv, "a", 0).unwrap(), vec![1u8; C]);
+    assert_eq!(read_chunk(&vol, &tv, "a", 2).unwrap(), vec![1u8; C]);
+}
+
+#[test]
+fn flipped_tag_and_nonce_fail() {
+    let tv = setup();
+    flip(&tv, "a", chunk_off(1) - 1); // last tag byte of chunk 0
+    flip(&tv, "a", chunk_off(2)); // first nonce byte of chunk 2
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 0), 0);
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 2), 2);
+    assert!(read_chunk(&vol, &tv, "a", 1).is_ok());
+}
+
+#[test]
+fn chunks_swapped_between_positions_fail() {
+    let tv = setup();
+    let f = rw(&tv.blob("a"));
+    let mut c0 = vec![0u8; CC as usize];
+    let mut c1 = vec![0u8; CC as usize];
+    f.read_exact_at(&mut c0, chunk_off(0)).unwrap();
+    f.read_exact_at(&mut c1, chunk_off(1)).unwrap();
+    f.write_all_at(&c1, chunk_off(0)).unwrap();
+    f.write_all_at(&c0, chunk_off(1)).unwrap();
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 0), 0);
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 1), 1);
+}
+
+#[test]
+fn chunk_copied_from_another_file_fails() {
+    let tv = setup();
+    let mut c = vec![0u8; CC as usize];
+    rw(&tv.blob("b"))
+        .read_exact_at(&mut c, chunk_off(1))
+        .unwrap();
+    rw(&tv.blob("a")).write_all_at(&c, chunk_off(1)).unwrap();
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 1), 1);
+}
+
+#[test]
+fn header_changes_are_detected() {
+    let tv = setup();
+    // A flipped file_id byte points at no key row.
+    flip(&tv, "a", 10);
+    // A header copied from b makes a's chunks fail under b's key.
+    let mut hb = [0u8; HEADER_LEN];
+    rw(&tv.blob("b")).read_exact_at(&mut hb, 0).unwrap();
+    std::fs::copy(tv.blob("a"), tv.blob("a2")).unwrap();
+    rw(&tv.blob("a2")).write_all_at(&hb, 0).unwrap();
+    // A wrong magic is not a cofferfs file.
+    std::fs::copy(tv.blob("b"), tv.blob("b2")).unwrap();
+    flip(&tv, "b2", 0);
+    let vol = tv.open();
+    assert!(matches!(
+        read_chunk(&vol, &tv, "a", 0),
+        Err(VolumeError::Keystore(KeystoreError::MissingKey(_)))
+    ));
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a2", 0), 0);
+    assert!(matches!(
+        read_chunk(&vol, &tv, "b2", 0),
+        Err(VolumeError::CorruptFile { .. })
+    ));
+}
+
+fn with_db(tv: &TestVolume, sql: &str) {
+    let conn = rusqlite::Connection::open(tv.cipherdir().join("cofferfs.db")).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn altered_or_deleted_key_rows_are_reported() {
+    let tv = setup();
+    let (id_a, id_b) = {
+        let vol = tv.open();
+        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id();
+        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id();
+        (a, b)
+    };
+    with_db(
+        &tv,
+        &format!(
+            "UPDATE file_keys SET wrapped_fek = substr(wrapped_fek, 1, 20) || x'00' || substr(wrapped_fek, 22) WHERE file_id = x'{id_a}';
+             DELETE FROM file_keys WHERE file_id = x'{id_b}';"
+        ),
+    );
+    let vol = tv.open();
+    match read_chunk(&vol, &tv, "a", 0) {
+        Err(VolumeError::Keystore(KeystoreError::TamperedKey(id))) => assert_eq!(id, id_a),
+        other => panic!("expected TamperedKey, got {other:?}"),
+    }
+    match read_chunk(&vol, &tv, "b", 0) {
+        Err(VolumeError::Keystore(KeystoreError::MissingKey(id))) => assert_eq!(id, id_b),
+        other => panic!("expected MissingKey, got {other:?}"),
+    }
+}
+
+#[test]
+fn swapped_key_rows_fail_authentication() {
+    let tv = setup();
+    let (id_a, id_b) = {
+        let vol = tv.open();
+        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id();
+        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id();
+        (a, b)
+    };
+    with_db(
+        &tv,
+        &format!(
+            "UPDATE file_keys SET file_id = zeroblob(16) WHERE file_id = x'{id_a}';
+             UPDATE file_keys SET file_id = x'{id_a}' WHERE file_id = x'{id_b}';
+             UPDATE file_keys SET file_id = x'{id_b}' WHERE file_id = zeroblob(16);"
+        ),
+    );
+    let vol = tv.open();
+    assert!(matches!(
+        read_chunk(&vol, &tv, "a", 0),
+        Err(VolumeError::Keystore(KeystoreError::TamperedKey(_)))
+    ));
+}
+
+#[test]
+fn truncation_mid_chunk_is_corruption() {
+    let tv = setup();
+    let len = std::fs::metadata(tv.blob("a")).unwrap().len();
+    // Cut inside the last chunk's tag: the size no longer maps to any plaintext size, or the
+    // last chunk fails its tag.
+    rw(&tv.blob("a")).set_len(len - 5).unwrap();
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 3), 3);
+    // Cut inside the nonce of a chunk: no valid plaintext size.
+    rw(&tv.blob("b")).set_len(chunk_off(2) + 5).unwrap();
+    assert!(matches!(
+        read_chunk(&vol, &tv, "b", 0),
+        Err(VolumeError::CorruptFile { .. })
+    ));
+}
+
+#[test]
+fn wrong_password_is_its_own_error() {
+    let tv = setup();
+    match Volume::open(&tv.cipherdir(), b"wrong", None) {
+        Err(VolumeError::Keystore(KeystoreError::WrongPassword)) => {}
+        other => panic!("expected WrongPassword, got {other:?}"),
+    }
+    assert!(Volume::open(&tv.cipherdir(), PASSWORD, None).is_ok());
+}
+
+#[test]
+fn tampered_slot_kdf_parameters_are_refused_not_hashed() {
+    let tv = setup();
+    with_db(&tv, "UPDATE slots SET argon2_m = 1099511627776 / 1024");
+    let t = std::time::Instant::now();
+    match Volume::open(&tv.cipherdir(), PASSWORD, None) {
+        Err(VolumeError::Keystore(KeystoreError::Crypto(
+            cofferfs::crypto::CryptoError::KdfParamsOutOfBounds { .. },
+        ))) => {}
+        other => panic!("expected KdfParamsOutOfBounds, got {other:?}"),
+    }
+    assert!(
+        t.elapsed().as_secs() < 5,
+        "must not try to allocate a terabyte"
+    );
+}
+
+#[test]
+fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
+    let tv = setup();
+    let db = tv.cipherdir().join("cofferfs.db");
+    with_db(&tv, "PRAGMA user_version = 99");
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::Keystore(KeystoreError::NewerVersion {
+            found: 99,
+            ..
+        }))
+    ));
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::Keystore(KeystoreError::Corrupt(_)))
+    ));
+    std::fs::remove_file(&db).unwrap();
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::NotACipherdir(_))
+    ));
+}
+
+#[test]
+fn second_open_of_the_same_volume_is_refused() {
+    let tv = setup();
+    let _first = tv.open();
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::Locked(_))
+    ));
+}
