@@ -7,5 +7,7 @@
 pub mod cli;
 pub mod crypto;
 pub mod format;
+pub mod fs;
 pub mod keystore;
+pub mod sys;
 pub mod volume;

@@ -4,6 +4,7 @@
 pub mod exit;
 pub mod info;
 pub mod init;
+pub mod mount;
 pub mod password;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,11 @@ enum Command {
     Init(init::InitArgs),
     /// Show a volume's format and key slots (no password needed, no secrets shown).
     Info(info::InfoArgs),
+    /// Mount a volume: the plaintext view of CIPHERDIR appears at MOUNTPOINT.
+    Mount(mount::MountArgs),
+    /// Unmount a mounted volume and wait for its daemon to finish.
+    #[command(alias = "unmount")]
+    Umount(mount::UmountArgs),
 }
 
 /// An error for the user: a message and the exit code it maps to.
@@ -70,6 +76,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Info(a) => info::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => mount::run_umount(a),
     };
     match result {
         Ok(()) => exit::OK,

@@ -16,6 +16,8 @@ pub const NAME_LABEL: &[u8] = b"cofferfs/v1/name";
 pub const SYMLINK_LABEL: &[u8] = b"cofferfs/v1/symlink";
 /// Domain label of an extended attribute name.
 pub const XATTR_NAME_LABEL: &[u8] = b"cofferfs/v1/xattr-name";
+/// Domain label of an extended attribute value; the second header is the attribute's name.
+pub const XATTR_VALUE_LABEL: &[u8] = b"cofferfs/v1/xattr-value";
 
 /// Encrypts and decrypts names, symlink targets and xattr names under one name key.
 pub struct NameCipher {

@@ -218,6 +218,21 @@ impl ChunkedFile {
             return Ok(());
         }
         let _g = self.lock.write();
+        self.write_locked(data, off)
+    }
+
+    /// Appends `data` at the end, atomically with respect to other writers (`O_APPEND`);
+    /// returns the offset it was written at.
+    pub fn append(&self, data: &[u8]) -> Result<u64> {
+        let _g = self.lock.write();
+        let off = self.plain_size_locked()?;
+        if !data.is_empty() {
+            self.write_locked(data, off)?;
+        }
+        Ok(off)
+    }
+
+    fn write_locked(&self, data: &[u8], off: u64) -> Result<()> {
         let size = self.plain_size_locked()?;
         let end = off + data.len() as u64;
         let new_size = size.max(end);
@@ -273,6 +288,40 @@ impl ChunkedFile {
         if new_size != size {
             self.file
                 .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes `[off, off + len)` inside the file without changing its size
+    /// (`FALLOC_FL_PUNCH_HOLE`): whole chunks become holes (all-zero on disk, deallocated
+    /// where the backing filesystem can), partial chunks are re-sealed with zeros.
+    pub fn punch_hole(&self, off: u64, len: u64) -> Result<()> {
+        let _g = self.lock.write();
+        let size = self.plain_size_locked()?;
+        let end = off.saturating_add(len).min(size);
+        if off >= end {
+            return Ok(());
+        }
+        for span in self.layout.spans(off, (end - off) as usize) {
+            let chunk_len = self.layout.chunk_plain_len(span.chunk_index, size);
+            let at = self.layout.chunk_index_to_cipher_off(span.chunk_index);
+            if span.offset_in_chunk == 0 && span.len == chunk_len {
+                let cipher_len = chunk_len as u64 + CHUNK_OVERHEAD_LEN;
+                let punched = rustix::fs::fallocate(
+                    &self.file,
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                    at,
+                    cipher_len,
+                );
+                if punched.is_err() {
+                    self.file
+                        .write_all_at(&vec![0u8; cipher_len as usize], at)?;
+                }
+            } else {
+                let mut plain = self.read_chunk(span.chunk_index, size)?;
+                plain[span.offset_in_chunk..span.offset_in_chunk + span.len].fill(0);
+                self.write_chunks(span.chunk_index, &[&plain])?;
+            }
         }
         Ok(())
     }

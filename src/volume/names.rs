@@ -2,7 +2,7 @@
 //! name to its directory.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::fs::{Mode, OFlags};
@@ -115,6 +115,12 @@ impl NameMap {
 pub fn create_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
     let mut id = [0u8; DIR_ID_LEN];
     os_random(&mut id)?;
+    write_dir_id(dir, &id)?;
+    Ok(id)
+}
+
+/// Writes `id` as the id of directory `dir` (restoring it after a failed `rmdir`).
+pub fn write_dir_id(dir: BorrowedFd<'_>, id: &DirId) -> Result<()> {
     let fd = rustix::fs::openat(
         dir,
         DIR_ID_FILE,
@@ -122,8 +128,8 @@ pub fn create_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
         Mode::from_raw_mode(0o444),
     )?;
     let file = std::fs::File::from(fd);
-    std::os::unix::fs::FileExt::write_all_at(&file, &id, 0)?;
-    Ok(id)
+    std::os::unix::fs::FileExt::write_all_at(&file, id, 0)?;
+    Ok(())
 }
 
 /// Reads the id of the directory `dir`.
@@ -144,9 +150,4 @@ pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
         });
     }
     Ok(id)
-}
-
-/// Reads a directory id given any fd type.
-pub fn read_dir_id_of(dir: &impl AsFd) -> Result<DirId> {
-    read_dir_id(dir.as_fd())
 }

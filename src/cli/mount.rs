@@ -1,0 +1,380 @@
+//! `cofferfs mount` and `cofferfs umount`.
+//!
+//! By default `mount` daemonizes once the mount is ready and returns 0, as gocryptfs does: the
+//! password is read and checked, then the process forks; the child opens the volume, mounts,
+//! and reports success or the error over a pipe, so the parent's exit status tells the truth.
+//! SIGINT, SIGTERM and SIGHUP unmount cleanly (lazy detach), then the header store is
+//! checkpointed and keys are dropped (zeroized).
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use super::password::PasswordSource;
+use super::{CliError, exit};
+use crate::fs::{CofferFs, FsOptions};
+use crate::sys::{self, Forked};
+use crate::volume::{self, Volume};
+
+/// Arguments of `cofferfs mount`.
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    /// The ciphertext directory.
+    pub cipherdir: PathBuf,
+    /// Where the plaintext view appears (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground and log to stderr.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Mount read-only.
+    #[arg(long)]
+    pub ro: bool,
+    /// Let other users use the mount (permissions are still checked by the kernel).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Name shown as the mount's source (default: the cipherdir path).
+    #[arg(long)]
+    pub fsname: Option<String>,
+    /// Extra mount options, comma-separated: noatime, atime, noexec, exec, nosuid, suid,
+    /// nodev, dev, sync, async, dirsync.
+    #[arg(short = 'o', value_name = "OPTS")]
+    pub options: Vec<String>,
+    /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle: Option<Duration>,
+    /// Try only this key slot.
+    #[arg(long)]
+    pub slot: Option<u32>,
+    /// Where the password comes from.
+    #[command(flatten)]
+    pub password: PasswordSource,
+}
+
+/// Parses `90`, `90s`, `10m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
+    let fsname = a
+        .fsname
+        .clone()
+        .unwrap_or_else(|| a.cipherdir.display().to_string());
+    // A comma would split the option string; fall back to a plain name.
+    let fsname = if fsname.contains(',') {
+        "cofferfs".to_owned()
+    } else {
+        fsname
+    };
+    let mut opts = vec![
+        MountOption::FSName(fsname),
+        // fuser's direct mount(2) drops Subtype; the kernel takes it as a data option and then
+        // lists the mount as type fuse.cofferfs.
+        MountOption::CUSTOM("subtype=cofferfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if a.ro {
+        opts.push(MountOption::RO);
+    }
+    for o in a
+        .options
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        opts.push(match o {
+            "noatime" => MountOption::NoAtime,
+            "atime" => MountOption::Atime,
+            "noexec" => MountOption::NoExec,
+            "exec" => MountOption::Exec,
+            "nosuid" => MountOption::NoSuid,
+            "suid" => MountOption::Suid,
+            "nodev" => MountOption::NoDev,
+            "dev" => MountOption::Dev,
+            "sync" => MountOption::Sync,
+            "async" => MountOption::Async,
+            "dirsync" => MountOption::DirSync,
+            "ro" => MountOption::RO,
+            other => {
+                return Err(CliError::new(
+                    exit::USAGE,
+                    format!("unsupported mount option {other:?}"),
+                ));
+            }
+        });
+    }
+    Ok(opts)
+}
+
+fn check_mountpoint(p: &Path) -> Result<(), CliError> {
+    let mut entries = std::fs::read_dir(p)
+        .map_err(|e| CliError::new(exit::MOUNT, format!("mountpoint {}: {e}", p.display())))?;
+    if entries.next().is_some() {
+        return Err(CliError::new(
+            exit::MOUNT,
+            format!("mountpoint {} is not empty", p.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `mount`.
+pub fn run(a: MountArgs) -> Result<(), CliError> {
+    volume::open_store_read_only(&a.cipherdir)?;
+    check_mountpoint(&a.mountpoint)?;
+    let options = mount_options(&a)?;
+    let password = a.password.read("Password: ", false)?;
+    if a.foreground {
+        return serve(&a, options, &password, None);
+    }
+    let (rx, tx) = rustix::pipe::pipe().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
+    match sys::fork().map_err(|e| CliError::new(exit::OTHER, e.to_string()))? {
+        Forked::Parent(_) => {
+            drop(tx);
+            drop(password);
+            let mut msg = String::new();
+            std::fs::File::from(rx).read_to_string(&mut msg).ok();
+            match msg.split_once(' ') {
+                Some(("0", _)) => Ok(()),
+                Some((code, text)) => Err(CliError::new(code.parse().unwrap_or(exit::OTHER), text)),
+                None => Err(CliError::new(
+                    exit::MOUNT,
+                    "the mount daemon died before mounting",
+                )),
+            }
+        }
+        Forked::Child => {
+            drop(rx);
+            let _ = rustix::process::setsid();
+            let result = serve(&a, options, &password, Some(tx));
+            if let Err(e) = &result {
+                log::error!("{}", e.message);
+            }
+            std::process::exit(result.map(|_| 0).unwrap_or_else(|e| e.code));
+        }
+    }
+}
+
+/// Tells the waiting parent how the mount went (`"<code> <message>"`), then detaches the
+/// daemon from the terminal.
+fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
+    if let Some(fd) = ready.take() {
+        let mut f = std::fs::File::from(fd);
+        let _ = write!(f, "{code} {message}");
+        drop(f);
+        if code == 0
+            && let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+        {
+            let _ = rustix::stdio::dup2_stdin(&null);
+            let _ = rustix::stdio::dup2_stdout(&null);
+            let _ = rustix::stdio::dup2_stderr(&null);
+        }
+    }
+}
+
+/// Opens the volume, mounts, serves until unmounted.
+fn serve(
+    a: &MountArgs,
+    options: Vec<MountOption>,
+    password: &[u8],
+    mut ready: Option<OwnedFd>,
+) -> Result<(), CliError> {
+    let fail = |ready: &mut Option<OwnedFd>, e: CliError| {
+        report(ready, e.code, &e.message);
+        e
+    };
+    let vol = match Volume::open(&a.cipherdir, password, a.slot) {
+        Ok(v) => Arc::new(v),
+        Err(e) => return Err(fail(&mut ready, e.into())),
+    };
+    rustix::process::umask(rustix::fs::Mode::empty());
+    sys::block_termination_signals()
+        .map_err(|e| fail(&mut ready, CliError::new(exit::OTHER, e.to_string())))?;
+    let fs = CofferFs::new(
+        vol.clone(),
+        FsOptions {
+            read_only: a.ro,
+            ..FsOptions::default()
+        },
+    )
+    .map_err(|e| fail(&mut ready, e.into()))?;
+    let activity = fs.activity();
+    let mut cfg = Config::default();
+    cfg.mount_options = options;
+    cfg.n_threads = Some(4);
+    cfg.clone_fd = true;
+    cfg.acl = if a.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let session = Session::new(fs, &a.mountpoint, &cfg).map_err(|e| {
+        fail(
+            &mut ready,
+            CliError::new(
+                exit::MOUNT,
+                format!("mount on {} failed: {e}", a.mountpoint.display()),
+            ),
+        )
+    })?;
+    let bg = session
+        .spawn()
+        .map_err(|e| fail(&mut ready, CliError::new(exit::MOUNT, e.to_string())))?;
+    log::info!(
+        "mounted {} on {}",
+        a.cipherdir.display(),
+        a.mountpoint.display()
+    );
+    report(&mut ready, 0, "mounted");
+
+    let mnt = a.mountpoint.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = sys::wait_termination_signal() {
+            log::info!("signal {sig}: unmounting");
+            detach(&mnt);
+        }
+    });
+    if let Some(limit) = a.idle {
+        let mnt = a.mountpoint.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(1).min(limit));
+                let (idle, open) = activity.idle_for();
+                if idle >= limit && !open {
+                    log::info!("idle for {idle:?}: unmounting");
+                    detach(&mnt);
+                    return;
+                }
+            }
+        });
+    }
+    bg.join()
+        .map_err(|e| CliError::new(exit::OTHER, format!("filesystem loop failed: {e}")))?;
+    // destroy() has checkpointed the store; dropping the volume releases the lock and keys.
+    drop(vol);
+    Ok(())
+}
+
+/// Lazily unmounts `mnt` (busy files keep working until closed).
+pub fn detach(mnt: &Path) {
+    if let Err(e) = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::DETACH) {
+        log::warn!(
+            "unmount of {} failed: {e}; trying fusermount3",
+            mnt.display()
+        );
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mnt)
+            .status();
+    }
+}
+
+/// Arguments of `cofferfs umount`.
+#[derive(Debug, clap::Args)]
+pub struct UmountArgs {
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+}
+
+/// The source (cipherdir) of the cofferfs mount at `mnt`, from /proc/mounts.
+fn mounted_source(mnt: &Path) -> Option<String> {
+    let mnt = std::fs::canonicalize(mnt).ok()?;
+    let table = std::fs::read_to_string("/proc/mounts").ok()?;
+    table.lines().find_map(|line| {
+        let mut f = line.split(' ');
+        let (source, target, fstype) = (f.next()?, f.next()?, f.next()?);
+        (unescape(target) == mnt.to_string_lossy() && fstype.starts_with("fuse"))
+            .then(|| unescape(source))
+    })
+}
+
+/// Undoes /proc/mounts' octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs `umount`: detaches the mount, then waits (up to 10 s) for the daemon to release the
+/// volume, so a `mount` right after succeeds.
+pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
+    let Some(source) = mounted_source(&a.mountpoint) else {
+        return Err(CliError::new(
+            exit::MOUNT,
+            format!(
+                "{} is not a mounted cofferfs filesystem",
+                a.mountpoint.display()
+            ),
+        ));
+    };
+    if rustix::process::geteuid().is_root() {
+        rustix::mount::unmount(&a.mountpoint, rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| CliError::new(exit::MOUNT, format!("unmount failed: {e}")))?;
+    } else {
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&a.mountpoint)
+            .status();
+        if !st.map(|s| s.success()).unwrap_or(false) {
+            return Err(CliError::new(exit::MOUNT, "fusermount3 -u failed"));
+        }
+    }
+    let db = volume::header_store_path(Path::new(&source));
+    if db.exists() {
+        for _ in 0..100 {
+            if let Ok(f) = std::fs::File::open(&db)
+                && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("cofferfs: unmounted, but the daemon is still finishing (files still open?)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn proc_mounts_escapes_are_undone() {
+        assert_eq!(unescape(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

@@ -1,0 +1,108 @@
+//! Backing `stat` → plaintext `FileAttr`. Every reply that carries attributes goes through
+//! [`to_attr`], so no path can forget the ciphertext → plaintext size conversion (gocryptfs
+//! forgot it in LINK). Symlink sizes come from the backing link's length alone: `stat` never
+//! reads the link, so the backing atime is never touched.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+use rustix::fs::{FileType as RawType, Stat};
+
+use super::inodes::Kind;
+use crate::format::Layout;
+use crate::format::names::siv_encoded_len_to_plain_len;
+
+/// A timestamp from seconds and nanoseconds, before or after the epoch.
+pub fn system_time(secs: i64, nsecs: i64) -> SystemTime {
+    let base = if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    };
+    base + Duration::from_nanos(nsecs.clamp(0, 999_999_999) as u64)
+}
+
+/// Seconds and nanoseconds (0..1e9) of a timestamp, before or after the epoch.
+pub fn timespec(t: SystemTime) -> (i64, i64) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, i64::from(d.subsec_nanos()));
+            if n == 0 {
+                (-s, 0)
+            } else {
+                (-s - 1, 1_000_000_000 - n)
+            }
+        }
+    }
+}
+
+/// The cofferfs kind of a backing file type.
+pub fn kind_of(st: &Stat) -> Kind {
+    match RawType::from_raw_mode(st.st_mode) {
+        RawType::Directory => Kind::Dir,
+        RawType::RegularFile => Kind::File,
+        RawType::Symlink => Kind::Symlink,
+        _ => Kind::Special,
+    }
+}
+
+fn file_type(st: &Stat) -> FileType {
+    match RawType::from_raw_mode(st.st_mode) {
+        RawType::Directory => FileType::Directory,
+        RawType::RegularFile => FileType::RegularFile,
+        RawType::Symlink => FileType::Symlink,
+        RawType::Fifo => FileType::NamedPipe,
+        RawType::Socket => FileType::Socket,
+        RawType::CharacterDevice => FileType::CharDevice,
+        RawType::BlockDevice => FileType::BlockDevice,
+        RawType::Unknown => FileType::RegularFile,
+    }
+}
+
+/// The plaintext attributes of backing object `st`, reported as node `ino`.
+pub fn to_attr(st: &Stat, ino: u64, layout: &Layout, encrypted_names: bool) -> FileAttr {
+    let size = st.st_size as u64;
+    let size = match kind_of(st) {
+        Kind::File => layout.cipher_size_to_plain_size_lenient(size),
+        Kind::Symlink if encrypted_names => siv_encoded_len_to_plain_len(size),
+        _ => size,
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: st.st_blocks as u64,
+        atime: system_time(st.st_atime, st.st_atime_nsec as i64),
+        mtime: system_time(st.st_mtime, st.st_mtime_nsec as i64),
+        ctime: system_time(st.st_ctime, st.st_ctime_nsec as i64),
+        crtime: UNIX_EPOCH,
+        kind: file_type(st),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_before_and_after_the_epoch() {
+        for (s, n) in [
+            (0i64, 0i64),
+            (1, 5),
+            (-1, 0),
+            (-2, 800_000_000),
+            (-100, 1),
+            (1 << 33, 999),
+        ] {
+            assert_eq!(timespec(system_time(s, n)), (s, n), "{s}.{n}");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The FUSE filesystem: `impl fuser::Filesystem` as thin shims over workers that return
+//! `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations live in
+//! `node_ops.rs`, file content in `file_ops.rs`, directory listing in `dir_ops.rs`, extended
+//! attributes in `xattr_ops.rs`.
+
+pub mod attr;
+mod dir_ops;
+pub mod errno;
+mod file_ops;
+pub mod handles;
+pub mod inodes;
+mod node_ops;
+mod shims;
+mod xattr_ops;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fuser::FileAttr;
+use rustix::fs::{Mode, OFlags, Stat};
+
+use self::attr::to_attr;
+use self::errno::os;
+use self::handles::HandleTable;
+use self::inodes::{Inode, InodeTable, Kind};
+use crate::volume::names::{DirId, DiskName, read_dir_id};
+use crate::volume::{Result, Volume};
+
+/// Mount-time choices that change how the filesystem answers.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// Refuse every change.
+    pub read_only: bool,
+    /// How long the kernel may cache attributes and entries. Everything that changes the
+    /// volume goes through this daemon (the single-writer rule), so the kernel's caches are
+    /// invalidated by its own operations and a long timeout is safe.
+    pub ttl: Duration,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            read_only: false,
+            ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The cofferfs FUSE filesystem over one opened volume.
+pub struct CofferFs {
+    vol: Arc<Volume>,
+    inodes: InodeTable,
+    handles: HandleTable,
+    /// `/proc/self/fd`, to reopen an inode's `O_PATH` fd with real access modes.
+    proc_fd: OwnedFd,
+    opts: FsOptions,
+    daemon_is_root: bool,
+    activity: Arc<Activity>,
+}
+
+/// When the filesystem was last used, shared with the `--idle` watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    started: Instant,
+    /// Milliseconds since `started` of the last request.
+    last_ms: AtomicU64,
+    /// Open files and directories.
+    open: AtomicI64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            open: AtomicI64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the last request, and whether anything is open (an idle unmount waits for
+    /// both to be quiet).
+    pub fn idle_for(&self) -> (Duration, bool) {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        (
+            self.started.elapsed().saturating_sub(last),
+            self.open.load(Ordering::Relaxed) > 0,
+        )
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for CofferFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CofferFs({})", self.vol.root().display())
+    }
+}
+
+impl CofferFs {
+    /// A filesystem over `vol`.
+    pub fn new(vol: Arc<Volume>, opts: FsOptions) -> Result<Self> {
+        let root = rustix::fs::open(
+            vol.root(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&root)?;
+        let proc_fd = rustix::fs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let activity = Arc::new(Activity::new());
+        Ok(CofferFs {
+            inodes: InodeTable::new(root, st.st_ino),
+            handles: HandleTable::new(activity.clone()),
+            proc_fd,
+            daemon_is_root: rustix::process::geteuid().is_root(),
+            vol,
+            opts,
+            activity,
+        })
+    }
+
+    /// The volume underneath.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    /// The activity tracker, for an idle watchdog that outlives the borrow of `self`.
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    fn touch(&self) {
+        self.activity.touch();
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>> {
+        self.inodes.get(ino).ok_or_else(|| os(libc::ESTALE))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            Err(os(libc::EROFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The id of directory `dir` (zeros on plaintext-names volumes).
+    fn dir_id(&self, dir: &Inode) -> Result<DirId> {
+        if !self.vol.names().encrypted() {
+            return Ok(DirId::default());
+        }
+        if let Some(id) = dir.dir_id.get() {
+            return Ok(*id);
+        }
+        let id = read_dir_id(dir.fd())?;
+        Ok(*dir.dir_id.get_or_init(|| id))
+    }
+
+    /// The on-disk name of `name` in directory `parent`.
+    fn disk_name(&self, parent: &Inode, name: &OsStr) -> Result<DiskName> {
+        let id = self.dir_id(parent)?;
+        self.vol
+            .names()
+            .disk_name(&id, name, parent.ino == fuser::INodeNo::ROOT.0)
+    }
+
+    /// Like [`disk_name`](Self::disk_name) for a name about to be created: a long name's full
+    /// form is recorded in the header store first.
+    fn disk_name_for_create(&self, parent: &Inode, name: &OsStr) -> Result<DiskName> {
+        let dn = self.disk_name(parent, name)?;
+        if let Some((digest, encoded)) = &dn.long {
+            self.vol.keyring().store().put_long_name(digest, encoded)?;
+        }
+        Ok(dn)
+    }
+
+    fn attr_of(&self, ino: u64, st: &Stat) -> FileAttr {
+        to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted())
+    }
+
+    /// Looks up `disk` in `parent` and records a kernel reference to it.
+    fn lookup_disk(&self, parent: &Inode, disk: &OsStr) -> Result<FileAttr> {
+        let fd = rustix::fs::openat(
+            parent.fd(),
+            disk,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        let ino = self.inodes.node_id(st.st_ino);
+        self.inodes.remember(ino, fd, attr::kind_of(&st));
+        Ok(self.attr_of(ino, &st))
+    }
+
+    /// Current attributes of an inode.
+    fn stat_inode(&self, inode: &Inode) -> Result<FileAttr> {
+        let st = rustix::fs::fstat(inode.fd())?;
+        Ok(self.attr_of(inode.ino, &st))
+    }
+
+    /// The `/proc/self/fd` name of an fd, for `openat(proc_fd, …)` and friends.
+    fn proc_name(fd: BorrowedFd<'_>) -> String {
+        fd.as_raw_fd().to_string()
+    }
+
+    /// Reopens an inode with real access flags (the `O_PATH` fd cannot read or write).
+    fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.proc_fd,
+            Self::proc_name(inode.fd()),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Gives a new node the caller's ownership (the daemon creates as itself), honouring a
+    /// set-group-id parent as the kernel would.
+    fn set_owner(&self, parent: &Inode, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+        if !self.daemon_is_root {
+            return Ok(());
+        }
+        let pst = rustix::fs::fstat(parent.fd())?;
+        let gid = if pst.st_mode & libc::S_ISGID != 0 {
+            pst.st_gid
+        } else {
+            gid
+        };
+        rustix::fs::chownat(
+            fd,
+            "",
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::EMPTY_PATH | rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
+
+    fn require_dir(inode: &Inode) -> Result<()> {
+        if inode.kind == Kind::Dir {
+            Ok(())
+        } else {
+            Err(os(libc::ENOTDIR))
+        }
+    }
+}

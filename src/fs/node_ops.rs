@@ -1,0 +1,452 @@
+//! Workers for operations on names and nodes: lookup, attributes, mkdir, mknod, symlink,
+//! link, unlink, rmdir, rename, statfs. Each returns `Result`; the shims reply.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::SystemTime;
+
+use fuser::{FileAttr, TimeOrNow};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+
+use super::CofferFs;
+use super::attr::timespec;
+use super::errno::os;
+use super::inodes::{Inode, Kind};
+use crate::format::names::{self as fnames, DIR_ID_FILE};
+use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::volume::chunked::read_full_at;
+use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
+use crate::volume::{Result, VolumeError};
+
+/// Longest symlink target the backing filesystem stores.
+const MAX_BACKING_TARGET_LEN: usize = 4095;
+
+/// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
+/// plus N ns (N > 0) fuser builds `EPOCH − (S s + N ns)`; the intended time is −S s + N ns.
+fn setattr_timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(_) => {
+            let (s, n) = timespec(t);
+            Timespec {
+                tv_sec: s,
+                tv_nsec: n,
+            }
+        }
+        Err(e) => {
+            let d = e.duration();
+            Timespec {
+                tv_sec: -(d.as_secs() as i64),
+                tv_nsec: i64::from(d.subsec_nanos()),
+            }
+        }
+    }
+}
+
+fn time_arg(t: Option<TimeOrNow>) -> Timespec {
+    match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => setattr_timespec(t),
+    }
+}
+
+/// What `setattr` was asked to change (besides the size, which goes through the content).
+#[derive(Debug, Default)]
+pub struct AttrChange {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New access time.
+    pub atime: Option<TimeOrNow>,
+    /// New modification time.
+    pub mtime: Option<TimeOrNow>,
+}
+
+impl CofferFs {
+    pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr> {
+        let parent = self.inode(parent)?;
+        Self::require_dir(&parent)?;
+        let dn = match self.disk_name(&parent, name) {
+            // A reserved name (plaintext-names volumes) simply does not exist.
+            Err(VolumeError::Io(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(os(libc::ENOENT));
+            }
+            other => other?,
+        };
+        self.lookup_disk(&parent, &dn.name)
+    }
+
+    pub(super) fn do_getattr(&self, ino: u64) -> Result<FileAttr> {
+        let inode = self.inode(ino)?;
+        self.stat_inode(&inode)
+    }
+
+    /// Mode, owner and times (the size is handled by the caller through the content).
+    pub(super) fn change_attrs(&self, inode: &Inode, c: &AttrChange) -> Result<()> {
+        if let Some(mode) = c.mode {
+            if inode.kind == Kind::Symlink {
+                return Err(os(libc::EOPNOTSUPP));
+            }
+            rustix::fs::chmodat(
+                &self.proc_fd,
+                Self::proc_name(inode.fd()),
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )?;
+        }
+        if c.uid.is_some() || c.gid.is_some() {
+            rustix::fs::chownat(
+                inode.fd(),
+                "",
+                c.uid.map(rustix::fs::Uid::from_raw),
+                c.gid.map(rustix::fs::Gid::from_raw),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if c.atime.is_some() || c.mtime.is_some() {
+            let times = Timestamps {
+                last_access: time_arg(c.atime),
+                last_modification: time_arg(c.mtime),
+            };
+            rustix::fs::utimensat(inode.fd(), "", &times, AtFlags::EMPTY_PATH)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<FileAttr> {
+        self.check_writable()?;
+        let parent = self.inode(parent)?;
+        Self::require_dir(&parent)?;
+        let dn = self.disk_name_for_create(&parent, name)?;
+        // Create private, write the directory id, then set the exact bits asked for: the
+        // metadata file must not leak into the permission bits (gocryptfs forces u+rwx).
+        rustix::fs::mkdirat(parent.fd(), &dn.name, Mode::from_raw_mode(0o700))?;
+        let made = (|| -> Result<FileAttr> {
+            let fd = rustix::fs::openat(
+                parent.fd(),
+                &dn.name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let id = if self.vol.names().encrypted() {
+                Some(create_dir_id(fd.as_fd())?)
+            } else {
+                None
+            };
+            let pst = rustix::fs::fstat(parent.fd())?;
+            let sgid = if pst.st_mode & libc::S_ISGID != 0 {
+                libc::S_ISGID
+            } else {
+                0
+            };
+            rustix::fs::chmodat(
+                &self.proc_fd,
+                Self::proc_name(fd.as_fd()),
+                Mode::from_raw_mode((mode & 0o7777) | sgid),
+                AtFlags::empty(),
+            )?;
+            self.set_owner(&parent, fd.as_fd(), uid, gid)?;
+            let st = rustix::fs::fstat(&fd)?;
+            let ino = self.inodes.node_id(st.st_ino);
+            let inode = self.inodes.remember(ino, fd, Kind::Dir);
+            if let Some(id) = id {
+                let _ = inode.dir_id.set(id);
+            }
+            Ok(self.attr_of(ino, &st))
+        })();
+        if made.is_err() {
+            let _ = rustix::fs::unlinkat(
+                parent.fd(),
+                format!("{}/{DIR_ID_FILE}", dn.name.to_string_lossy()),
+                AtFlags::empty(),
+            );
+            let _ = rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::REMOVEDIR);
+        }
+        made
+    }
+
+    pub(super) fn do_mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<FileAttr> {
+        self.check_writable()?;
+        let parent_inode = self.inode(parent)?;
+        Self::require_dir(&parent_inode)?;
+        let file_type = rustix::fs::FileType::from_raw_mode(mode);
+        if file_type == rustix::fs::FileType::RegularFile {
+            let (attr, fh) = self.do_create(parent, name, mode, libc::O_WRONLY, uid, gid)?;
+            self.do_release(fh)?;
+            return Ok(attr);
+        }
+        let dn = self.disk_name_for_create(&parent_inode, name)?;
+        rustix::fs::mknodat(
+            parent_inode.fd(),
+            &dn.name,
+            file_type,
+            Mode::from_raw_mode(mode & 0o7777),
+            u64::from(rdev),
+        )?;
+        self.finish_new_node(&parent_inode, &dn, uid, gid)
+    }
+
+    /// Takes ownership of a node just created under `dn` and reports it.
+    fn finish_new_node(
+        &self,
+        parent: &Inode,
+        dn: &DiskName,
+        uid: u32,
+        gid: u32,
+    ) -> Result<FileAttr> {
+        let fd = rustix::fs::openat(
+            parent.fd(),
+            &dn.name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        self.set_owner(parent, fd.as_fd(), uid, gid)?;
+        let st = rustix::fs::fstat(&fd)?;
+        let ino = self.inodes.node_id(st.st_ino);
+        self.inodes.remember(ino, fd, super::attr::kind_of(&st));
+        Ok(self.attr_of(ino, &st))
+    }
+
+    pub(super) fn do_symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+        uid: u32,
+        gid: u32,
+    ) -> Result<FileAttr> {
+        self.check_writable()?;
+        let parent = self.inode(parent)?;
+        Self::require_dir(&parent)?;
+        let stored: OsString = match self.vol.names().cipher() {
+            Some(c) => fnames::encode(&c.encrypt_symlink(target.as_bytes())).into(),
+            None => target.to_owned(),
+        };
+        if stored.len() > MAX_BACKING_TARGET_LEN {
+            return Err(os(libc::ENAMETOOLONG));
+        }
+        let dn = self.disk_name_for_create(&parent, name)?;
+        rustix::fs::symlinkat(&stored, parent.fd(), &dn.name)?;
+        self.finish_new_node(&parent, &dn, uid, gid)
+    }
+
+    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        if inode.kind != Kind::Symlink {
+            return Err(os(libc::EINVAL));
+        }
+        let stored = rustix::fs::readlinkat(inode.fd(), "", Vec::new())?.into_bytes();
+        let Some(c) = self.vol.names().cipher() else {
+            return Ok(stored);
+        };
+        let bad = || VolumeError::CorruptName(format!("symlink target of inode {ino}"));
+        let text = std::str::from_utf8(&stored).map_err(|_| bad())?;
+        let enc = fnames::decode(text).map_err(|_| bad())?;
+        c.decrypt_symlink(&enc).map_err(|_| bad())
+    }
+
+    pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<FileAttr> {
+        self.check_writable()?;
+        let inode = self.inode(ino)?;
+        let parent = self.inode(newparent)?;
+        Self::require_dir(&parent)?;
+        if inode.kind == Kind::Dir {
+            return Err(os(libc::EPERM));
+        }
+        let dn = self.disk_name_for_create(&parent, newname)?;
+        rustix::fs::linkat(
+            &self.proc_fd,
+            Self::proc_name(inode.fd()),
+            parent.fd(),
+            &dn.name,
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+        self.lookup_disk(&parent, &dn.name)
+    }
+
+    /// The file id in a regular file's header, if it has one.
+    fn file_id_at(&self, fd: BorrowedFd<'_>) -> Option<FileId> {
+        let f = rustix::fs::openat(
+            &self.proc_fd,
+            Self::proc_name(fd),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let f = std::fs::File::from(f);
+        let mut h = [0u8; HEADER_LEN];
+        let n = read_full_at(&f, &mut h, 0).ok()?;
+        FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
+    }
+
+    /// If the entry `disk` in `parent` is the last link of a regular file, its node id and
+    /// file id: the key to shred once the entry is gone. `except_ino` is a node that must not
+    /// be shredded (the source of a rename onto one of its own links).
+    fn last_link(
+        &self,
+        parent: &Inode,
+        disk: &OsStr,
+        except_ino: Option<u64>,
+    ) -> Option<(u64, FileId)> {
+        let fd = rustix::fs::openat(
+            parent.fd(),
+            disk,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        let ino = self.inodes.node_id(st.st_ino);
+        if super::attr::kind_of(&st) != Kind::File || st.st_nlink != 1 || except_ino == Some(ino) {
+            return None;
+        }
+        Some((ino, self.file_id_at(fd.as_fd())?))
+    }
+
+    /// Destroys the key of a file whose last name is gone: now, or at the last release if the
+    /// file is still open (an unlinked open file stays readable, as POSIX requires).
+    fn shred_after_unlink(&self, ino: u64, file_id: FileId) -> Result<()> {
+        if let Some(inode) = self.inodes.get(ino) {
+            let mut content = inode.content.lock();
+            if content.opens > 0 {
+                content.shred_on_release = true;
+                return Ok(());
+            }
+        }
+        self.vol.keyring().shred(&file_id)?;
+        Ok(())
+    }
+
+    fn forget_long_name(&self, dn: &DiskName) {
+        if let Some((digest, _)) = &dn.long
+            && let Err(e) = self.vol.keyring().store().delete_long_name(digest)
+        {
+            log::warn!("could not delete a long-name row: {e}");
+        }
+    }
+
+    pub(super) fn do_unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.check_writable()?;
+        let parent = self.inode(parent)?;
+        Self::require_dir(&parent)?;
+        let dn = self.disk_name(&parent, name)?;
+        let shred = self.last_link(&parent, &dn.name, None);
+        rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::empty())?;
+        self.forget_long_name(&dn);
+        if let Some((ino, id)) = shred {
+            self.shred_after_unlink(ino, id)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.check_writable()?;
+        let parent = self.inode(parent)?;
+        Self::require_dir(&parent)?;
+        let dn = self.disk_name(&parent, name)?;
+        let dir = rustix::fs::openat(
+            parent.fd(),
+            &dn.name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." && n != DIR_ID_FILE.as_bytes() {
+                return Err(os(libc::ENOTEMPTY));
+            }
+        }
+        let id = if self.vol.names().encrypted() {
+            let id = crate::volume::names::read_dir_id(dir.as_fd())?;
+            rustix::fs::unlinkat(&dir, DIR_ID_FILE, AtFlags::empty())?;
+            Some(id)
+        } else {
+            None
+        };
+        if let Err(e) = rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::REMOVEDIR) {
+            // Put the id back, or every name inside would become unreadable.
+            if let Some(id) = id {
+                write_dir_id(dir.as_fd(), &id)?;
+            }
+            return Err(e.into());
+        }
+        self.forget_long_name(&dn);
+        Ok(())
+    }
+
+    pub(super) fn do_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let from_dir = self.inode(parent)?;
+        let to_dir = self.inode(newparent)?;
+        Self::require_dir(&from_dir)?;
+        Self::require_dir(&to_dir)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let src = self.disk_name(&from_dir, name)?;
+        let dst = self.disk_name_for_create(&to_dir, newname)?;
+        let src_ino = rustix::fs::statat(from_dir.fd(), &src.name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| self.inodes.node_id(st.st_ino))?;
+        let shred = if exchange {
+            None
+        } else {
+            self.last_link(&to_dir, &dst.name, Some(src_ino))
+        };
+        if exchange {
+            // The entry that comes back under the old name needs that name's long form too.
+            if let Some((digest, encoded)) = &src.long {
+                self.vol.keyring().store().put_long_name(digest, encoded)?;
+            }
+        }
+        rustix::fs::renameat_with(
+            from_dir.fd(),
+            &src.name,
+            to_dir.fd(),
+            &dst.name,
+            rustix::fs::RenameFlags::from_bits_retain(flags),
+        )?;
+        if !exchange && src.name != dst.name {
+            self.forget_long_name(&src);
+        }
+        if let Some((ino, id)) = shred {
+            self.shred_after_unlink(ino, id)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {
+        let root = self.inode(fuser::INodeNo::ROOT.0)?;
+        Ok(rustix::fs::fstatvfs(root.fd())?)
+    }
+}

@@ -1,0 +1,68 @@
+//! The few process-level system calls that rustix does not wrap safely: `fork`, and blocking
+//! and waiting for termination signals. The only module allowed `unsafe`.
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// The signals that unmount a running daemon.
+const TERMINATION_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn termination_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset only writes into it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in TERMINATION_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it creates
+/// afterwards, so that only [`wait_termination_signal`] sees them (fuser installs no handler;
+/// an unhandled SIGTERM would leave a dead mount behind).
+pub fn block_termination_signals() -> io::Result<()> {
+    let set = termination_set();
+    // SAFETY: `set` is a valid, initialised signal set; the old mask is not requested.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Waits for one of the blocked termination signals and returns its number.
+pub fn wait_termination_signal() -> io::Result<i32> {
+    let set = termination_set();
+    let mut sig = 0;
+    // SAFETY: `set` is valid and `sig` is a valid place for the result.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc == 0 {
+        Ok(sig)
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// What `fork` returned in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// Forks the process. Call only while the process has a single thread: the child gets a
+/// copy of the calling thread alone.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees a single-threaded process, so no lock held by another
+    // thread can be copied into the child in a locked state.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
