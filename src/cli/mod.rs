@@ -69,9 +69,11 @@ impl From<password::PasswordError> for CliError {
 
 /// Entry point of the binary: parse, run, print the error, return the exit code.
 pub fn main() -> i32 {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,fuser::mnt=error"),
+    )
+    .format_timestamp(None)
+    .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run(a),

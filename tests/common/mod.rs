@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: throwaway volumes with cheap Argon2 parameters.
 #![allow(dead_code)]
 
+pub mod mount;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,233 @@
+//! A real mount for integration tests: a fresh volume, `cofferfs mount -f` as a child
+//! process, and an unmount in `Drop` (with `fusermount3 -uz` as the fallback) so a failing
+//! test never leaves a mount behind. Tests may run in parallel: every mount has its own dirs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse";
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cofferfs")
+}
+
+/// Runs `cofferfs ARGS` with the test password on stdin; returns (status, stdout, stderr).
+pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cofferfs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Creates a volume at `cipherdir` with cheap Argon2 parameters and extra `init` flags.
+pub fn init_volume(cipherdir: &Path, extra: &[&str]) {
+    let c = cipherdir.to_str().unwrap();
+    let mut args = vec![
+        "init",
+        "--argon2-memory",
+        "1024",
+        "--argon2-time",
+        "1",
+        "--argon2-lanes",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args.push(c);
+    let (code, out, err) = cofferfs(&args);
+    assert_eq!(code, 0, "init failed: {out}{err}");
+}
+
+/// True when `mnt` is a mount point in /proc/mounts.
+pub fn is_mounted(mnt: &Path) -> bool {
+    let mnt = mnt.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(mnt.as_str()))
+}
+
+/// A mounted test volume.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub cipherdir: PathBuf,
+    pub mnt: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Mounted {
+    /// A new volume (encrypted names) mounted in the foreground.
+    pub fn new() -> Self {
+        Self::with(&[], &[])
+    }
+
+    /// A new volume with extra `init` flags and `mount` flags.
+    pub fn with(init_flags: &[&str], mount_flags: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cofferfs-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let cipherdir = dir.path().join("cipher");
+        let mnt = dir.path().join("plain");
+        std::fs::create_dir(&mnt).unwrap();
+        init_volume(&cipherdir, init_flags);
+        let mut m = Mounted {
+            dir,
+            cipherdir,
+            mnt,
+            daemon: None,
+        };
+        m.mount(mount_flags);
+        m
+    }
+
+    /// Mounts the volume again (after `unmount`).
+    pub fn mount(&mut self, flags: &[&str]) {
+        assert!(self.daemon.is_none(), "already mounted");
+        let mut args: Vec<&str> = vec!["mount", "-f"];
+        args.extend_from_slice(flags);
+        let (c, m) = (self.cipherdir.to_str().unwrap(), self.mnt.to_str().unwrap());
+        args.extend_from_slice(&[c, m]);
+        let mut child = Command::new(bin())
+            .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn mount");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("mount exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "mount did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon = Some(child);
+    }
+
+    /// Path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts with `cofferfs umount` and waits for the daemon to exit cleanly.
+    pub fn unmount(&mut self) {
+        let Some(mut child) = self.daemon.take() else {
+            return;
+        };
+        let (code, out, err) = cofferfs(&["umount", self.mnt.to_str().unwrap()]);
+        assert_eq!(code, 0, "umount failed: {out}{err}");
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "daemon did not exit cleanly: {status:?}"
+        );
+    }
+
+    /// Kills the daemon with SIGKILL (a crash), leaving the dead mount for `cleanup_dead`.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends `sig` to the daemon and waits for it to unmount and exit cleanly.
+    pub fn signal_and_wait(&mut self, sig: i32) {
+        let mut child = self.daemon.take().expect("mounted");
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::from_named_raw(sig).unwrap(),
+        )
+        .unwrap();
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "daemon did not exit cleanly: {status:?}"
+        );
+    }
+
+    /// Removes a mount whose daemon is gone.
+    pub fn cleanup_dead(&self) {
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// Waits for `child` at most `t`.
+pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new(bin()).arg("umount").arg(&self.mnt).status();
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if is_mounted(&self.mnt) {
+            self.cleanup_dead();
+        }
+    }
+}
+
+/// Runs a shell command line in `dir`; panics with its output on failure.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "command failed: {script}\n{text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,204 @@
+//! The mount end to end: files, directories, links and names through a real FUSE mount, and
+//! nothing of the plaintext in the cipherdir.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::mount::{Mounted, cofferfs, sh};
+
+#[test]
+fn files_dirs_and_links_round_trip_and_survive_remount() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("hello.txt"), b"hello world\n").unwrap();
+    std::fs::create_dir(m.path("dir")).unwrap();
+    std::fs::write(m.path("dir/inner"), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink("hello.txt", m.path("link")).unwrap();
+    std::fs::hard_link(m.path("hello.txt"), m.path("hard")).unwrap();
+    assert_eq!(
+        std::fs::metadata(m.path("hard")).unwrap().len(),
+        12,
+        "link reports plain size"
+    );
+    assert_eq!(std::fs::metadata(m.path("hello.txt")).unwrap().nlink(), 2);
+    assert_eq!(
+        std::fs::metadata(m.path("hello.txt")).unwrap().ino(),
+        std::fs::metadata(m.path("hard")).unwrap().ino()
+    );
+    assert_eq!(
+        std::fs::read_link(m.path("link")).unwrap().to_str(),
+        Some("hello.txt")
+    );
+    assert_eq!(std::fs::symlink_metadata(m.path("link")).unwrap().len(), 9);
+    m.unmount();
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("link")).unwrap(), b"hello world\n");
+    assert_eq!(
+        std::fs::read(m.path("dir/inner")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dir", "hard", "hello.txt", "link"]);
+}
+
+#[test]
+fn cipherdir_leaks_no_plaintext_names_contents_or_targets() {
+    let m = Mounted::new();
+    let marker = "SECRETMARKER";
+    std::fs::create_dir(m.path(&format!("{marker}-dir"))).unwrap();
+    std::fs::write(
+        m.path(&format!("{marker}-dir/{marker}-file")),
+        marker.repeat(1000),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(format!("/{marker}/target"), m.path("l")).unwrap();
+    let out = std::process::Command::new("grep")
+        .args(["-r", "-l", marker])
+        .arg(&m.cipherdir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "grep found plaintext: {:?}",
+        out
+    );
+    let names = sh(&m.cipherdir, "find . -print");
+    assert!(!names.contains(marker), "{names}");
+    let targets = sh(&m.cipherdir, "find . -type l -exec readlink {} \\;");
+    assert!(!targets.contains(marker), "{targets}");
+}
+
+#[test]
+fn mkdir_keeps_exact_permission_bits() {
+    let m = Mounted::new();
+    for mode in [0o151, 0o700, 0o755, 0o2750] {
+        let p = m.path(&format!("d{mode:o}"));
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, mode);
+    }
+    // And at creation time, through mkdir(2)'s mode argument.
+    sh(
+        &m.mnt,
+        "umask 022; mkdir -m 0151 e; stat -c %a e | grep -x 151",
+    );
+}
+
+#[test]
+fn long_names_work_up_to_255_bytes() {
+    let m = Mounted::new();
+    let long = "n".repeat(255);
+    std::fs::write(m.path(&long), b"x").unwrap();
+    std::fs::create_dir(m.path(&format!("{}d", "m".repeat(254)))).unwrap();
+    let names: Vec<_> = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.len() == 255 && n.to_str().unwrap().starts_with('n'))
+    );
+    std::fs::rename(m.path(&long), m.path("short")).unwrap();
+    assert_eq!(std::fs::read(m.path("short")).unwrap(), b"x");
+    let too_long = "z".repeat(256);
+    let err = std::fs::write(m.path(&too_long), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+}
+
+#[test]
+fn second_mount_and_bad_mountpoints_are_refused() {
+    let m = Mounted::new();
+    let other = m.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (code, _, err) = cofferfs(&[
+        "mount",
+        m.cipherdir.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 15, "{err}");
+    assert!(err.contains("in use"), "{err}");
+    let missing = m.dir.path().join("missing");
+    let (code, _, err) = cofferfs(&[
+        "mount",
+        m.cipherdir.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 20, "{err}");
+    std::fs::write(other.join("f"), b"x").unwrap();
+    let (code, _, err) = cofferfs(&[
+        "mount",
+        m.cipherdir.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 20, "{err}");
+    assert!(err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn wrong_password_does_not_mount() {
+    let m = Mounted::new();
+    let mut m2 = m; // keep the first alive; use a fresh volume for the wrong-password check
+    m2.unmount();
+    let other = m2.dir.path().join("m2");
+    std::fs::create_dir(&other).unwrap();
+    let out = std::process::Command::new(common::mount::bin())
+        .args(["mount", "--passfile", "/dev/null"])
+        .arg(&m2.cipherdir)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    std::fs::write(m2.dir.path().join("pw"), "wrong\n").unwrap();
+    let out = std::process::Command::new(common::mount::bin())
+        .args(["mount", "--passfile"])
+        .arg(m2.dir.path().join("pw"))
+        .arg(&m2.cipherdir)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!common::mount::is_mounted(&other));
+}
+
+#[test]
+fn daemon_mode_returns_after_mount_and_umount_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    let p = dir.path().join("p");
+    std::fs::create_dir(&p).unwrap();
+    common::mount::init_volume(&c, &[]);
+    let (code, _, err) = cofferfs(&["mount", c.to_str().unwrap(), p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(common::mount::is_mounted(&p));
+    std::fs::write(p.join("f"), b"daemon").unwrap();
+    let (code, _, err) = cofferfs(&["umount", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!common::mount::is_mounted(&p));
+    // The daemon has released the volume: it mounts again at once.
+    let (code, _, err) = cofferfs(&["mount", c.to_str().unwrap(), p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(p.join("f")).unwrap(), b"daemon");
+    let (code, _, _) = cofferfs(&["umount", p.to_str().unwrap()]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    m.signal_and_wait(libc::SIGTERM);
+    assert!(!common::mount::is_mounted(&m.mnt));
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"x");
+}
