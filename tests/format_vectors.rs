@@ -1,0 +1,217 @@
+//! The test vectors of `docs/FORMAT.md`: the code must produce exactly the bytes the doc shows,
+//! the bytes must open back to the inputs, and every vector the test uses must appear in the
+//! doc (as the first token of a line), so the doc and the code cannot drift apart.
+
+use cofferfs::crypto::chunk::chunk_aad;
+use cofferfs::crypto::names::{NameCipher, sha256};
+use cofferfs::crypto::wrap::{self, FEK_LABEL};
+use cofferfs::crypto::{ChunkCipher, Fek, KdfParams, Kek, NameKey};
+use cofferfs::format::layout::{NONCE_LEN, TAG_LEN};
+use cofferfs::format::names as fnames;
+use cofferfs::format::{FileHeader, FileId, Layout};
+
+const FORMAT_MD: &str = include_str!("../docs/FORMAT.md");
+
+// Inputs (FORMAT.md, "Test vectors").
+const PLAINTEXT: &[u8] = b"hello, cofferfs\n";
+const NAME: &[u8] = b"report.txt";
+const SYMLINK_TARGET: &[u8] = b"../target";
+const PASSWORD: &[u8] = b"password";
+
+// Header of file_id a0..af.
+const HEADER: &[&str] = &[
+    "43465301",                         // magic "CFS\x01"
+    "0001",                             // format version 1
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+];
+// Associated data of chunk 0 of that file.
+const CHUNK0_AAD: &[&str] = &[
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+    "0000000000000000",                 // chunk_index 0
+];
+// Chunk 0 holding PLAINTEXT under FEK 00..1f with nonce 00..0b.
+const CHUNK0: &[&str] = &[
+    "000102030405060708090a0b",         // nonce
+    "2f67ba77aac9e278e227f1eec38f0b67", // AES-256-GCM ciphertext (16 bytes)
+    "0f04ca1f046fd5d0629eea80f346f062", // tag
+];
+// Associated data of the FEK row of file a0..af.
+const FEK_AAD: &[&str] = &[
+    "636f6666657266732f76312f66656b",   // "cofferfs/v1/fek"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+];
+// FEK 00..1f wrapped under KEK 40..5f with nonce 60..6b.
+const WRAPPED_FEK: &[&str] = &[
+    "606162636465666768696a6b", // nonce
+    "ac290b06039196a10188733d098b52041f3dfc02032b87191663d1a3b7df19e4", // ciphertext
+    "953c3b860aa63485f3e94cf1417ae2b7", // tag
+];
+// NAME encrypted under name key 80..bf in the directory with id 10..1f.
+const ENC_NAME: &[&str] = &[
+    "9299dfc2e026f4d6e89d9085ab35b1aa", // SIV tag
+    "4c4f387164c5a368e577",             // ciphertext (10 bytes)
+];
+const ENC_NAME_B64: &str = "kpnfwuAm9NbonZCFqzWxqkxPOHFkxaNo5Xc";
+// SYMLINK_TARGET encrypted under the same name key.
+const ENC_SYMLINK: &[&str] = &[
+    "4154f84f4bd1ef234ebb6eaac9742205", // SIV tag
+    "ba31edd13d5f7de240",               // ciphertext (9 bytes)
+];
+const ENC_SYMLINK_B64: &str = "QVT4T0vR7yNOu26qyXQiBbox7dE9X33iQA";
+// On-disk name of 200 'x' in the same directory: its encoded name is 288 characters long.
+const LONG_DISK_NAME: &str = "cofferfs.long.U4-FEx4-XtIgkURpmORH1KjTbOVDZnJDkOxqHwPr6Gc";
+// Argon2id(PASSWORD, salt 16 × 01, m=1024 KiB, t=1, p=1).
+const SLOT_KEY: &[&str] = &["6970484b79ca5fe1561e0d9052ea5c722e26695d1b0ce6da5991f5502031d772"];
+
+fn seq(start: u8, n: usize) -> Vec<u8> {
+    (0..n).map(|i| start + i as u8).collect()
+}
+
+fn unhex(fields: &[&str]) -> Vec<u8> {
+    let s: String = fields.concat();
+    assert!(s.len().is_multiple_of(2), "odd hex {s}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn file_id() -> FileId {
+    FileId(seq(0xa0, 16).try_into().unwrap())
+}
+
+fn fek() -> Fek {
+    Fek::from_slice(&seq(0x00, 32)).unwrap()
+}
+
+fn kek_bytes() -> [u8; 32] {
+    seq(0x40, 32).try_into().unwrap()
+}
+
+fn name_cipher() -> NameCipher {
+    NameCipher::new(NameKey::from_slice(&seq(0x80, 64)).unwrap())
+}
+
+fn dir_id() -> Vec<u8> {
+    seq(0x10, 16)
+}
+
+#[test]
+fn file_header_vector() {
+    let bytes = FileHeader::new(file_id()).encode();
+    assert_eq!(bytes.to_vec(), unhex(HEADER));
+    let h = FileHeader::decode(&bytes).unwrap();
+    assert_eq!((h.version, h.file_id), (1, file_id()));
+}
+
+#[test]
+fn chunk_vector() {
+    assert_eq!(chunk_aad(&file_id(), 0).to_vec(), unhex(CHUNK0_AAD));
+    let cipher = ChunkCipher::new(&fek(), file_id());
+    let mut chunk = vec![0u8; NONCE_LEN + PLAINTEXT.len() + TAG_LEN];
+    chunk[NONCE_LEN..NONCE_LEN + PLAINTEXT.len()].copy_from_slice(PLAINTEXT);
+    let nonce: [u8; NONCE_LEN] = seq(0x00, 12).try_into().unwrap();
+    cipher.seal_in_place(0, &nonce, &mut chunk);
+    assert_eq!(chunk, unhex(CHUNK0));
+
+    let mut opened = unhex(CHUNK0);
+    cipher.open_in_place(0, &mut opened).unwrap();
+    assert_eq!(&opened[NONCE_LEN..NONCE_LEN + PLAINTEXT.len()], PLAINTEXT);
+    // The same bytes at another index do not open: the index is in the associated data.
+    assert!(cipher.open_in_place(1, &mut unhex(CHUNK0)).is_err());
+}
+
+#[test]
+fn wrapped_fek_vector() {
+    let aad = [FEK_LABEL, &file_id().0].concat();
+    assert_eq!(aad, unhex(FEK_AAD));
+    let nonce: [u8; NONCE_LEN] = seq(0x60, 12).try_into().unwrap();
+    let wrapped = wrap::wrap_with_nonce(&kek_bytes(), &nonce, fek().expose(), &aad);
+    assert_eq!(wrapped, unhex(WRAPPED_FEK));
+    assert_eq!(wrapped.len(), wrap::WRAPPED_KEY_LEN);
+
+    let kek = Kek::from_slice(&kek_bytes()).unwrap();
+    let back = wrap::unwrap_fek(&kek, &unhex(WRAPPED_FEK), &file_id()).unwrap();
+    assert_eq!(back.expose(), fek().expose());
+    let other_id = FileId([0xa0; 16]);
+    assert!(wrap::unwrap_fek(&kek, &unhex(WRAPPED_FEK), &other_id).is_err());
+}
+
+#[test]
+fn name_vectors() {
+    let c = name_cipher();
+    let enc = c.encrypt_name(&dir_id(), NAME);
+    assert_eq!(enc, unhex(ENC_NAME));
+    assert_eq!(fnames::encode(&enc), ENC_NAME_B64);
+    let dec = fnames::decode(ENC_NAME_B64).unwrap();
+    assert_eq!(c.decrypt_name(&dir_id(), &dec).unwrap(), NAME);
+    assert!(c.decrypt_name(&seq(0x11, 16), &dec).is_err());
+
+    let sym = c.encrypt_symlink(SYMLINK_TARGET);
+    assert_eq!(sym, unhex(ENC_SYMLINK));
+    assert_eq!(fnames::encode(&sym), ENC_SYMLINK_B64);
+    assert_eq!(c.decrypt_symlink(&sym).unwrap(), SYMLINK_TARGET);
+    assert_eq!(
+        fnames::siv_encoded_len_to_plain_len(ENC_SYMLINK_B64.len() as u64),
+        SYMLINK_TARGET.len() as u64
+    );
+
+    let long = fnames::encode(&c.encrypt_name(&dir_id(), &[b'x'; 200]));
+    assert_eq!(long.len(), 288);
+    assert!(long.len() > fnames::MAX_NAME_LEN);
+    let disk = fnames::long_name(&sha256(long.as_bytes()));
+    assert_eq!(disk, LONG_DISK_NAME);
+}
+
+#[test]
+fn argon2id_vector() {
+    let p = KdfParams {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    };
+    let key = p.derive(PASSWORD, &[0x01; 16]).unwrap();
+    assert_eq!(key.expose().to_vec(), unhex(SLOT_KEY));
+}
+
+#[test]
+fn worked_sizes() {
+    let l = Layout::new(4096).unwrap();
+    for (plain, cipher) in [(0, 22), (1, 51), (4095, 4145), (4096, 4146), (4097, 4175)] {
+        assert_eq!(l.plain_size_to_cipher_size(plain), cipher);
+        assert_eq!(l.cipher_size_to_plain_size(cipher), Ok(plain));
+        let row = format!("| {plain} | {cipher} |");
+        assert!(FORMAT_MD.contains(&row), "FORMAT.md lacks size row {row}");
+    }
+    for bad in [1u64, 21, 23, 50, 4147, 4174] {
+        assert!(l.cipher_size_to_plain_size(bad).is_err(), "{bad}");
+    }
+}
+
+/// True when some line of FORMAT.md starts (after indentation) with `token` as a whole word.
+fn doc_has_line_starting_with(token: &str) -> bool {
+    FORMAT_MD
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(token))
+}
+
+#[test]
+fn every_vector_appears_in_format_md() {
+    let groups: &[&[&str]] = &[
+        HEADER,
+        CHUNK0_AAD,
+        CHUNK0,
+        FEK_AAD,
+        WRAPPED_FEK,
+        ENC_NAME,
+        ENC_SYMLINK,
+        SLOT_KEY,
+        &[ENC_NAME_B64, ENC_SYMLINK_B64, LONG_DISK_NAME],
+    ];
+    for field in groups.iter().flat_map(|g| g.iter()) {
+        assert!(
+            doc_has_line_starting_with(field),
+            "docs/FORMAT.md has no line starting with {field}"
+        );
+    }
+}
