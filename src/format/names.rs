@@ -20,8 +20,6 @@ pub const DIR_ID_FILE: &str = ".cofferfs.dirid";
 pub const DIR_ID_LEN: usize = 16;
 /// The header store's file name in the cipherdir root.
 pub const HEADER_STORE_NAME: &str = "cofferfs.db";
-/// The lock file a mount or a management command holds in the cipherdir root.
-pub const LOCK_FILE_NAME: &str = "cofferfs.lock";
 
 /// Encodes encrypted name bytes for use as a file name.
 pub fn encode(bytes: &[u8]) -> String {
@@ -50,7 +48,6 @@ pub fn is_reserved(disk_name: &[u8], in_root: bool) -> bool {
         b"cofferfs.db-wal",
         b"cofferfs.db-shm",
         b"cofferfs.db-journal",
-        LOCK_FILE_NAME.as_bytes(),
     ];
     reserved_anywhere.contains(&disk_name) || (in_root && reserved_in_root.contains(&disk_name))
 }

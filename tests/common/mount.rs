@@ -107,10 +107,6 @@ impl Mounted {
         args.extend_from_slice(&[c, m]);
         let mut child = Command::new(bin())
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
             .stdin(Stdio::piped())
             .spawn()
             .expect("spawn mount");
