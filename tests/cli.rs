@@ -204,9 +204,7 @@ fn invalid_chunk_size_is_refused_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let c = tmp.path().join("c");
     let run = init(&c, &["--chunk-size", "5000"]);
-    // Checked by the volume layer, not by clap: this is exit 1 (OTHER), not 2 (USAGE), unlike
-    // bad Argon2 parameters. Reported as a bug; change to USAGE here once fixed.
-    run.assert_code(OTHER).assert_no_secret();
+    run.assert_code(2).assert_no_secret();
     assert_eq!(
         run.stderr.lines().last().unwrap(),
         "cofferfs: invalid chunk size 5000: must be a power of two from 4096 to 1048576",
@@ -417,4 +415,18 @@ fn password_is_never_printed_nor_stored_in_the_cipherdir() {
         }
         info(&c).assert_code(OK).assert_no_secret();
     }
+}
+
+#[test]
+fn info_leaves_no_wal_or_shm_behind() {
+    //! Regression: a read-only SQLite open in WAL mode left `-wal` and `-shm` files in the
+    //! cipherdir, which rsync would then copy.
+    let (_tmp, c) = new_volume(&[]);
+    info(&c).assert_code(OK);
+    let mut names: Vec<String> = std::fs::read_dir(&c)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".cofferfs.dirid", "cofferfs.db"]);
 }

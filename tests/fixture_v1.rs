@@ -9,7 +9,12 @@ use std::process::{Command, Stdio};
 use common::mount::{bin, is_mounted, wait_timeout};
 
 fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -18,7 +23,10 @@ fn the_v1_fixture_mounts_and_reads() {
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path().join("v1");
     let m = dir.path().join("m");
-    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1"), &c);
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1"),
+        &c,
+    );
     std::fs::create_dir(&m).unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "fixture password\n").unwrap();
@@ -39,7 +47,10 @@ fn the_v1_fixture_mounts_and_reads() {
         assert_eq!(std::fs::read(m.join("hello.txt"))?, b"hello, cofferfs v1\n");
         let nested: Vec<u8> = (0..10000u32).map(|i| ((i * 7) % 256) as u8).collect();
         assert_eq!(std::fs::read(m.join("dir/nested.bin"))?, nested);
-        assert_eq!(std::fs::read_link(m.join("link"))?.to_str(), Some("dir/nested.bin"));
+        assert_eq!(
+            std::fs::read_link(m.join("link"))?.to_str(),
+            Some("dir/nested.bin")
+        );
         assert_eq!(std::fs::read(m.join("L".repeat(200)))?, b"long");
         std::io::Result::Ok(())
     };

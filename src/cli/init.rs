@@ -38,6 +38,8 @@ pub struct InitArgs {
 
 /// Runs `init`.
 pub fn run(a: InitArgs) -> Result<(), CliError> {
+    crate::format::Layout::new(u64::from(a.chunk_size))
+        .map_err(|e| CliError::new(super::exit::USAGE, e.to_string()))?;
     let kdf = KdfParams {
         m_kib: a.argon2_memory,
         t: a.argon2_time,

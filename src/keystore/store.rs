@@ -192,12 +192,18 @@ impl HeaderStore {
         if !path.exists() {
             return Err(KeystoreError::Missing(path.to_owned()));
         }
-        let flags = if read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if read_only {
+            // A read-write connection that only reads: on close SQLite removes the -wal and
+            // -shm files it needed, so `info` leaves nothing behind for rsync. On read-only
+            // media, fall back to an immutable read-only open (no -shm needed at all).
+            match Connection::open_with_flags(path, rw) {
+                Ok(c) if !c.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => c,
+                _ => Self::open_immutable(path)?,
+            }
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            Connection::open_with_flags(path, rw).map_err(classify)?
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: u32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -220,6 +226,23 @@ impl HeaderStore {
         };
         store.params()?;
         Ok(store)
+    }
+
+    fn open_immutable(path: &Path) -> Result<Connection> {
+        let mut uri = String::from("file:");
+        for b in path.as_os_str().as_encoded_bytes() {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' => {
+                    uri.push(*b as char)
+                }
+                _ => uri.push_str(&format!("%{b:02X}")),
+            }
+        }
+        uri.push_str("?immutable=1");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags(uri, flags).map_err(classify)
     }
 
     /// Path of the database file.

@@ -25,7 +25,11 @@ pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
         .expect("spawn cofferfs");
     // The command may exit before reading its input (e.g. a bad mountpoint): a broken pipe
     // is fine.
-    let _ = child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes());
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes());
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
