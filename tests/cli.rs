@@ -18,7 +18,7 @@ const CHEAP_KDF: [&str; 6] = [
 
 /// Exit codes from src/cli/exit.rs (never renumbered).
 const OK: i32 = 0;
-const OTHER: i32 = 1;
+const USAGE: i32 = 2;
 const CIPHERDIR: i32 = 6;
 const HEADER_STORE: i32 = 9;
 const PASSWORD_INPUT: i32 = 10;
@@ -204,7 +204,7 @@ fn invalid_chunk_size_is_refused_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let c = tmp.path().join("c");
     let run = init(&c, &["--chunk-size", "5000"]);
-    run.assert_code(2).assert_no_secret();
+    run.assert_code(USAGE).assert_no_secret();
     assert_eq!(
         run.stderr.lines().last().unwrap(),
         "cofferfs: invalid chunk size 5000: must be a power of two from 4096 to 1048576",
@@ -227,7 +227,7 @@ fn bad_argon2_parameters_are_a_usage_error() {
         &["init", path_str(&c), "--argon2-time", "0"],
         Some(&format!("{PASSWORD}\n")),
     );
-    run.assert_code(2).assert_no_secret();
+    run.assert_code(USAGE).assert_no_secret();
     assert!(run.stderr.contains("passes outside 1..=64"), "{run:#?}");
     assert!(!c.exists());
 }
