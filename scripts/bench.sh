@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The benchmark: the same workload on cofferfs and on the anchors (gocryptfs, securefs lite,
+# bindfs multithreaded, a plain directory), round-robin, N rounds, in one run. Prints a table of
+# medians (seconds), the daemons' CPU seconds per step and peak RSS, and ratios (how many times
+# faster cofferfs is than each anchor; > 1 means cofferfs wins). The single source of every figure
+# in docs/PERFORMANCE.md.
+#
+# usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "cofferfs gocryptfs securefs bindfs plain"]
+#   --quick   small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=3
+QUICK=0
+TARGETS="cofferfs gocryptfs securefs bindfs plain"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n) ROUNDS=$2; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        --targets) TARGETS=$2; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" = 0 ] || { echo "bench.sh needs root (mounts, drop_caches)" >&2; exit 1; }
+
+need=()
+for p in fusermount3:fuse3 gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio; do
+    command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/cofferfs
+
+if [ $QUICK = 1 ]; then BIG_MB=64; TREE_FILES=2000; RR_OPS=2000; RW_OPS=500; CREATE=1000
+else BIG_MB=1024; TREE_FILES=20000; RR_OPS=20000; RW_OPS=5000; CREATE=10000; fi
+
+WORK=/var/tmp/cofferfs-bench
+mkdir -p "$WORK"
+PASS=$WORK/pass
+echo "bench password" > "$PASS"
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+
+# The source tree: the first $TREE_FILES files (sorted) of a fixed list of system directories,
+# tarred reproducibly. Its file count and checksum are printed with the results.
+TARBALL=$WORK/tree-$TREE_FILES.tar
+if [ ! -f "$TARBALL" ]; then
+    (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
+        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | head -n "$TREE_FILES") > "$WORK/list"
+    tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TARBALL" -T "$WORK/list"
+fi
+TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
+TAR_COUNT=$(tar -tf "$TARBALL" | grep -vc '/$')
+
+MNT=$WORK/mnt
+PID=""
+cleanup() {
+    if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_mounted() {
+    for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && return 0; sleep 0.05; done
+    echo "mount of $1 did not appear" >&2; exit 1
+}
+
+# mount_target NAME: fresh backing dir, mounted at $MNT; sets PID to the daemon's pid.
+mount_target() {
+    local t=$1 back=$WORK/back-$1
+    rm -rf "$back" "$MNT"; mkdir -p "$MNT"
+    PID=""
+    case $t in
+        cofferfs)
+            "$BIN" init --passfile "$PASS" "$back" >/dev/null
+            "$BIN" mount -f --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
+            PID=$! ;;
+        gocryptfs)
+            mkdir -p "$back"; gocryptfs -q -init -passfile "$PASS" "$back"
+            gocryptfs -q -fg -passfile "$PASS" "$back" "$MNT" &
+            PID=$! ;;
+        securefs)
+            mkdir -p "$back"; securefs create --format 4 --pass "bench password" "$back" >/dev/null
+            securefs mount --pass "bench password" "$back" "$MNT" >/dev/null 2>&1 &
+            PID=$! ;;
+        bindfs)
+            mkdir -p "$back"; bindfs -f --multithreaded "$back" "$MNT" &
+            PID=$! ;;
+        plain)
+            mkdir -p "$back"; rmdir "$MNT"; ln -sfn "$back" "$MNT"; return 0 ;;
+    esac
+    wait_mounted "$t"
+}
+
+umount_target() {
+    if [ -L "$MNT" ]; then rm "$MNT"; return 0; fi
+    if [ "$1" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+    [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+cpu_ticks() { # utime+stime of the daemon, in clock ticks (0 for the plain dir)
+    if [ -n "$PID" ] && [ -r "/proc/$PID/stat" ]; then
+        awk '{print $14 + $15}' "/proc/$PID/stat"
+    else echo 0; fi
+}
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+TICKS=$(getconf CLK_TCK)
+
+# step TARGET ROUND NAME COMMAND...: times COMMAND, records seconds and daemon CPU seconds.
+step() {
+    local t=$1 r=$2 name=$3; shift 3
+    local c0 s0 s1 c1
+    c0=$(cpu_ticks); s0=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    s1=$(date +%s.%N); c1=$(cpu_ticks)
+    printf '%s\t%s\t%s\t%.3f\t%.2f\n' "$t" "$r" "$name" "$(echo "$s1 - $s0" | bc)" \
+        "$(echo "($c1 - $c0) / $TICKS" | bc -l)" >> "$RESULTS"
+}
+
+fio_job() { # fio_job MODE OPS
+    fio --name=b --filename="$MNT/big" --rw="$1" --bs=4k --ioengine=psync --iodepth=1 \
+        --number_ios="$2" --size="${BIG_MB}M" --randrepeat=1 --norandommap --fsync_on_close=1 \
+        --invalidate=1 --output=/dev/null
+}
+
+run_round() {
+    local t=$1 r=$2
+    mount_target "$t"
+    step "$t" "$r" seq_write dd if=/dev/zero of="$MNT/big" bs=1M count="$BIG_MB" conv=fsync
+    drop_caches
+    step "$t" "$r" seq_read dd if="$MNT/big" of=/dev/null bs=1M
+    drop_caches
+    step "$t" "$r" rand_read_4k fio_job randread "$RR_OPS"
+    step "$t" "$r" rand_write_4k fio_job randwrite "$RW_OPS"
+    rm -f "$MNT/big"
+    step "$t" "$r" stream_128k dd if=/dev/zero of="$MNT/stream" bs=128K count=2000 conv=fsync
+    drop_caches
+    step "$t" "$r" stream_read dd if="$MNT/stream" of=/dev/null bs=128K
+    rm -f "$MNT/stream"
+    step "$t" "$r" untar bash -c "tar -xf '$TARBALL' -C '$MNT' && sync"
+    drop_caches
+    step "$t" "$r" ls_lR ls -lR "$MNT"
+    drop_caches
+    step "$t" "$r" read_all bash -c "cd '$MNT' && find . -type f -print0 | xargs -0 cat > /dev/null"
+    step "$t" "$r" rm_rf rm -rf "$MNT/usr"
+    step "$t" "$r" create_stat bash -c "mkdir '$MNT/c' && cd '$MNT/c' && seq 1 $CREATE | xargs touch && find . -type f | xargs stat > /dev/null"
+    if [ -n "$PID" ] && [ -r "/proc/$PID/status" ]; then
+        printf '%s\t%s\tpeak_rss_mib\t%s\t0\n' "$t" "$r" \
+            "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$PID/status")" >> "$RESULTS"
+    fi
+    umount_target "$t"
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+    for t in $TARGETS; do
+        echo "round $r/$ROUNDS: $t" >&2
+        run_round "$t" "$r"
+    done
+done
+
+python3 - "$RESULTS" "$TARGETS" <<'PY'
+import sys, statistics
+from collections import defaultdict
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+targets = sys.argv[2].split()
+secs, cpu = defaultdict(list), defaultdict(list)
+steps = []
+for t, r, s, sec, c in rows:
+    secs[(t, s)].append(float(sec)); cpu[(t, s)].append(float(c))
+    if s not in steps: steps.append(s)
+med = lambda d, k: statistics.median(d[k]) if d.get(k) else float("nan")
+def table(title, d, fmt):
+    print(f"\n{title}\n")
+    print("| step | " + " | ".join(targets) + " |")
+    print("|---" * (len(targets) + 1) + "|")
+    for s in steps:
+        print(f"| {s} | " + " | ".join(fmt(med(d, (t, s))) for t in targets) + " |")
+table("Median seconds (peak_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
+table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}")
+print("\nRatios: cofferfs speed / anchor speed (anchor seconds / cofferfs seconds; > 1: cofferfs faster)\n")
+anchors = [t for t in targets if t != "cofferfs"]
+print("| step | " + " | ".join(anchors) + " |")
+print("|---" * (len(anchors) + 1) + "|")
+for s in steps:
+    if s == "peak_rss_mib":
+        continue
+    c = med(secs, ("cofferfs", s))
+    print(f"| {s} | " + " | ".join(f"{med(secs, (a, s)) / c:.2f}" for a in anchors) + " |")
+PY
+echo
+echo "tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…; big file ${BIG_MB} MiB; rounds: $ROUNDS"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F); $($BIN --version); $(gocryptfs -version 2>/dev/null | head -1 | cut -d' ' -f1-2); securefs $(dpkg-query -W -f='${Version}' securefs 2>/dev/null); bindfs $(dpkg-query -W -f='${Version}' bindfs 2>/dev/null)"
