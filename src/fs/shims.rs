@@ -26,6 +26,16 @@ fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
     }
 }
 
+impl CofferFs {
+    /// After a successful change to the root directory itself, remember its times as the
+    /// ones to restore at unmount (see `RootTimes`).
+    fn root_changed(&self, dirs: &[INodeNo], ok: bool) {
+        if ok && dirs.contains(&INodeNo::ROOT) {
+            self.vol.root_times().record_now();
+        }
+    }
+}
+
 impl Filesystem for CofferFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         for cap in [
@@ -136,7 +146,9 @@ impl Filesystem for CofferFs {
         reply: ReplyEntry,
     ) {
         self.touch();
-        match self.do_mknod(parent.0, name, mode, rdev, req.uid(), req.gid()) {
+        let r = self.do_mknod(parent.0, name, mode, rdev, req.uid(), req.gid());
+        self.root_changed(&[parent], r.is_ok());
+        match r {
             Ok(attr) => reply.entry(&self.opts.ttl, &attr, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -152,7 +164,9 @@ impl Filesystem for CofferFs {
         reply: ReplyEntry,
     ) {
         self.touch();
-        match self.do_mkdir(parent.0, name, mode, req.uid(), req.gid()) {
+        let r = self.do_mkdir(parent.0, name, mode, req.uid(), req.gid());
+        self.root_changed(&[parent], r.is_ok());
+        match r {
             Ok(attr) => reply.entry(&self.opts.ttl, &attr, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -160,7 +174,9 @@ impl Filesystem for CofferFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.touch();
-        match self.do_unlink(parent.0, name) {
+        let r = self.do_unlink(parent.0, name);
+        self.root_changed(&[parent], r.is_ok());
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -168,7 +184,9 @@ impl Filesystem for CofferFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.touch();
-        match self.do_rmdir(parent.0, name) {
+        let r = self.do_rmdir(parent.0, name);
+        self.root_changed(&[parent], r.is_ok());
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -206,7 +224,9 @@ impl Filesystem for CofferFs {
         reply: ReplyEmpty,
     ) {
         self.touch();
-        match self.do_rename(parent.0, name, newparent.0, newname, flags.bits()) {
+        let r = self.do_rename(parent.0, name, newparent.0, newname, flags.bits());
+        self.root_changed(&[parent, newparent], r.is_ok());
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -221,7 +241,9 @@ impl Filesystem for CofferFs {
         reply: ReplyEntry,
     ) {
         self.touch();
-        match self.do_link(ino.0, newparent.0, newname) {
+        let r = self.do_link(ino.0, newparent.0, newname);
+        self.root_changed(&[newparent], r.is_ok());
+        match r {
             Ok(attr) => reply.entry(&self.opts.ttl, &attr, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -448,7 +470,9 @@ impl Filesystem for CofferFs {
         reply: ReplyCreate,
     ) {
         self.touch();
-        match self.do_create(parent.0, name, mode, flags, req.uid(), req.gid()) {
+        let r = self.do_create(parent.0, name, mode, flags, req.uid(), req.gid());
+        self.root_changed(&[parent], r.is_ok());
+        match r {
             Ok((attr, fh)) => reply.created(
                 &self.opts.ttl,
                 &attr,

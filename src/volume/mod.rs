@@ -158,8 +158,24 @@ fn lock_volume(cipherdir: &Path) -> Result<File> {
     }
 }
 
+/// The header store opened without a secret (for `info` and pre-mount checks). Closing it
+/// leaves the cipherdir exactly as it was, root timestamps included.
+#[derive(Debug)]
+pub struct ReadOnlyStore {
+    store: HeaderStore,
+    /// Dropped after `store`, whose closing removes SQLite's -wal/-shm files.
+    _root_times: RootTimes,
+}
+
+impl std::ops::Deref for ReadOnlyStore {
+    type Target = HeaderStore;
+    fn deref(&self) -> &HeaderStore {
+        &self.store
+    }
+}
+
 /// Opens the header store read-only, without a secret, for `info`.
-pub fn open_store_read_only(cipherdir: &Path) -> Result<HeaderStore> {
+pub fn open_store_read_only(cipherdir: &Path) -> Result<ReadOnlyStore> {
     if !cipherdir.is_dir() {
         return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
     }
@@ -167,7 +183,64 @@ pub fn open_store_read_only(cipherdir: &Path) -> Result<HeaderStore> {
     if !path.exists() {
         return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
     }
-    Ok(HeaderStore::open(&path, true)?)
+    let root_times = RootTimes::capture(cipherdir);
+    Ok(ReadOnlyStore {
+        store: HeaderStore::open(&path, true)?,
+        _root_times: root_times,
+    })
+}
+
+/// The cipherdir root's timestamps as the plaintext root should show them. SQLite creates and
+/// deletes `cofferfs.db-wal`/`-shm` in the root at every open and close, which would bump the
+/// root's mtime on every mount cycle (and make rsync touch it); when the volume closes, the
+/// root gets back the times of its last real change.
+#[derive(Debug)]
+pub struct RootTimes {
+    path: PathBuf,
+    /// Guards the (atime, mtime) to restore.
+    times: parking_lot::Mutex<Option<rustix::fs::Timestamps>>,
+}
+
+impl RootTimes {
+    fn stat(path: &Path) -> Option<rustix::fs::Timestamps> {
+        let st = rustix::fs::stat(path).ok()?;
+        Some(rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: st.st_atime,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        })
+    }
+
+    fn capture(path: &Path) -> Self {
+        RootTimes {
+            path: path.to_owned(),
+            times: parking_lot::Mutex::new(Self::stat(path)),
+        }
+    }
+
+    /// Records the root's current times as its real ones: called after every change made
+    /// through the mount to the root directory itself.
+    pub fn record_now(&self) {
+        *self.times.lock() = Self::stat(&self.path);
+    }
+}
+
+impl Drop for RootTimes {
+    fn drop(&mut self) {
+        if let Some(t) = self.times.lock().take() {
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &self.path,
+                &t,
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+    }
 }
 
 /// A volume opened with its KEK.
@@ -179,6 +252,8 @@ pub struct Volume {
     names: NameMap,
     slot_id: u32,
     _lock: File,
+    /// Dropped after `keyring` (fields drop in order): the store's files are gone by then.
+    root_times: RootTimes,
 }
 
 impl Volume {
@@ -189,6 +264,7 @@ impl Volume {
             return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
         }
         let lock = lock_volume(cipherdir)?;
+        let root_times = RootTimes::capture(cipherdir);
         let store = HeaderStore::open(&header_store_path(cipherdir), false)?;
         let params = store.params()?;
         if params.format_version > FORMAT_VERSION {
@@ -209,6 +285,7 @@ impl Volume {
             layout,
             slot_id,
             _lock: lock,
+            root_times,
         })
     }
 
@@ -230,6 +307,11 @@ impl Volume {
     /// Name mapping.
     pub fn names(&self) -> &NameMap {
         &self.names
+    }
+
+    /// The root timestamps to restore at close.
+    pub fn root_times(&self) -> &RootTimes {
+        &self.root_times
     }
 
     /// The slot that unlocked the volume.

@@ -99,6 +99,22 @@ impl Mounted {
         m
     }
 
+    /// An existing cipherdir (e.g. a copy), not mounted yet: call `mount`.
+    pub fn adopt(cipherdir: PathBuf) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cofferfs-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mnt = dir.path().join("plain");
+        std::fs::create_dir(&mnt).unwrap();
+        Mounted {
+            dir,
+            cipherdir,
+            mnt,
+            daemon: None,
+        }
+    }
+
     /// Mounts the volume again (after `unmount`).
     pub fn mount(&mut self, flags: &[&str]) {
         assert!(self.daemon.is_none(), "already mounted");
