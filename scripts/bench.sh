@@ -47,7 +47,7 @@ RESULTS=$WORK/results.tsv
 TARBALL=$WORK/tree-$TREE_FILES.tar
 if [ ! -f "$TARBALL" ]; then
     (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
-        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | head -n "$TREE_FILES") > "$WORK/list"
+        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | awk -v n="$TREE_FILES" 'NR <= n') > "$WORK/list"
     tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TARBALL" -T "$WORK/list"
 fi
 TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
