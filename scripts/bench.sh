@@ -23,7 +23,7 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (mounts, drop_caches)" >&2; exit 1; }
 
 need=()
-for p in fusermount3:fuse3 gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio; do
+for p in fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio; do
     command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
