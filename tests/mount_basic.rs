@@ -202,3 +202,22 @@ fn sigterm_unmounts_cleanly() {
     m.mount(&[]);
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"x");
 }
+
+#[test]
+fn large_directories_list_completely_with_plaintext_sizes() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("big")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(m.path(&format!("big/file-{i:05}")), vec![1u8; i % 50]).unwrap();
+    }
+    // `ls -l` goes through readdirplus: every entry, each with its plaintext size.
+    let out = sh(&m.mnt, "ls -l --time-style=+ big | tail -n +2");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3000);
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let name = fields.last().unwrap();
+        let i: usize = name.trim_start_matches("file-").parse().unwrap();
+        assert_eq!(fields[4], (i % 50).to_string(), "{line}");
+    }
+}

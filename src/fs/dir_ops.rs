@@ -1,10 +1,12 @@
 //! Workers for directory listing: a snapshot of decrypted names taken at `opendir`, served
 //! by offset, so a listing stays consistent while the directory changes.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use fuser::FileType;
+use std::time::Duration;
+
+use fuser::{FileType, Generation, INodeNo, ReplyDirectoryPlus};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::CofferFs;
@@ -42,11 +44,13 @@ impl CofferFs {
                 ino,
                 kind: FileType::Directory,
                 name: ".".into(),
+                disk: OsString::new(),
             },
             DirEntry {
                 ino,
                 kind: FileType::Directory,
                 name: "..".into(),
+                disk: OsString::new(),
             },
         ];
         let store = self.vol.keyring().store();
@@ -77,9 +81,57 @@ impl CofferFs {
                 ino: self.inodes.node_id(entry.ino()),
                 kind,
                 name,
+                disk: disk.to_owned(),
             });
         }
         Ok(self.handles.add_dir(DirHandle { inode, entries }))
+    }
+
+    /// Serves a readdirplus request from the listing snapshot: each entry is looked up (one
+    /// kernel reference each, as readdirplus entries count as lookups), so `ls -l` needs no
+    /// separate LOOKUP and GETATTR per file.
+    pub(super) fn do_readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let Some(dir) = self.handles.dir(fh) else {
+            return reply.error(fuser::Errno::EBADF);
+        };
+        for (i, e) in dir.entries.iter().enumerate().skip(offset as usize) {
+            let next = (i + 1) as u64;
+            if e.disk.is_empty() {
+                // "." and "..": no lookup reference, and no attributes the kernel would cache.
+                let Ok(mut attr) = self.stat_inode(&dir.inode) else {
+                    continue;
+                };
+                attr.ino = INodeNo(e.ino);
+                if reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    &e.name,
+                    &Duration::ZERO,
+                    &attr,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                continue;
+            }
+            // Gone since opendir: leave it out.
+            let Ok(attr) = self.lookup_disk(&dir.inode, &e.disk) else {
+                continue;
+            };
+            if reply.add(
+                attr.ino,
+                next,
+                &e.name,
+                &self.opts.ttl,
+                &attr,
+                Generation(0),
+            ) {
+                // Not sent: give back the reference the lookup took.
+                self.inodes.forget(attr.ino.0, 1);
+                break;
+            }
+        }
+        reply.ok();
     }
 
     pub(super) fn do_fsyncdir(&self, ino: u64) -> Result<()> {

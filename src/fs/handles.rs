@@ -36,6 +36,8 @@ pub struct DirEntry {
     pub kind: FileType,
     /// Plaintext name.
     pub name: OsString,
+    /// On-disk name (empty for "." and ".."), for readdirplus's lookups.
+    pub disk: OsString,
 }
 
 /// One `opendir()`: the listing, taken at open time (offsets stay stable under changes).

@@ -41,6 +41,7 @@ impl Filesystem for CofferFs {
         for cap in [
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             if config.add_capabilities(cap).is_err() {
                 log::debug!("kernel lacks {cap:?}");
@@ -364,6 +365,18 @@ impl Filesystem for CofferFs {
             }
         }
         reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: fuser::ReplyDirectoryPlus,
+    ) {
+        self.touch();
+        self.do_readdirplus(fh.0, offset, reply);
     }
 
     fn releasedir(
