@@ -21,6 +21,9 @@ use crate::keystore::Keyring;
 pub struct ChunkedFile {
     /// The backing ciphertext file, opened read-write (or read-only on a read-only mount).
     file: File,
+    /// The same file opened `O_NOATIME`, for cofferfs's own reads (header, the old content of
+    /// a chunk being rewritten): only a read asked for by a user may move the atime.
+    quiet: File,
     cipher: ChunkCipher,
     layout: Layout,
     /// False while this file's key row may still sit only in the un-synced WAL.
@@ -41,6 +44,21 @@ fn is_hole(chunk: &[u8]) -> bool {
     chunk.iter().all(|&b| b == 0)
 }
 
+/// `file` reopened read-only with `O_NOATIME`; a plain duplicate where that is refused (not
+/// the owner and no `CAP_FOWNER`).
+fn quiet_reopen(file: &File) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOATIME | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(_) => file.try_clone(),
+    }
+}
+
 impl ChunkedFile {
     /// Makes `file` (empty, just created) a new ciphertext file: a new key row is committed
     /// first, then the header is written.
@@ -48,6 +66,7 @@ impl ChunkedFile {
         let (file_id, fek) = keyring.new_file_key()?;
         file.write_all_at(&FileHeader::new(file_id).encode(), 0)?;
         Ok(ChunkedFile {
+            quiet: quiet_reopen(&file)?,
             file,
             cipher: ChunkCipher::new(&fek, file_id),
             layout,
@@ -59,8 +78,9 @@ impl ChunkedFile {
     /// Opens an existing ciphertext file: reads its header and fetches its FEK. A 0-byte file
     /// (a create interrupted before its header) is given a header and key now, if writable.
     pub fn open(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
+        let quiet = quiet_reopen(&file)?;
         let mut header = [0u8; HEADER_LEN];
-        let n = read_full_at(&file, &mut header, 0)?;
+        let n = read_full_at(&quiet, &mut header, 0)?;
         if n == 0 {
             return Self::create(keyring, layout, file);
         }
@@ -71,6 +91,7 @@ impl ChunkedFile {
         let fek = keyring.fek(&header.file_id)?;
         Ok(ChunkedFile {
             file,
+            quiet,
             cipher: ChunkCipher::new(&fek, header.file_id),
             layout,
             key_durable: AtomicBool::new(true),
@@ -116,8 +137,16 @@ impl ChunkedFile {
     }
 
     /// Reads and opens chunks `first..first+count` of a file of `plain_size` bytes into
-    /// `out` as plaintext (holes as zeros). `out` must hold their plaintext.
-    fn read_chunks(&self, first: u64, count: u64, plain_size: u64, out: &mut [u8]) -> Result<()> {
+    /// `out` as plaintext (holes as zeros). `out` must hold their plaintext. `from` is the
+    /// backing fd to read: `file` for a user's read, `quiet` for cofferfs's own.
+    fn read_chunks(
+        &self,
+        from: &File,
+        first: u64,
+        count: u64,
+        plain_size: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
         let cc = self.layout.chunk_cipher_len() as usize;
         let c = self.layout.chunk_len();
         let start = self.layout.chunk_index_to_cipher_off(first);
@@ -125,7 +154,7 @@ impl ChunkedFile {
         let last_plain = self.layout.chunk_plain_len(last, plain_size);
         let cipher_len = (count as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
         let mut buf = vec![0u8; cipher_len];
-        let n = read_full_at(&self.file, &mut buf, start)?;
+        let n = read_full_at(from, &mut buf, start)?;
         if n != cipher_len {
             return Err(self.corrupt_chunk(first + (n / cc) as u64));
         }
@@ -159,18 +188,19 @@ impl ChunkedFile {
         let count = last - first + 1;
         let c = self.layout.chunk_len();
         let mut plain = vec![0u8; count as usize * c];
-        self.read_chunks(first, count, size, &mut plain)?;
+        self.read_chunks(&self.file, first, count, size, &mut plain)?;
         let skip = (off - first * c as u64) as usize;
         buf[..n].copy_from_slice(&plain[skip..skip + n]);
         Ok(n)
     }
 
-    /// Plaintext of one chunk (as long as it is in a file of `plain_size` bytes).
+    /// Plaintext of one chunk (as long as it is in a file of `plain_size` bytes), read for
+    /// cofferfs's own use (read-modify-write): the atime does not move.
     fn read_chunk(&self, index: u64, plain_size: u64) -> Result<Vec<u8>> {
         let len = self.layout.chunk_plain_len(index, plain_size);
         let mut out = vec![0u8; self.layout.chunk_len()];
         if len > 0 {
-            self.read_chunks(index, 1, plain_size, &mut out)?;
+            self.read_chunks(&self.quiet, index, 1, plain_size, &mut out)?;
         }
         out.truncate(len);
         Ok(out)
