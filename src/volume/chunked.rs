@@ -136,15 +136,18 @@ impl ChunkedFile {
         }
     }
 
-    /// Reads and opens chunks `first..first+count` of a file of `plain_size` bytes into
-    /// `out` as plaintext (holes as zeros). `out` must hold their plaintext. `from` is the
-    /// backing fd to read: `file` for a user's read, `quiet` for cofferfs's own.
+    /// Reads and opens chunks `first..first+count` of a file of `plain_size` bytes and copies
+    /// their plaintext from offset `skip` (counted from the start of chunk `first`) into `out`,
+    /// `out.len()` bytes (holes read as zeros). `from` is the backing fd to read: `file` for a
+    /// user's read, `quiet` for cofferfs's own. The ciphertext goes through a per-thread buffer
+    /// and is decrypted in place: one copy of the plaintext, no allocation per request.
     fn read_chunks(
         &self,
         from: &File,
         first: u64,
         count: u64,
         plain_size: u64,
+        skip: usize,
         out: &mut [u8],
     ) -> Result<()> {
         let cc = self.layout.chunk_cipher_len() as usize;
@@ -153,25 +156,33 @@ impl ChunkedFile {
         let last = first + count - 1;
         let last_plain = self.layout.chunk_plain_len(last, plain_size);
         let cipher_len = (count as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
-        let mut buf = vec![0u8; cipher_len];
-        let n = read_full_at(from, &mut buf, start)?;
-        if n != cipher_len {
-            return Err(self.corrupt_chunk(first + (n / cc) as u64));
-        }
-        for (k, chunk) in buf.chunks_mut(cc).enumerate() {
-            let index = first + k as u64;
-            let plain_len = chunk.len() - CHUNK_OVERHEAD_LEN as usize;
-            let dst = &mut out[k * c..k * c + plain_len];
-            if is_hole(chunk) {
-                dst.fill(0);
-                continue;
+        with_buffer(cipher_len, |buf| {
+            let n = read_full_at(from, buf, start)?;
+            if n != cipher_len {
+                return Err(self.corrupt_chunk(first + (n / cc) as u64));
             }
-            self.cipher
-                .open_in_place(index, chunk)
-                .map_err(|_| self.corrupt_chunk(index))?;
-            dst.copy_from_slice(&chunk[NONCE_LEN..NONCE_LEN + plain_len]);
-        }
-        Ok(())
+            for (k, chunk) in buf.chunks_mut(cc).enumerate() {
+                let index = first + k as u64;
+                let plain_len = chunk.len() - CHUNK_OVERHEAD_LEN as usize;
+                // The part of this chunk's plaintext that falls into the window.
+                let lo = (k * c).max(skip);
+                let hi = (k * c + plain_len).min(skip + out.len());
+                if lo >= hi {
+                    continue;
+                }
+                let dst = &mut out[lo - skip..hi - skip];
+                if is_hole(chunk) {
+                    dst.fill(0);
+                    continue;
+                }
+                self.cipher
+                    .open_in_place(index, chunk)
+                    .map_err(|_| self.corrupt_chunk(index))?;
+                let from_at = NONCE_LEN + lo - k * c;
+                dst.copy_from_slice(&chunk[from_at..from_at + (hi - lo)]);
+            }
+            Ok(())
+        })
     }
 
     /// Reads up to `buf.len()` plaintext bytes at `off`; returns how many (0 at or past EOF).
@@ -185,12 +196,15 @@ impl ChunkedFile {
         let n = (size - off).min(buf.len() as u64) as usize;
         let first = self.layout.plain_off_to_chunk_index(off);
         let last = self.layout.plain_off_to_chunk_index(off + n as u64 - 1);
-        let count = last - first + 1;
-        let c = self.layout.chunk_len();
-        let mut plain = vec![0u8; count as usize * c];
-        self.read_chunks(&self.file, first, count, size, &mut plain)?;
-        let skip = (off - first * c as u64) as usize;
-        buf[..n].copy_from_slice(&plain[skip..skip + n]);
+        let skip = (off - first * self.layout.chunk_len() as u64) as usize;
+        self.read_chunks(
+            &self.file,
+            first,
+            last - first + 1,
+            size,
+            skip,
+            &mut buf[..n],
+        )?;
         Ok(n)
     }
 
@@ -198,11 +212,10 @@ impl ChunkedFile {
     /// cofferfs's own use (read-modify-write): the atime does not move.
     fn read_chunk(&self, index: u64, plain_size: u64) -> Result<Vec<u8>> {
         let len = self.layout.chunk_plain_len(index, plain_size);
-        let mut out = vec![0u8; self.layout.chunk_len()];
+        let mut out = vec![0u8; len];
         if len > 0 {
-            self.read_chunks(&self.quiet, index, 1, plain_size, &mut out)?;
+            self.read_chunks(&self.quiet, index, 1, plain_size, 0, &mut out)?;
         }
-        out.truncate(len);
         Ok(out)
     }
 
@@ -213,18 +226,19 @@ impl ChunkedFile {
             .iter()
             .map(|p| p.len() + CHUNK_OVERHEAD_LEN as usize)
             .sum();
-        let mut out = vec![0u8; total];
-        let mut pos = 0;
-        for (k, p) in plains.iter().enumerate() {
-            let chunk = &mut out[pos..pos + p.len() + NONCE_LEN + TAG_LEN];
-            chunk[NONCE_LEN..NONCE_LEN + p.len()].copy_from_slice(p);
-            self.cipher
-                .seal_in_place(first + k as u64, &random_nonce(), chunk);
-            pos += chunk.len();
-        }
-        self.file
-            .write_all_at(&out, self.layout.chunk_index_to_cipher_off(first))?;
-        Ok(())
+        with_buffer(total, |out| {
+            let mut pos = 0;
+            for (k, p) in plains.iter().enumerate() {
+                let chunk = &mut out[pos..pos + p.len() + NONCE_LEN + TAG_LEN];
+                chunk[NONCE_LEN..NONCE_LEN + p.len()].copy_from_slice(p);
+                self.cipher
+                    .seal_in_place(first + k as u64, &random_nonce(), chunk);
+                pos += chunk.len();
+            }
+            self.file
+                .write_all_at(out, self.layout.chunk_index_to_cipher_off(first))?;
+            Ok(())
+        })
     }
 
     /// Grows the last chunk of a file of `size` bytes so that it is part of a file of
@@ -266,36 +280,39 @@ impl ChunkedFile {
         let size = self.plain_size_locked()?;
         let end = off + data.len() as u64;
         let new_size = size.max(end);
-        let c = self.layout.chunk_len();
+        let c = self.layout.chunk_len() as u64;
         let first = self.layout.plain_off_to_chunk_index(off);
-        if off > size && size / c as u64 != first {
+        if off > size && size / c != first {
             self.pad_last_chunk(size, new_size)?;
         }
         let last = self.layout.plain_off_to_chunk_index(end - 1);
-        let mut plain = vec![0u8; ((last - first + 1) as usize) * c];
-        // Only the first and last chunk can be partial: read what they already hold.
-        let edges: &[u64] = if first == last {
-            &[first]
-        } else {
-            &[first, last]
-        };
-        for &index in edges {
-            let span_start = (index * c as u64).max(off);
-            let span_end = ((index + 1) * c as u64).min(end);
-            let covers = span_start == index * c as u64
-                && span_end >= (index * c as u64 + self.layout.chunk_plain_len(index, size) as u64);
-            if !covers {
-                let old = self.read_chunk(index, size)?;
-                let at = ((index - first) as usize) * c;
-                plain[at..at + old.len()].copy_from_slice(&old);
+        // Each chunk's new plaintext: straight from `data` when the write covers all of it,
+        // else (only the first and last chunk can be partial) old content merged with `data`.
+        let mut merged: Vec<Vec<u8>> = Vec::new();
+        let mut plains: Vec<&[u8]> = Vec::with_capacity((last - first + 1) as usize);
+        let mut merged_at: Vec<(usize, usize)> = Vec::new();
+        for index in first..=last {
+            let chunk_start = index * c;
+            let new_len = self.layout.chunk_plain_len(index, new_size);
+            let lo = chunk_start.max(off);
+            let hi = (chunk_start + new_len as u64).min(end);
+            let data_part = &data[(lo - off) as usize..(hi - off) as usize];
+            if lo == chunk_start && hi - lo == new_len as u64 {
+                plains.push(data_part);
+                continue;
             }
+            let mut p = self.read_chunk(index, size)?;
+            p.resize(new_len, 0);
+            let at = (lo - chunk_start) as usize;
+            p[at..at + data_part.len()].copy_from_slice(data_part);
+            merged_at.push((plains.len(), merged.len()));
+            plains.push(&[]);
+            merged.push(p);
         }
-        let skip = (off - first * c as u64) as usize;
-        plain[skip..skip + data.len()].copy_from_slice(data);
-        let last_len = self.layout.chunk_plain_len(last, new_size);
-        let keep = ((last - first) as usize) * c + last_len;
-        let chunks: Vec<&[u8]> = plain[..keep].chunks(c).collect();
-        self.write_chunks(first, &chunks)
+        for (slot, m) in merged_at {
+            plains[slot] = &merged[m];
+        }
+        self.write_chunks(first, &plains)
     }
 
     /// Truncates or extends the plaintext to `new_size` bytes; content below `new_size` is kept
@@ -370,6 +387,26 @@ impl ChunkedFile {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// Per-thread scratch for whole ciphertext ranges (up to a 1 MiB request plus overhead),
+    /// reused across requests instead of allocated and zeroed each time.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a per-thread buffer of exactly `len` bytes (contents unspecified).
+fn with_buffer<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered on the same thread (cannot happen today): fall back to a fresh buffer.
+        Err(_) => f(&mut vec![0u8; len]),
+    })
 }
 
 /// `pread` until `buf` is full or EOF; returns the bytes read.
