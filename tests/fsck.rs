@@ -110,6 +110,19 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
     chars[3] = if chars[3] == 'A' { 'B' } else { 'A' };
     let bad_name: String = chars.into_iter().collect();
     std::fs::rename(&victim, victim.with_file_name(&bad_name)).unwrap();
+    // Tampered symlink target, and a long name whose row is gone.
+    let link = cipher_path(&c, "/docs/link");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &link).unwrap();
+    let long = cipher_path(&c, &format!("/{}", "L".repeat(200)));
+    let long_name = long.file_name().unwrap().to_str().unwrap().to_owned();
+    db_exec(
+        &c,
+        &format!(
+            "DELETE FROM long_names WHERE digest != x'{}'",
+            "ab".repeat(32)
+        ),
+    );
     // Missing directory id.
     let lost = cipher_path(&c, "/lost");
     let lost_rel = lost.strip_prefix(&c).unwrap().to_str().unwrap().to_owned();
@@ -128,6 +141,8 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
         format!("cipher:{bad_name}: name does not decrypt in its directory"),
         "/lost: directory id: directory id file .cofferfs.dirid is missing".to_owned(),
         format!("cipher:{lost_rel}/"),
+        "/docs/link: symlink target does not decrypt".to_owned(),
+        format!("cipher:{long_name}: long name has no row in the header store"),
     ] {
         assert!(out.contains(&line), "missing {line:?} in:\n{out}");
     }
@@ -147,14 +162,14 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
         .unwrap()
         .count();
     assert_eq!(
-        q, 6,
-        "big, trunc, keyless, tampered-key, victim, lost/child"
+        q, 8,
+        "big, trunc, keyless, tampered-key, victim, lost/child, link, long"
     );
 
     let (code, out, err) = fsck(&c, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("6 entries wait in cofferfs.quarantine"),
+        out.contains("8 entries wait in cofferfs.quarantine"),
         "{out}"
     );
 
@@ -175,4 +190,42 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
     m.unmount();
     let (code, out, err) = fsck(&c, &[]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn quarantine_and_temp_names_are_reserved_and_hidden_on_plaintext_names_volumes() {
+    let mut m = Mounted::with(&["--plaintext-names"], &[]);
+    std::fs::write(m.path("keep"), b"keep").unwrap();
+    for name in ["cofferfs.quarantine", ".cofferfs.tmp.0011223344556677"] {
+        let err = std::fs::write(m.path(name), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{name}");
+    }
+    m.unmount();
+    std::fs::create_dir(m.cipherdir.join("cofferfs.quarantine")).unwrap();
+    std::fs::copy(
+        m.cipherdir.join("keep"),
+        m.cipherdir.join(".cofferfs.tmp.0011223344556677"),
+    )
+    .unwrap();
+    let (code, out, err) = fsck(&m.cipherdir, &[]);
+    assert_eq!(code, 26, "{out}{err}");
+    assert!(
+        out.contains(
+            "cipher:.cofferfs.tmp.0011223344556677: leftover temporary file of an interrupted reencrypt"
+        ),
+        "{out}"
+    );
+    m.mount(&[]);
+    let names: Vec<_> = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["keep".to_owned()]);
+    m.unmount();
+    // The copy carries the same file id as `keep`: removing it must not remove keep's key.
+    let (code, out, err) = fsck(&m.cipherdir, &["--repair"]);
+    assert_eq!(code, 27, "{out}{err}");
+    assert!(!out.contains("removed the key row"), "{out}");
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("keep")).unwrap(), b"keep");
 }

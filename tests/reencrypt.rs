@@ -88,7 +88,9 @@ fn reencrypt_all_skips_hard_links_and_missing_paths_fail() {
     m.unmount();
     let (code, out, err) = reencrypt(&m.cipherdir, &["--all"]);
     assert_eq!(code, 28, "{out}{err}");
-    assert!(err.contains("skipped /b: has 2 hard links"), "{err}");
+    // One message for the inode, under whichever of its names the walk met first.
+    assert_eq!(err.matches("has 2 hard links").count(), 1, "{err}");
+    assert!(err.contains("skipped /b"), "{err}");
     assert!(out.contains("re-encrypted /a"), "{out}");
     assert!(out.contains("re-encrypted /sparse"), "{out}");
     let (code, _, err) = reencrypt(&m.cipherdir, &["/nope"]);

@@ -23,12 +23,12 @@ pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cofferfs");
-    child
+    // A command that fails before reading its password closes stdin early: EPIPE is fine.
+    let _ = child
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
+        .write_all(format!("{PASSWORD}\n").as_bytes());
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
