@@ -233,6 +233,10 @@ pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> R
         dir_id_fix.push((d.loc.clone(), d.missing, report.problems.len() - 1));
     }
 
+    for (loc, e) in &w.unreadable {
+        push(&mut report, loc, ProblemKind::Io(e.clone()), false);
+    }
+
     // Regular files are checked once per inode; every link is reported.
     let mut inodes: HashMap<(u64, u64), Vec<&Entry>> = HashMap::new();
     let mut order = Vec::new();

@@ -81,6 +81,8 @@ pub struct Walk {
     pub dir_id_problems: Vec<DirIdProblem>,
     /// Digests of every long on-disk name seen.
     pub long_digests: HashSet<[u8; 32]>,
+    /// Directories that could not be listed (permissions, I/O errors), with the error.
+    pub unreadable: Vec<(Loc, String)>,
 }
 
 /// The digest in a long on-disk name, if `name` is one and parses.
@@ -200,8 +202,13 @@ fn walk_dir(vol: &Volume, dir: &Loc, w: &mut Walk) -> Result<()> {
             name_problem,
             meta,
         });
-        if kind == EntryKind::Dir {
-            walk_dir(vol, &loc, w)?;
+        if kind == EntryKind::Dir
+            && let Err(e) = walk_dir(vol, &loc, w)
+        {
+            match e {
+                VolumeError::Io(e) => w.unreadable.push((loc, e.to_string())),
+                other => return Err(other),
+            }
         }
     }
     Ok(())
