@@ -22,6 +22,13 @@ pub const WRONG_PASSWORD: i32 = 12;
 pub const LOCKED: i32 = 15;
 /// The mount itself failed (mountpoint missing or not empty, FUSE refused).
 pub const MOUNT: i32 = 20;
+/// `fsck` found problems and some remain (without `--repair`: any problem at all).
+pub const FSCK_PROBLEMS: i32 = 26;
+/// `fsck --repair` found problems and repaired every one of them.
+pub const FSCK_REPAIRED: i32 = 27;
+/// `reencrypt` left some of the files it was asked for alone (hard links, not a regular
+/// file, unreadable); the others were re-encrypted.
+pub const REENCRYPT_INCOMPLETE: i32 = 28;
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {

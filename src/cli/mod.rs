@@ -2,10 +2,12 @@
 //! exit-code table. The only layer that prints to the user or exits.
 
 pub mod exit;
+pub mod fsck;
 pub mod info;
 pub mod init;
 pub mod mount;
 pub mod password;
+pub mod reencrypt;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,10 @@ enum Command {
     /// Unmount a mounted volume and wait for its daemon to finish.
     #[command(alias = "unmount")]
     Umount(mount::UmountArgs),
+    /// Check a volume (unmounted) and, with --repair, fix what can be fixed without data loss.
+    Fsck(fsck::FsckArgs),
+    /// Give files a new key and rewrite their content (unmounted volume).
+    Reencrypt(reencrypt::ReencryptArgs),
 }
 
 /// An error for the user: a message and the exit code it maps to.
@@ -80,6 +86,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
+        Command::Fsck(a) => fsck::run(a),
+        Command::Reencrypt(a) => reencrypt::run(a),
     };
     match result {
         Ok(()) => exit::OK,

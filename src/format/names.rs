@@ -20,6 +20,13 @@ pub const DIR_ID_FILE: &str = ".cofferfs.dirid";
 pub const DIR_ID_LEN: usize = 16;
 /// The header store's file name in the cipherdir root.
 pub const HEADER_STORE_NAME: &str = "cofferfs.db";
+/// Directory in the cipherdir root where `fsck --repair` moves entries it cannot read (never
+/// deleting them). Hidden from the mount.
+pub const QUARANTINE_DIR: &str = "cofferfs.quarantine";
+/// Prefix of the temporary file `reencrypt` writes next to the file it rewrites, before
+/// renaming it over the original; anywhere in the tree. A leftover one is the trace of an
+/// interrupted `reencrypt` (the original is intact) and `fsck --repair` removes it.
+pub const TEMP_PREFIX: &str = ".cofferfs.tmp.";
 
 /// Encodes encrypted name bytes for use as a file name.
 pub fn encode(bytes: &[u8]) -> String {
@@ -48,8 +55,16 @@ pub fn is_reserved(disk_name: &[u8], in_root: bool) -> bool {
         b"cofferfs.db-wal",
         b"cofferfs.db-shm",
         b"cofferfs.db-journal",
+        QUARANTINE_DIR.as_bytes(),
     ];
-    reserved_anywhere.contains(&disk_name) || (in_root && reserved_in_root.contains(&disk_name))
+    reserved_anywhere.contains(&disk_name)
+        || is_temp_name(disk_name)
+        || (in_root && reserved_in_root.contains(&disk_name))
+}
+
+/// True for a `reencrypt` temporary file name (see [`TEMP_PREFIX`]).
+pub fn is_temp_name(disk_name: &[u8]) -> bool {
+    disk_name.starts_with(TEMP_PREFIX.as_bytes())
 }
 
 /// Plaintext length of a symlink target stored as `encoded_len` base64url characters of
@@ -89,6 +104,11 @@ mod tests {
         assert!(is_reserved(b"cofferfs.db", true));
         assert!(!is_reserved(b"cofferfs.db", false));
         assert!(!is_reserved(b"abc", true));
+        assert!(is_reserved(b"cofferfs.quarantine", true));
+        assert!(!is_reserved(b"cofferfs.quarantine", false));
+        assert!(is_reserved(b".cofferfs.tmp.0123abcd", false));
+        assert!(is_reserved(b".cofferfs.tmp.0123abcd", true));
+        assert!(!is_reserved(b".cofferfs.tm", false));
     }
 
     #[test]

@@ -460,6 +460,20 @@ impl HeaderStore {
         Ok(stmt.query_row([&digest[..]], |r| r.get(0)).optional()?)
     }
 
+    /// Every digest with a long-name row, for fsck.
+    pub fn long_name_digests(&self) -> Result<Vec<[u8; 32]>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT digest FROM long_names")?;
+        let digests = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|r| {
+                r.map_err(KeystoreError::from)
+                    .and_then(|v| v.try_into().map_err(|_| corrupt("long name digest length")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(digests)
+    }
+
     /// Forgets a long name whose entry is gone.
     pub fn delete_long_name(&self, digest: &[u8; 32]) -> Result<()> {
         self.conn

@@ -2,7 +2,10 @@
 //! mapping, and `ChunkedFile` for random-access content I/O. Knows nothing of FUSE.
 
 pub mod chunked;
+pub mod fsck;
 pub mod names;
+pub mod reencrypt;
+pub mod walk;
 
 use std::fs::File;
 use std::os::fd::AsFd;

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: throwaway volumes with cheap Argon2 parameters.
 #![allow(dead_code)]
 
+pub mod damage;
 pub mod mount;
 
 use std::fs::{File, OpenOptions};

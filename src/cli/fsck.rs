@@ -1,0 +1,131 @@
+//! `cofferfs fsck`: check a volume, print every finding with its path and chunk, and with
+//! `--repair` fix what can be fixed without losing data. Exit codes: 0 clean, 26 problems
+//! remain, 27 every problem found was repaired.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::password::PasswordSource;
+use super::{CliError, exit};
+use crate::volume::Volume;
+use crate::volume::fsck::{Report, fsck};
+
+/// Arguments of `cofferfs fsck`.
+#[derive(Debug, clap::Args)]
+pub struct FsckArgs {
+    /// The ciphertext directory (not mounted).
+    pub cipherdir: PathBuf,
+    /// Remove orphan key and long-name rows and leftover reencrypt temporary files, and move
+    /// unreadable entries into cofferfs.quarantine/ (nothing is deleted).
+    #[arg(long)]
+    pub repair: bool,
+    /// Try only this key slot.
+    #[arg(long)]
+    pub slot: Option<u32>,
+    /// Where the password comes from.
+    #[command(flatten)]
+    pub password: PasswordSource,
+}
+
+/// A byte progress bar on stderr when it is a terminal; hidden otherwise.
+pub fn progress_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn holes_text(chunks: &[u64]) -> String {
+    const SHOWN: usize = 10;
+    let list: Vec<String> = chunks.iter().take(SHOWN).map(u64::to_string).collect();
+    let more = if chunks.len() > SHOWN { ", …" } else { "" };
+    format!(
+        "{} hole chunk{} (all zero, read as zeros): {}{more}",
+        chunks.len(),
+        if chunks.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
+}
+
+fn print_report(r: &Report) {
+    let s = &r.stats;
+    println!(
+        "checked {} directories, {} files ({} names), {} symlinks, {} chunks, {} key rows",
+        s.dirs, s.files, s.file_links, s.symlinks, s.chunks, s.key_rows
+    );
+    if !r.problems.is_empty() {
+        println!("problems ({}):", r.problems.len());
+        for p in &r.problems {
+            let at = p
+                .loc
+                .as_ref()
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "header store".into());
+            let fixed = if p.repaired { " [repaired]" } else { "" };
+            println!("  {at}: {}{fixed}", p.kind);
+        }
+    }
+    if !r.holes.is_empty() || s.quarantined_before > 0 {
+        println!("info:");
+        for h in &r.holes {
+            println!("  {}: {}", h.loc, holes_text(&h.chunks));
+        }
+        if s.quarantined_before > 0 {
+            println!(
+                "  {} entries wait in {} from an earlier repair",
+                s.quarantined_before,
+                crate::format::names::QUARANTINE_DIR
+            );
+        }
+    }
+    if !r.actions.is_empty() {
+        println!("repairs ({}):", r.actions.len());
+        for a in &r.actions {
+            println!("  {a}");
+        }
+    }
+}
+
+/// Runs `fsck`.
+pub fn run(a: FsckArgs) -> Result<(), CliError> {
+    let pw = a.password.read("Password: ", false)?;
+    let vol = Volume::open(&a.cipherdir, &pw, a.slot)?;
+    drop(pw);
+    let pb = progress_bar("checking");
+    let report = fsck(&vol, a.repair, &mut |p| {
+        pb.set_length(p.total);
+        pb.set_position(p.done);
+    })?;
+    pb.finish_and_clear();
+    print_report(&report);
+    let n = report.problems.len();
+    if report.clean() {
+        println!("clean");
+        Ok(())
+    } else if a.repair && report.all_repaired() {
+        println!("{n} problems found, all repaired");
+        Err(CliError::new(
+            exit::FSCK_REPAIRED,
+            format!("{n} problems found, all repaired"),
+        ))
+    } else {
+        let left = report.problems.iter().filter(|p| !p.repaired).count();
+        let hint = if a.repair { "" } else { " (run with --repair)" };
+        println!("{n} problems found, {left} not repaired{hint}");
+        Err(CliError::new(
+            exit::FSCK_PROBLEMS,
+            format!("{n} problems found, {left} not repaired{hint}"),
+        ))
+    }
+}

@@ -1,0 +1,693 @@
+//! `fsck`: checks a whole volume through the `volume` layer (not through a mount), so every
+//! finding names the exact entry and chunk. Checks directory ids, names, long-name rows,
+//! symlink targets, file headers, sizes, key rows and every chunk's tag; finds orphan key rows,
+//! orphan long-name rows and leftover `reencrypt` temporary files. `repair` removes the orphans
+//! and temporary files and moves unreadable entries into the quarantine directory: it never
+//! deletes a user's data. Knows nothing of the terminal: progress goes through a callback.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::chunked::read_full_at;
+use super::names::create_dir_id;
+use super::walk::{Entry, EntryKind, Loc, long_name_digest, walk};
+use super::{Result, Volume, VolumeError};
+use crate::crypto::ChunkCipher;
+use crate::format::layout::CHUNK_OVERHEAD_LEN;
+use crate::format::names::{self as fnames, DIR_ID_FILE, QUARANTINE_DIR};
+use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::keystore::KeystoreError;
+
+/// Chunks read per `pread` while checking a file.
+const CHUNKS_PER_READ: u64 = 64;
+
+/// What is wrong. Each kind has a fixed wording, so scripts can grep the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A directory's id file is missing or damaged.
+    DirId(String),
+    /// An entry's name does not decrypt (or its long-name row is gone).
+    Name(String),
+    /// A symlink's target does not decrypt.
+    SymlinkTarget,
+    /// A file header is truncated or invalid.
+    Header(String),
+    /// No key row for the file's id.
+    NoKeyRow(FileId),
+    /// The key row does not unwrap under the KEK.
+    TamperedKeyRow(FileId),
+    /// The ciphertext size maps to no plaintext size; `chunk` is the cut one.
+    Size {
+        /// Ciphertext size.
+        cipher_size: u64,
+        /// Index of the chunk cut short.
+        chunk_index: u64,
+    },
+    /// A chunk fails authentication.
+    Chunk(u64),
+    /// Another file (a distinct inode) carries the same file id: a copy of ciphertext.
+    SharedFileId(FileId, String),
+    /// A key row no file carries.
+    OrphanKeyRow(FileId),
+    /// A long-name row no entry uses.
+    OrphanLongName(String),
+    /// A leftover temporary file of an interrupted `reencrypt` (the original is intact).
+    TempFile,
+    /// The entry could not be read at all.
+    Io(String),
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProblemKind::DirId(r) => write!(f, "directory id: {r}"),
+            ProblemKind::Name(r) => f.write_str(r),
+            ProblemKind::SymlinkTarget => f.write_str("symlink target does not decrypt"),
+            ProblemKind::Header(r) => write!(f, "bad file header: {r}"),
+            ProblemKind::NoKeyRow(id) => write!(f, "no key row (file id {id})"),
+            ProblemKind::TamperedKeyRow(id) => {
+                write!(f, "key row fails authentication (file id {id})")
+            }
+            ProblemKind::Size {
+                cipher_size,
+                chunk_index,
+            } => write!(
+                f,
+                "invalid size {cipher_size} (truncated?): chunk {chunk_index} is cut short"
+            ),
+            ProblemKind::Chunk(i) => write!(f, "chunk {i} fails authentication"),
+            ProblemKind::SharedFileId(id, other) => {
+                write!(
+                    f,
+                    "file id {id} is also carried by {other} (copied ciphertext)"
+                )
+            }
+            ProblemKind::OrphanKeyRow(id) => write!(f, "orphan key row {id}: no file carries it"),
+            ProblemKind::OrphanLongName(d) => write!(f, "orphan long-name row {d}"),
+            ProblemKind::TempFile => {
+                f.write_str("leftover temporary file of an interrupted reencrypt")
+            }
+            ProblemKind::Io(e) => write!(f, "unreadable: {e}"),
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Where (for orphan rows: the header store).
+    pub loc: Option<Loc>,
+    /// What.
+    pub kind: ProblemKind,
+    /// True once `repair` has dealt with it.
+    pub repaired: bool,
+}
+
+/// Holes found in one file: all-zero chunks, which read as zeros.
+#[derive(Debug, Clone)]
+pub struct Holes {
+    /// The file.
+    pub loc: Loc,
+    /// Indices of the hole chunks.
+    pub chunks: Vec<u64>,
+}
+
+/// Counts of what was checked.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Directories, the root included.
+    pub dirs: u64,
+    /// Regular files (inodes).
+    pub files: u64,
+    /// Names of regular files (more than `files` when there are hard links).
+    pub file_links: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Chunks authenticated.
+    pub chunks: u64,
+    /// Key rows in the header store.
+    pub key_rows: u64,
+    /// Entries already in the quarantine directory.
+    pub quarantined_before: u64,
+}
+
+/// What `fsck` found and did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Problems, in walk order, then orphan rows.
+    pub problems: Vec<Problem>,
+    /// Files with holes (information, not a problem).
+    pub holes: Vec<Holes>,
+    /// What `repair` did, one line each.
+    pub actions: Vec<String>,
+    /// Counts.
+    pub stats: Stats,
+}
+
+impl Report {
+    /// True when there is no problem (holes are fine).
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// True when every problem was repaired.
+    pub fn all_repaired(&self) -> bool {
+        self.problems.iter().all(|p| p.repaired)
+    }
+}
+
+/// Progress of a check, in ciphertext bytes of regular files.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Bytes checked so far.
+    pub done: u64,
+    /// Bytes to check in all.
+    pub total: u64,
+}
+
+/// The result of checking one regular file (one inode).
+#[derive(Debug, Default)]
+struct FileCheck {
+    file_id: Option<FileId>,
+    problems: Vec<ProblemKind>,
+    holes: Vec<u64>,
+    chunks: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a file's id from its header, if it has a valid one.
+fn header_id(path: &Path) -> Option<FileId> {
+    let f = File::open(path).ok()?;
+    let mut h = [0u8; HEADER_LEN];
+    let n = read_full_at(&f, &mut h, 0).ok()?;
+    FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
+}
+
+/// Checks a whole volume; with `repair`, fixes what can be fixed without losing data.
+pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
+    let mut report = Report::default();
+    let w = walk(vol, Path::new(""), Some(String::new()))?;
+    let q = quarantine_contents(vol)?;
+    report.stats.quarantined_before = q.entries;
+    let total: u64 = w
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.meta.len())
+        .sum();
+    let mut done = 0u64;
+    progress(Progress { done, total });
+
+    // Entries to move into quarantine on repair, with the problem indices they settle.
+    let mut to_quarantine: BTreeMap<PathBuf, (Loc, Vec<usize>)> = BTreeMap::new();
+    let mut push = |report: &mut Report, loc: &Loc, kind: ProblemKind, quarantine: bool| {
+        report.problems.push(Problem {
+            loc: Some(loc.clone()),
+            kind,
+            repaired: false,
+        });
+        if quarantine {
+            let idx = report.problems.len() - 1;
+            to_quarantine
+                .entry(loc.cipher.clone())
+                .or_insert_with(|| (loc.clone(), Vec::new()))
+                .1
+                .push(idx);
+        }
+    };
+
+    report.stats.dirs = 1;
+    let mut dir_id_fix = Vec::new();
+    for d in &w.dir_id_problems {
+        push(
+            &mut report,
+            &d.loc,
+            ProblemKind::DirId(d.reason.clone()),
+            false,
+        );
+        dir_id_fix.push((d.loc.clone(), d.missing, report.problems.len() - 1));
+    }
+
+    for (loc, e) in &w.unreadable {
+        push(&mut report, loc, ProblemKind::Io(e.clone()), false);
+    }
+
+    // Regular files are checked once per inode; every link is reported.
+    let mut inodes: HashMap<(u64, u64), Vec<&Entry>> = HashMap::new();
+    let mut order = Vec::new();
+    let mut temps = Vec::new();
+    for e in &w.entries {
+        if let Some(why) = &e.name_problem {
+            push(&mut report, &e.loc, ProblemKind::Name(why.clone()), true);
+        }
+        match e.kind {
+            EntryKind::Dir => report.stats.dirs += 1,
+            EntryKind::Symlink => {
+                report.stats.symlinks += 1;
+                if !symlink_ok(vol, e) {
+                    push(&mut report, &e.loc, ProblemKind::SymlinkTarget, true);
+                }
+            }
+            EntryKind::File => {
+                report.stats.file_links += 1;
+                let key = (e.meta.dev(), e.meta.ino());
+                let links = inodes.entry(key).or_default();
+                if links.is_empty() {
+                    order.push(key);
+                }
+                links.push(e);
+            }
+            EntryKind::Temp => temps.push(e),
+            EntryKind::Other => {}
+        }
+    }
+
+    let mut used: HashMap<FileId, String> = HashMap::new();
+    for key in order {
+        let links = &inodes[&key];
+        let first = links[0];
+        report.stats.files += 1;
+        let check = check_file(vol, &vol.root().join(&first.loc.cipher), &mut |n| {
+            done += n;
+            progress(Progress { done, total });
+        });
+        report.stats.chunks += check.chunks;
+        if !check.holes.is_empty() {
+            report.holes.push(Holes {
+                loc: first.loc.clone(),
+                chunks: check.holes.clone(),
+            });
+        }
+        let mut problems = check.problems;
+        if let Some(id) = check.file_id {
+            if let Some(other) = used.get(&id) {
+                problems.push(ProblemKind::SharedFileId(id, other.clone()));
+            } else {
+                used.insert(id, first.loc.to_string());
+            }
+        }
+        for kind in problems {
+            let quarantine = !matches!(kind, ProblemKind::SharedFileId(..));
+            for (i, link) in links.iter().enumerate() {
+                let k = if i == 0 {
+                    kind.clone()
+                } else {
+                    ProblemKind::Name(format!("hard link of {}: {kind}", first.loc))
+                };
+                push(&mut report, &link.loc, k, quarantine);
+            }
+        }
+    }
+
+    let mut temp_ids = HashSet::new();
+    for t in &temps {
+        if let Some(id) = header_id(&vol.root().join(&t.loc.cipher)) {
+            temp_ids.insert(id);
+        }
+        push(&mut report, &t.loc, ProblemKind::TempFile, false);
+    }
+
+    // Rows: a key row is in use when a file in the tree or in quarantine carries its id.
+    let store = vol.keyring().store();
+    let rows = store.file_ids()?;
+    report.stats.key_rows = rows.len() as u64;
+    let mut orphan_rows = Vec::new();
+    for id in rows {
+        if !used.contains_key(&id) && !q.file_ids.contains(&id) && !temp_ids.contains(&id) {
+            report.problems.push(Problem {
+                loc: None,
+                kind: ProblemKind::OrphanKeyRow(id),
+                repaired: false,
+            });
+            orphan_rows.push((id, report.problems.len() - 1));
+        }
+    }
+    let mut orphan_longs = Vec::new();
+    for d in store.long_name_digests()? {
+        if !w.long_digests.contains(&d) && !q.long_digests.contains(&d) {
+            report.problems.push(Problem {
+                loc: None,
+                kind: ProblemKind::OrphanLongName(hex(&d)),
+                repaired: false,
+            });
+            orphan_longs.push((d, report.problems.len() - 1));
+        }
+    }
+
+    if repair {
+        let mut r = Repairer {
+            vol,
+            report: &mut report,
+        };
+        r.remove_temps(&temps, &temp_ids, &used, &q.file_ids)?;
+        r.quarantine(to_quarantine)?;
+        r.fix_dir_ids(&dir_id_fix)?;
+        r.remove_orphans(&orphan_rows, &orphan_longs)?;
+        store.checkpoint()?;
+    }
+    Ok(report)
+}
+
+/// File ids and long names inside the quarantine directory: their rows are still in use.
+#[derive(Debug, Default)]
+struct QuarantineContents {
+    entries: u64,
+    file_ids: HashSet<FileId>,
+    long_digests: HashSet<[u8; 32]>,
+}
+
+fn quarantine_contents(vol: &Volume) -> Result<QuarantineContents> {
+    let mut q = QuarantineContents::default();
+    let dir = vol.root().join(QUARANTINE_DIR);
+    if !dir.is_dir() {
+        return Ok(q);
+    }
+    q.entries = std::fs::read_dir(&dir)?.count() as u64;
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let name = e.file_name();
+            if let Some(dg) = long_name_digest(&name) {
+                q.long_digests.insert(dg);
+            }
+            // A quarantined entry keeps its long-name row under its old name.
+            if let Some(orig) = name.to_str().and_then(|n| n.split_once('.')).map(|x| x.1)
+                && let Some(dg) = long_name_digest(std::ffi::OsStr::new(orig))
+            {
+                q.long_digests.insert(dg);
+            }
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file()
+                && let Some(id) = header_id(&e.path())
+            {
+                q.file_ids.insert(id);
+            }
+        }
+    }
+    Ok(q)
+}
+
+fn symlink_ok(vol: &Volume, e: &Entry) -> bool {
+    let Some(c) = vol.names().cipher() else {
+        return true;
+    };
+    let Ok(target) = std::fs::read_link(vol.root().join(&e.loc.cipher)) else {
+        return false;
+    };
+    target
+        .to_str()
+        .and_then(|t| fnames::decode(t).ok())
+        .is_some_and(|enc| c.decrypt_symlink(&enc).is_ok())
+}
+
+/// Checks one ciphertext file: header, key row, size, every chunk. `progress` gets the bytes
+/// read as they are read.
+fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileCheck {
+    let mut c = FileCheck::default();
+    let file = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+        Ok(f) => f,
+        Err(e) => {
+            c.problems.push(ProblemKind::Io(e.to_string()));
+            return c;
+        }
+    };
+    let (file, cipher_size) = file;
+    if cipher_size == 0 {
+        // A create interrupted before its header: reads as empty, gets a key on next open.
+        return c;
+    }
+    let mut h = [0u8; HEADER_LEN];
+    let header = read_full_at(&file, &mut h, 0)
+        .map_err(|e| e.to_string())
+        .and_then(|n| FileHeader::decode(&h[..n]).map_err(|e| e.to_string()));
+    let id = match header {
+        Ok(h) => h.file_id,
+        Err(e) => {
+            c.problems.push(ProblemKind::Header(e));
+            progress(cipher_size);
+            return c;
+        }
+    };
+    c.file_id = Some(id);
+    let layout = vol.layout();
+    if let Err(_e) = layout.cipher_size_to_plain_size(cipher_size) {
+        let body = cipher_size.saturating_sub(HEADER_LEN as u64);
+        c.problems.push(ProblemKind::Size {
+            cipher_size,
+            chunk_index: body / layout.chunk_cipher_len(),
+        });
+    }
+    let fek = match vol.keyring().fek(&id) {
+        Ok(k) => k,
+        Err(KeystoreError::MissingKey(_)) => {
+            c.problems.push(ProblemKind::NoKeyRow(id));
+            progress(cipher_size);
+            return c;
+        }
+        Err(KeystoreError::TamperedKey(_)) => {
+            c.problems.push(ProblemKind::TamperedKeyRow(id));
+            progress(cipher_size);
+            return c;
+        }
+        Err(e) => {
+            c.problems.push(ProblemKind::Io(e.to_string()));
+            progress(cipher_size);
+            return c;
+        }
+    };
+    let cipher = ChunkCipher::new(&fek, id);
+    let plain_size = layout.cipher_size_to_plain_size_lenient(cipher_size);
+    if let Err(e) = check_chunks(&file, &cipher, layout, plain_size, &mut c, progress) {
+        c.problems.push(ProblemKind::Io(e.to_string()));
+    }
+    progress(HEADER_LEN as u64);
+    c
+}
+
+fn check_chunks(
+    file: &File,
+    cipher: &ChunkCipher,
+    layout: crate::format::Layout,
+    plain_size: u64,
+    c: &mut FileCheck,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    let count = layout.chunk_count(plain_size);
+    let cc = layout.chunk_cipher_len() as usize;
+    let mut buf = vec![0u8; cc * CHUNKS_PER_READ as usize];
+    let mut first = 0;
+    while first < count {
+        let n = CHUNKS_PER_READ.min(count - first);
+        let last_plain = layout.chunk_plain_len(first + n - 1, plain_size);
+        let len = (n as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
+        let got = read_full_at(
+            file,
+            &mut buf[..len],
+            layout.chunk_index_to_cipher_off(first),
+        )?;
+        for (k, chunk) in buf[..len].chunks_mut(cc).enumerate() {
+            let index = first + k as u64;
+            c.chunks += 1;
+            if k * cc + chunk.len() > got {
+                c.problems.push(ProblemKind::Chunk(index));
+            } else if chunk.iter().all(|&b| b == 0) {
+                c.holes.push(index);
+            } else if cipher.open_in_place(index, chunk).is_err() {
+                c.problems.push(ProblemKind::Chunk(index));
+            }
+        }
+        progress(len as u64);
+        first += n;
+    }
+    Ok(())
+}
+
+/// The repair steps, each printing (into the report) what it did.
+struct Repairer<'a> {
+    vol: &'a Volume,
+    report: &'a mut Report,
+}
+
+impl Repairer<'_> {
+    fn mark(&mut self, indices: &[usize]) {
+        for &i in indices {
+            self.report.problems[i].repaired = true;
+        }
+    }
+
+    /// A leftover temporary file is a partial copy of a file that is still intact: removing
+    /// it loses nothing. Its key row goes too unless something else carries the id.
+    fn remove_temps(
+        &mut self,
+        temps: &[&Entry],
+        temp_ids: &HashSet<FileId>,
+        used: &HashMap<FileId, String>,
+        quarantined: &HashSet<FileId>,
+    ) -> Result<()> {
+        let store = self.vol.keyring().store();
+        for t in temps {
+            let path = self.vol.root().join(&t.loc.cipher);
+            let id = header_id(&path);
+            std::fs::remove_file(&path)?;
+            sync_parent(&path)?;
+            self.report.actions.push(format!(
+                "removed leftover reencrypt temporary file {}",
+                t.loc
+            ));
+            if let Some(id) = id
+                && temp_ids.contains(&id)
+                && !used.contains_key(&id)
+                && !quarantined.contains(&id)
+                && store.delete_file_key(&id)?
+            {
+                self.report
+                    .actions
+                    .push(format!("removed the key row {id} of that temporary file"));
+            }
+            let idx: Vec<usize> = self
+                .report
+                .problems
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.kind == ProblemKind::TempFile && p.loc.as_ref() == Some(&t.loc))
+                .map(|(i, _)| i)
+                .collect();
+            self.mark(&idx);
+        }
+        Ok(())
+    }
+
+    fn quarantine(&mut self, list: BTreeMap<PathBuf, (Loc, Vec<usize>)>) -> Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let qdir = self.vol.root().join(QUARANTINE_DIR);
+        if !qdir.is_dir() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&qdir)
+                .map_err(VolumeError::Io)?;
+            File::open(self.vol.root())?.sync_all()?;
+        }
+        let mut moved: Vec<PathBuf> = Vec::new();
+        for (cipher, (loc, idx)) in list {
+            // A directory moved already carries its children with it.
+            if moved.iter().any(|m| cipher.starts_with(m)) {
+                self.mark(&idx);
+                continue;
+            }
+            let to = self.move_to_quarantine(&cipher)?;
+            self.report.actions.push(format!(
+                "quarantined {loc} (cipher path {}) as {QUARANTINE_DIR}/{}",
+                cipher.display(),
+                to.to_string_lossy()
+            ));
+            moved.push(cipher);
+            self.mark(&idx);
+        }
+        File::open(&qdir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Renames `cipher` into the quarantine directory under a fresh `NNNNNN.<old name>` name
+    /// (never replacing anything there); returns the new name.
+    fn move_to_quarantine(&mut self, cipher: &Path) -> Result<std::ffi::OsString> {
+        let qdir = self.vol.root().join(QUARANTINE_DIR);
+        let from = self.vol.root().join(cipher);
+        let base: String = cipher
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(200).collect())
+            .unwrap_or_default();
+        let qfd = File::open(&qdir)?;
+        let parent = File::open(from.parent().unwrap_or(self.vol.root()))?;
+        let name = from.file_name().unwrap_or_default();
+        let mut n = std::fs::read_dir(&qdir)?.count() + 1;
+        loop {
+            let to = format!("{n:06}.{base}");
+            match rustix::fs::renameat_with(
+                &parent,
+                name,
+                &qfd,
+                to.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => {
+                    parent.sync_all()?;
+                    return Ok(to.into());
+                }
+                Err(rustix::io::Errno::EXIST) => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A directory whose id is gone: its children were quarantined (their names are bound to
+    /// the lost id), so it gets a fresh id and is usable again. A damaged id file is moved to
+    /// quarantine first rather than deleted.
+    fn fix_dir_ids(&mut self, list: &[(Loc, bool, usize)]) -> Result<()> {
+        for (loc, missing, idx) in list {
+            let dir = self.vol.root().join(&loc.cipher);
+            if !dir.is_dir() {
+                // The directory itself went to quarantine with its parent.
+                self.mark(&[*idx]);
+                continue;
+            }
+            if !missing && dir.join(DIR_ID_FILE).exists() {
+                let to = self.move_to_quarantine(&loc.cipher.join(DIR_ID_FILE))?;
+                self.report.actions.push(format!(
+                    "quarantined the damaged directory id of {loc} as {QUARANTINE_DIR}/{}",
+                    to.to_string_lossy()
+                ));
+            }
+            let f = File::open(&dir)?;
+            create_dir_id(std::os::fd::AsFd::as_fd(&f))?;
+            f.sync_all()?;
+            self.report
+                .actions
+                .push(format!("wrote a new directory id for {loc}"));
+            self.mark(&[*idx]);
+        }
+        Ok(())
+    }
+
+    fn remove_orphans(
+        &mut self,
+        rows: &[(FileId, usize)],
+        longs: &[([u8; 32], usize)],
+    ) -> Result<()> {
+        let store = self.vol.keyring().store();
+        for (id, idx) in rows {
+            store.delete_file_key(id)?;
+            self.report
+                .actions
+                .push(format!("removed orphan key row {id}"));
+            self.mark(&[*idx]);
+        }
+        for (d, idx) in longs {
+            store.delete_long_name(d)?;
+            self.report
+                .actions
+                .push(format!("removed orphan long-name row {}", hex(d)));
+            self.mark(&[*idx]);
+        }
+        if !rows.is_empty() || !longs.is_empty() {
+            store.make_durable()?;
+        }
+        Ok(())
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    if let Some(p) = path.parent() {
+        File::open(p)?.sync_all()?;
+    }
+    Ok(())
+}
