@@ -4,8 +4,12 @@
 pub mod exit;
 pub mod info;
 pub mod init;
+pub mod keys;
 pub mod mount;
+pub mod passwd;
 pub mod password;
+pub mod rotate;
+pub mod unlock;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +32,12 @@ enum Command {
     /// Unmount a mounted volume and wait for its daemon to finish.
     #[command(alias = "unmount")]
     Umount(mount::UmountArgs),
+    /// Manage key slots: list, add, remove; make key files.
+    Keys(keys::KeysArgs),
+    /// Change the password of one key slot (O(1): nothing else is re-encrypted).
+    Passwd(passwd::PasswdArgs),
+    /// Replace the KEK: re-wrap every file key in one transaction (no content is touched).
+    Rotate(rotate::RotateArgs),
 }
 
 /// An error for the user: a message and the exit code it maps to.
@@ -80,6 +90,9 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
+        Command::Keys(a) => keys::run(a),
+        Command::Passwd(a) => passwd::run(a),
+        Command::Rotate(a) => rotate::run(a),
     };
     match result {
         Ok(()) => exit::OK,
