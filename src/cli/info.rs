@@ -58,13 +58,11 @@ pub fn run(a: InfoArgs) -> Result<(), CliError> {
     println!("key slots:       {}", slots.len());
     for s in slots {
         println!(
-            "  slot {}: {} {:?}, argon2id m={} KiB t={} p={}, created {}",
+            "  slot {}: {} {:?}, {}, created {}",
             s.slot_id,
             s.kind,
             s.label,
-            s.kdf.m_kib,
-            s.kdf.t,
-            s.kdf.p,
+            super::keys::list::describe_kdf(&s),
             format_utc(s.created)
         );
     }

@@ -5,9 +5,13 @@ pub mod exit;
 pub mod fsck;
 pub mod info;
 pub mod init;
+pub mod keys;
 pub mod mount;
+pub mod passwd;
 pub mod password;
 pub mod reencrypt;
+pub mod rotate;
+pub mod unlock;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +38,12 @@ enum Command {
     Fsck(fsck::FsckArgs),
     /// Give files a new key and rewrite their content (unmounted volume).
     Reencrypt(reencrypt::ReencryptArgs),
+    /// Manage key slots: list, add, remove; make key files.
+    Keys(keys::KeysArgs),
+    /// Change the password of one key slot (O(1): nothing else is re-encrypted).
+    Passwd(passwd::PasswdArgs),
+    /// Replace the KEK: re-wrap every file key in one transaction (no content is touched).
+    Rotate(rotate::RotateArgs),
 }
 
 /// An error for the user: a message and the exit code it maps to.
@@ -88,6 +98,9 @@ pub fn main() -> i32 {
         Command::Umount(a) => mount::run_umount(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Reencrypt(a) => reencrypt::run(a),
+        Command::Keys(a) => keys::run(a),
+        Command::Passwd(a) => passwd::run(a),
+        Command::Rotate(a) => rotate::run(a),
     };
     match result {
         Ok(()) => exit::OK,

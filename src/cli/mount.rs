@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
-use super::password::PasswordSource;
+use super::unlock::{SlotSecret, UnlockArgs};
 use super::{CliError, exit};
 use crate::fs::{CofferFs, FsOptions};
 use crate::sys::{self, Forked};
-use crate::volume::{self, Volume};
+use crate::volume;
 
 /// Arguments of `cofferfs mount`.
 #[derive(Debug, clap::Args)]
@@ -49,9 +49,9 @@ pub struct MountArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
-    /// Where the password comes from.
+    /// The secret: a password, or a key file.
     #[command(flatten)]
-    pub password: PasswordSource,
+    pub unlock: UnlockArgs,
 }
 
 /// Parses `90`, `90s`, `10m`, `2h`.
@@ -135,7 +135,7 @@ pub fn run(a: MountArgs) -> Result<(), CliError> {
     volume::open_store_read_only(&a.cipherdir)?;
     check_mountpoint(&a.mountpoint)?;
     let options = mount_options(&a)?;
-    let password = a.password.read("Password: ", false)?;
+    let password = a.unlock.read("Password: ")?;
     if a.foreground {
         return serve(&a, options, &password, None);
     }
@@ -191,14 +191,14 @@ fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
 fn serve(
     a: &MountArgs,
     options: Vec<MountOption>,
-    password: &[u8],
+    password: &SlotSecret,
     mut ready: Option<OwnedFd>,
 ) -> Result<(), CliError> {
     let fail = |ready: &mut Option<OwnedFd>, e: CliError| {
         report(ready, e.code, &e.message);
         e
     };
-    let vol = match Volume::open(&a.cipherdir, password, a.slot) {
+    let vol = match password.open(&a.cipherdir, a.slot) {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };

@@ -36,6 +36,13 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
             log::warn!("{k}");
             Errno::EIO
         }
+        // Slot management never runs through the mount; listed so a new variant is a choice.
+        KeystoreError::NoSuchSlot(_)
+        | KeystoreError::LastSlot(_)
+        | KeystoreError::OtherSlots(_) => {
+            log::error!("{k}");
+            Errno::EINVAL
+        }
         KeystoreError::Missing(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }

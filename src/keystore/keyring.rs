@@ -8,9 +8,11 @@ use std::sync::Arc;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{HeaderStore, KeystoreError, Result};
+use super::rotate::{Progress, RotateReport};
+use super::store::SlotKind;
+use super::{HeaderStore, KeystoreError, Result, SlotRecord};
 use crate::crypto::names::NameCipher;
-use crate::crypto::{CryptoError, Fek, Kek, NameKey, os_random, wrap};
+use crate::crypto::{CryptoError, Fek, KdfParams, Kek, NameKey, os_random, wrap};
 use crate::format::{FILE_ID_LEN, FileId};
 
 /// How many unwrapped FEKs stay cached. 4096 keys × 32 bytes is small; the point of the bound
@@ -109,5 +111,89 @@ impl Keyring {
     /// Drops every cached FEK (their memory is zeroized once no open file holds them).
     pub fn clear_cache(&self) {
         self.feks.lock().clear();
+    }
+
+    /// The KEK generation this keyring holds.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The KEK itself, for tests that check what an old KEK can still unwrap. Never call this
+    /// outside tests: the KEK must not leave the keyring.
+    #[doc(hidden)]
+    pub fn kek_for_tests(&self) -> &Kek {
+        &self.kek
+    }
+
+    /// Builds a slot of `kind` wrapping this KEK under `secret` (Argon2id `kdf` for passwords).
+    pub fn new_slot(
+        &self,
+        slot_id: u32,
+        kind: SlotKind,
+        label: &str,
+        secret: &[u8],
+        kdf: KdfParams,
+    ) -> Result<SlotRecord> {
+        match kind {
+            SlotKind::Password => {
+                SlotRecord::new_password(slot_id, label, secret, kdf, &self.kek, &self.volume_id)
+            }
+            SlotKind::Keyfile => {
+                SlotRecord::new_keyfile(slot_id, label, secret, &self.kek, &self.volume_id)
+            }
+        }
+    }
+
+    /// Adds a slot opened by `secret` in the lowest free slot id; returns the id.
+    pub fn add_slot(
+        &self,
+        kind: SlotKind,
+        label: &str,
+        secret: &[u8],
+        kdf: KdfParams,
+    ) -> Result<u32> {
+        let id = self.store.free_slot_id()?;
+        let slot = self.new_slot(id, kind, label, secret, kdf)?;
+        self.store.add_slot(&slot)?;
+        Ok(id)
+    }
+
+    /// Re-wraps slot `slot_id` under a new secret (fresh salt): O(1), nothing else changes.
+    pub fn rewrap_slot(&self, slot_id: u32, secret: &[u8], kdf: KdfParams) -> Result<()> {
+        let old = self
+            .store
+            .slots()?
+            .into_iter()
+            .find(|s| s.slot_id == slot_id)
+            .ok_or(KeystoreError::NoSuchSlot(slot_id))?;
+        let new = old.rebuilt(secret, kdf, &self.kek, &self.volume_id)?;
+        self.store.replace_slot_secret(&new)
+    }
+
+    /// Rotates the KEK: a new random KEK re-wraps every FEK and the name key in one
+    /// transaction; slot `keep_slot` is re-wrapped under `secret` (its own, fresh salt) and
+    /// every other slot is removed when `drop_others`, the rotation refused otherwise.
+    pub fn rotate(
+        &mut self,
+        keep_slot: u32,
+        secret: &[u8],
+        drop_others: bool,
+        progress: Progress<'_>,
+    ) -> Result<RotateReport> {
+        let old = self
+            .store
+            .slots()?
+            .into_iter()
+            .find(|s| s.slot_id == keep_slot)
+            .ok_or(KeystoreError::NoSuchSlot(keep_slot))?;
+        let new_kek = Kek::generate()?;
+        let keep = old.rebuilt(secret, old.kdf, &new_kek, &self.volume_id)?;
+        let report = self
+            .store
+            .rotate(&self.kek, &new_kek, &keep, drop_others, progress)?;
+        self.kek = new_kek;
+        self.generation = report.generation;
+        self.clear_cache();
+        Ok(report)
     }
 }

@@ -3,10 +3,13 @@
 //! `keyring` adds the unlocked KEK and an LRU of unwrapped FEKs.
 
 pub mod keyring;
+pub mod rotate;
 pub mod schema;
+mod slots;
 pub mod store;
 
 pub use keyring::Keyring;
+pub use rotate::RotateReport;
 pub use store::{HeaderStore, SlotKind, SlotRecord, VolumeParams};
 
 use crate::crypto::CryptoError;
@@ -34,6 +37,19 @@ pub enum KeystoreError {
     /// No key slot opened with the given secret.
     #[error("wrong password or key: no key slot opens with it")]
     WrongPassword,
+    /// No slot has this id.
+    #[error("key slot {0} does not exist")]
+    NoSuchSlot(u32),
+    /// Removing this slot would leave the volume without any.
+    #[error("key slot {0} is the last one: removing it would lock the volume forever")]
+    LastSlot(u32),
+    /// A rotation would leave these slots holding the old KEK.
+    #[error(
+        "key slot(s) {} would keep the old KEK usable: supply --drop-other-slots to remove \
+         them (add them again afterwards with `cofferfs keys add`)",
+        .0.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    OtherSlots(Vec<u32>),
     /// A file's key row is missing (deleted, or the store is older than the file).
     #[error("no key row for file {0}")]
     MissingKey(FileId),

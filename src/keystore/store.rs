@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::schema::{CONNECTION_PRAGMAS, CREATE_TABLES, SCHEMA_VERSION};
 use super::{KeystoreError, Result};
-use crate::crypto::kdf::SALT_LEN;
+use crate::crypto::kdf::{SALT_LEN, keyfile_slot_key};
 use crate::crypto::{CryptoError, KdfParams, Kek, SlotKey, os_random, wrap};
 use crate::format::FileId;
 
@@ -37,18 +37,22 @@ pub struct VolumeParams {
 pub enum SlotKind {
     /// A password through Argon2id.
     Password,
+    /// A key file (32+ random bytes) through HKDF-SHA256; the Argon2 columns hold 0.
+    Keyfile,
 }
 
 impl SlotKind {
     fn as_str(self) -> &'static str {
         match self {
             SlotKind::Password => "password",
+            SlotKind::Keyfile => "keyfile",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         match s {
             "password" => Some(SlotKind::Password),
+            "keyfile" => Some(SlotKind::Keyfile),
             _ => None,
         }
     }
@@ -71,7 +75,7 @@ pub struct SlotRecord {
     pub label: String,
     /// Random salt of the KDF.
     pub salt: Vec<u8>,
-    /// Argon2id parameters.
+    /// Argon2id parameters (all 0 for a key-file slot).
     pub kdf: KdfParams,
     /// The KEK wrapped under this slot's key.
     pub wrapped_kek: Vec<u8>,
@@ -104,9 +108,60 @@ impl SlotRecord {
         })
     }
 
-    /// Derives this slot's key from `secret` (the slow step: Argon2id).
+    /// A new key-file slot wrapping `kek`: random salt, key from HKDF-SHA256 of the file.
+    pub fn new_keyfile(
+        slot_id: u32,
+        label: &str,
+        keyfile: &[u8],
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        let mut salt = vec![0u8; SALT_LEN];
+        os_random(&mut salt)?;
+        let slot_key = keyfile_slot_key(keyfile, &salt)?;
+        let wrapped_kek = wrap::wrap_kek(&slot_key, kek, volume_id)?;
+        Ok(SlotRecord {
+            slot_id,
+            kind: SlotKind::Keyfile,
+            label: label.to_owned(),
+            salt,
+            kdf: KdfParams {
+                m_kib: 0,
+                t: 0,
+                p: 0,
+            },
+            wrapped_kek,
+            created: now_secs(),
+        })
+    }
+
+    /// A new slot of the same kind, id, label and (for passwords) `kdf`, wrapping `kek` under
+    /// `secret` with a fresh salt.
+    pub fn rebuilt(
+        &self,
+        secret: &[u8],
+        kdf: KdfParams,
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        let mut s = match self.kind {
+            SlotKind::Password => {
+                Self::new_password(self.slot_id, &self.label, secret, kdf, kek, volume_id)?
+            }
+            SlotKind::Keyfile => {
+                Self::new_keyfile(self.slot_id, &self.label, secret, kek, volume_id)?
+            }
+        };
+        s.created = self.created;
+        Ok(s)
+    }
+
+    /// Derives this slot's key from `secret` (for passwords the slow step: Argon2id).
     fn slot_key(&self, secret: &[u8]) -> Result<SlotKey> {
-        Ok(self.kdf.derive(secret, &self.salt)?)
+        Ok(match self.kind {
+            SlotKind::Password => self.kdf.derive(secret, &self.salt)?,
+            SlotKind::Keyfile => keyfile_slot_key(secret, &self.salt)?,
+        })
     }
 }
 
@@ -122,7 +177,7 @@ pub fn now_secs() -> i64 {
 /// shareable across threads, and the mount's worker threads all use this one.
 pub struct HeaderStore {
     /// Guards the only connection to the database.
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -132,7 +187,7 @@ impl std::fmt::Debug for HeaderStore {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> KeystoreError {
+pub(super) fn corrupt(e: impl std::fmt::Display) -> KeystoreError {
     KeystoreError::Corrupt(e.to_string())
 }
 
@@ -287,7 +342,7 @@ impl HeaderStore {
         })
     }
 
-    fn insert_slot_in(conn: &Connection, s: &SlotRecord) -> Result<()> {
+    pub(super) fn insert_slot_in(conn: &Connection, s: &SlotRecord) -> Result<()> {
         conn.execute(
             "INSERT INTO slots (slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p,
                 wrapped_kek, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -347,9 +402,21 @@ impl HeaderStore {
         Ok(out)
     }
 
-    /// Tries `secret` on every slot (or only `only_slot`) and returns the KEK of the first that
-    /// opens. A slot whose KDF parameters are out of bounds is reported as such, never hashed.
+    /// Tries the password `secret` on every password slot (or only `only_slot`); see
+    /// [`HeaderStore::unlock_with`].
     pub fn unlock(&self, secret: &[u8], only_slot: Option<u32>) -> Result<(u32, Kek)> {
+        self.unlock_with(SlotKind::Password, secret, only_slot)
+    }
+
+    /// Tries `secret` on every slot of `kind` (or only `only_slot`) and returns the KEK of the
+    /// first that opens. A password is never tried on a key-file slot nor the reverse. A slot
+    /// whose KDF parameters are out of bounds is reported as such, never hashed.
+    pub fn unlock_with(
+        &self,
+        kind: SlotKind,
+        secret: &[u8],
+        only_slot: Option<u32>,
+    ) -> Result<(u32, Kek)> {
         let volume_id = self.params()?.volume_id;
         let slots = self.slots()?;
         if slots.is_empty() {
@@ -358,11 +425,15 @@ impl HeaderStore {
         let mut bounds_error = None;
         for slot in slots
             .iter()
-            .filter(|s| only_slot.is_none_or(|id| id == s.slot_id))
+            .filter(|s| s.kind == kind && only_slot.is_none_or(|id| id == s.slot_id))
         {
             let key = match slot.slot_key(secret) {
                 Ok(k) => k,
-                Err(e @ KeystoreError::Crypto(CryptoError::KdfParamsOutOfBounds { .. })) => {
+                Err(
+                    e @ KeystoreError::Crypto(
+                        CryptoError::KdfParamsOutOfBounds { .. } | CryptoError::Malformed(_),
+                    ),
+                ) => {
                     bounds_error = Some(e);
                     continue;
                 }

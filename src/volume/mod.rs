@@ -19,7 +19,7 @@ use crate::crypto::{CryptoError, KdfParams, Kek, NameKey, wrap};
 use crate::format::names::HEADER_STORE_NAME;
 use crate::format::{FORMAT_VERSION, FileId, FormatError, Layout};
 use crate::keystore::store::{new_volume_id, now_secs};
-use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotRecord, VolumeParams};
+use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotKind, SlotRecord, VolumeParams};
 
 /// Why a volume operation failed. Corruption (`CorruptChunk`, `CorruptFile`, a tampered key)
 /// is kept apart from I/O errors: the first becomes EIO plus a warning, the second passes the
@@ -177,6 +177,15 @@ impl std::ops::Deref for ReadOnlyStore {
     }
 }
 
+/// Fails with `Locked` when another process holds the volume (it is mounted), without keeping
+/// the lock: lets a command refuse before it asks for a password. `Volume::open` checks again.
+pub fn check_not_locked(cipherdir: &Path) -> Result<()> {
+    if !cipherdir.is_dir() {
+        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
+    }
+    lock_volume(cipherdir).map(drop)
+}
+
 /// Opens the header store read-only, without a secret, for `info`.
 pub fn open_store_read_only(cipherdir: &Path) -> Result<ReadOnlyStore> {
     if !cipherdir.is_dir() {
@@ -263,6 +272,17 @@ impl Volume {
     /// Opens `cipherdir` with `secret`, trying every slot (or only `slot`). Holds the volume
     /// lock until dropped, so a second mount of the same volume is refused.
     pub fn open(cipherdir: &Path, secret: &[u8], slot: Option<u32>) -> Result<Self> {
+        Self::open_with(cipherdir, SlotKind::Password, secret, slot)
+    }
+
+    /// Opens `cipherdir` with a secret of `kind` (a password or a key file's bytes), trying
+    /// every slot of that kind (or only `slot`). Holds the volume lock until dropped.
+    pub fn open_with(
+        cipherdir: &Path,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+    ) -> Result<Self> {
         if !cipherdir.is_dir() {
             return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
         }
@@ -274,7 +294,7 @@ impl Volume {
             return Err(FormatError::UnsupportedVersion(params.format_version).into());
         }
         let layout = Layout::new(u64::from(params.chunk_len))?;
-        let (slot_id, kek) = store.unlock(secret, slot)?;
+        let (slot_id, kek) = store.unlock_with(kind, secret, slot)?;
         let keyring = Keyring::new(store, kek)?;
         let cipher: Option<NameCipher> = if params.plaintext_names {
             None
@@ -300,6 +320,11 @@ impl Volume {
     /// Keys and the header store.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// Keys and the header store, for management commands that change the KEK.
+    pub fn keyring_mut(&mut self) -> &mut Keyring {
+        &mut self.keyring
     }
 
     /// Chunk geometry.

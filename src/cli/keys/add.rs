@@ -1,0 +1,64 @@
+//! `cofferfs keys add`: a new slot wrapping the KEK under a new password or a key file. O(1):
+//! nothing but one slot row changes.
+
+use std::path::PathBuf;
+
+use crate::cli::CliError;
+use crate::cli::password::PasswordSource;
+use crate::cli::unlock::{KdfArgs, NewPasswordArgs, UnlockArgs, open_for_management, read_keyfile};
+use crate::crypto::KdfParams;
+use crate::keystore::SlotKind;
+use crate::volume::VolumeError;
+
+/// Arguments of `cofferfs keys add`.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The ciphertext directory.
+    pub cipherdir: PathBuf,
+    /// Label of the new slot.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The new slot is opened by this key file (at least 32 bytes) instead of a password.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["new_passfile", "new_extpass"])]
+    pub keyfile: Option<PathBuf>,
+    /// Where the new password comes from (default: prompt, or the next line of stdin).
+    #[command(flatten)]
+    pub new_password: NewPasswordArgs,
+    /// Argon2id parameters of a new password slot.
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Where the current password comes from.
+    #[command(flatten)]
+    pub password: PasswordSource,
+    /// Unlock with an existing key-file slot instead of a current password.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
+    pub unlock_keyfile: Option<PathBuf>,
+}
+
+/// Runs `keys add`.
+pub fn run(a: AddArgs) -> Result<(), CliError> {
+    let kdf = match a.keyfile {
+        Some(_) => KdfParams::default(),
+        None => a.kdf.resolve(KdfParams::default())?,
+    };
+    let unlock = UnlockArgs {
+        password: a.password.clone(),
+        keyfile: a.unlock_keyfile.clone(),
+    };
+    let (vol, _secret) = open_for_management(&a.cipherdir, &unlock, None)?;
+    let (kind, new_secret) = match &a.keyfile {
+        Some(path) => (SlotKind::Keyfile, read_keyfile(path)?),
+        None => (SlotKind::Password, a.new_password.read()?),
+    };
+    let label = a.label.unwrap_or_else(|| kind.to_string());
+    let keyring = vol.keyring();
+    let id = keyring
+        .add_slot(kind, &label, &new_secret, kdf)
+        .map_err(VolumeError::from)?;
+    keyring.store().checkpoint().map_err(VolumeError::from)?;
+    println!("Added key slot {id} ({kind}, label {label:?}).");
+    if kind == SlotKind::Keyfile {
+        println!("Keep the key file safe: whoever holds it can open the volume.");
+    }
+    Ok(())
+}

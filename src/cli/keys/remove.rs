@@ -1,0 +1,61 @@
+//! `cofferfs keys remove`: deletes one slot, as `cryptsetup luksKillSlot` does: the secret
+//! given must open a slot that stays, so whoever removes a slot is left with a working one,
+//! and a forgotten password's slot can be removed with another secret. The last slot is never
+//! removed.
+
+use std::path::PathBuf;
+
+use crate::cli::unlock::{UnlockArgs, open_for_management};
+use crate::cli::{CliError, exit};
+use crate::keystore::KeystoreError;
+use crate::volume::VolumeError;
+
+/// Arguments of `cofferfs keys remove`.
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The ciphertext directory.
+    pub cipherdir: PathBuf,
+    /// The slot to remove (see `cofferfs keys list`).
+    pub slot: u32,
+    /// The secret of a slot that stays.
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
+}
+
+/// Runs `keys remove`.
+pub fn run(a: RemoveArgs) -> Result<(), CliError> {
+    let (vol, secret) = open_for_management(&a.cipherdir, &a.unlock, None)?;
+    let store = vol.keyring().store();
+    let slots = store.slots().map_err(VolumeError::from)?;
+    if !slots.iter().any(|s| s.slot_id == a.slot) {
+        return Err(VolumeError::from(KeystoreError::NoSuchSlot(a.slot)).into());
+    }
+    if slots.len() == 1 {
+        return Err(VolumeError::from(KeystoreError::LastSlot(a.slot)).into());
+    }
+    if vol.slot_id() == a.slot {
+        // The secret opened the doomed slot first; it may open another slot too.
+        let opens_another = slots
+            .iter()
+            .filter(|s| s.slot_id != a.slot && s.kind == secret.kind)
+            .any(|s| {
+                store
+                    .unlock_with(secret.kind, &secret.bytes, Some(s.slot_id))
+                    .is_ok()
+            });
+        if !opens_another {
+            return Err(CliError::new(
+                exit::WRONG_PASSWORD,
+                format!(
+                    "the secret given opens only slot {} itself: give the secret of a slot \
+                     that stays (removing a slot must leave you a way in)",
+                    a.slot
+                ),
+            ));
+        }
+    }
+    store.remove_slot(a.slot).map_err(VolumeError::from)?;
+    store.checkpoint().map_err(VolumeError::from)?;
+    println!("Removed key slot {}.", a.slot);
+    Ok(())
+}

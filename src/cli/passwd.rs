@@ -1,0 +1,67 @@
+//! `cofferfs passwd`: re-wraps one password slot under a new password (fresh salt, optionally
+//! new Argon2id parameters). O(1): the KEK, every FEK row, other slots and all content stay.
+
+use std::path::PathBuf;
+
+use super::unlock::{KdfArgs, NewPasswordArgs, UnlockArgs, open_for_management};
+use super::{CliError, exit};
+use crate::keystore::{KeystoreError, SlotKind};
+use crate::volume::VolumeError;
+
+/// Arguments of `cofferfs passwd`.
+#[derive(Debug, clap::Args)]
+pub struct PasswdArgs {
+    /// The ciphertext directory.
+    pub cipherdir: PathBuf,
+    /// The password slot to change (default: the slot the current secret opens).
+    #[arg(long)]
+    pub slot: Option<u32>,
+    /// The current secret (any slot's).
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
+    /// Where the new password comes from (default: prompt, or the next line of stdin).
+    #[command(flatten)]
+    pub new_password: NewPasswordArgs,
+    /// New Argon2id parameters (default: keep the slot's).
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// Runs `passwd`.
+pub fn run(a: PasswdArgs) -> Result<(), CliError> {
+    let (vol, _secret) = open_for_management(&a.cipherdir, &a.unlock, None)?;
+    let target = a.slot.unwrap_or(vol.slot_id());
+    let keyring = vol.keyring();
+    let slot = keyring
+        .store()
+        .slots()
+        .map_err(VolumeError::from)?
+        .into_iter()
+        .find(|s| s.slot_id == target)
+        .ok_or_else(|| VolumeError::from(KeystoreError::NoSuchSlot(target)))?;
+    if slot.kind != SlotKind::Password {
+        return Err(CliError::new(
+            exit::KEY_SLOT,
+            format!(
+                "slot {target} is a {} slot, not a password slot (use `keys add` and \
+                 `keys remove` to replace a key file)",
+                slot.kind
+            ),
+        ));
+    }
+    let kdf = a.kdf.resolve(slot.kdf)?;
+    let new_pw = a.new_password.read()?;
+    let started = std::time::Instant::now();
+    keyring
+        .rewrap_slot(target, &new_pw, kdf)
+        .map_err(VolumeError::from)?;
+    keyring.store().checkpoint().map_err(VolumeError::from)?;
+    println!(
+        "Changed the password of key slot {target} (argon2id m={} KiB t={} p={}, {:.2} s).",
+        kdf.m_kib,
+        kdf.t,
+        kdf.p,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! How a command gets its secrets, shared by every verb that opens a volume: the current
+//! secret (a password, or `--keyfile FILE` for a key-file slot), a new password, and Argon2id
+//! parameters for a new password slot.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::password::{PasswordSource, Secret};
+use super::{CliError, exit};
+use crate::crypto::KdfParams;
+use crate::crypto::kdf::KEYFILE_MIN_LEN;
+use crate::keystore::SlotKind;
+use crate::volume::{self, Volume};
+
+/// Largest key file read (as cryptsetup's default `--keyfile-size` limit).
+pub const KEYFILE_MAX_LEN: u64 = 8 * 1024 * 1024;
+
+/// The secret that opens an existing slot.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UnlockArgs {
+    /// Where the password comes from.
+    #[command(flatten)]
+    pub password: PasswordSource,
+    /// Unlock with a key file (a key-file slot) instead of a password.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
+    pub keyfile: Option<PathBuf>,
+}
+
+/// A secret read for one slot kind; wiped on drop.
+pub struct SlotSecret {
+    /// Which kind of slot it can open.
+    pub kind: SlotKind,
+    /// The password or the key file's bytes.
+    pub bytes: Secret,
+}
+
+impl UnlockArgs {
+    /// Reads the key file or the password (prompting with `prompt` at a terminal).
+    pub fn read(&self, prompt: &str) -> Result<SlotSecret, CliError> {
+        match &self.keyfile {
+            Some(path) => Ok(SlotSecret {
+                kind: SlotKind::Keyfile,
+                bytes: read_keyfile(path)?,
+            }),
+            None => Ok(SlotSecret {
+                kind: SlotKind::Password,
+                bytes: self.password.read(prompt, false)?,
+            }),
+        }
+    }
+}
+
+impl SlotSecret {
+    /// Opens (and locks) the volume with this secret.
+    pub fn open(&self, cipherdir: &Path, slot: Option<u32>) -> volume::Result<Volume> {
+        Volume::open_with(cipherdir, self.kind, &self.bytes, slot)
+    }
+}
+
+/// Reads a whole key file; it must hold at least 32 bytes.
+pub fn read_keyfile(path: &Path) -> Result<Secret, CliError> {
+    let fail = |why: String| {
+        CliError::new(
+            exit::PASSWORD_INPUT,
+            format!("key file {}: {why}", path.display()),
+        )
+    };
+    let f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    f.take(KEYFILE_MAX_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() < KEYFILE_MIN_LEN {
+        return Err(fail(format!(
+            "{} bytes; a key file needs at least {KEYFILE_MIN_LEN} (make one with `cofferfs keys new-keyfile`)",
+            bytes.len()
+        )));
+    }
+    if bytes.len() as u64 > KEYFILE_MAX_LEN {
+        return Err(fail("larger than 8 MiB".into()));
+    }
+    Ok(bytes)
+}
+
+/// Opens the volume for a management command: refuses a mounted volume before asking for
+/// anything, then reads the secret and unlocks.
+pub fn open_for_management(
+    cipherdir: &Path,
+    unlock: &UnlockArgs,
+    slot: Option<u32>,
+) -> Result<(Volume, SlotSecret), CliError> {
+    volume::check_not_locked(cipherdir)?;
+    let secret = unlock.read("Password: ")?;
+    let vol = secret.open(cipherdir, slot)?;
+    Ok((vol, secret))
+}
+
+/// Where a new password comes from (`keys add`, `passwd`). A piped stdin gives its next line,
+/// after the current password's line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "new_extpass")]
+    pub new_passfile: Option<PathBuf>,
+    /// Run CMD (with /bin/sh -c) and use the first line of its output as the new password.
+    #[arg(long, value_name = "CMD")]
+    pub new_extpass: Option<String>,
+}
+
+impl NewPasswordArgs {
+    /// Reads the new password (asked twice at a terminal).
+    pub fn read(&self) -> Result<Secret, CliError> {
+        let src = PasswordSource {
+            passfile: self.new_passfile.clone(),
+            extpass: self.new_extpass.clone(),
+        };
+        Ok(src.read("New password: ", true)?)
+    }
+}
+
+/// Argon2id parameters for a new password slot; unset ones keep `base`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB for the new password [default: 65536, or the slot's own].
+    #[arg(long, value_name = "KIB")]
+    pub argon2_memory: Option<u32>,
+    /// Argon2id passes [default: 3, or the slot's own].
+    #[arg(long, value_name = "N")]
+    pub argon2_time: Option<u32>,
+    /// Argon2id lanes [default: 4, or the slot's own].
+    #[arg(long, value_name = "N")]
+    pub argon2_lanes: Option<u32>,
+}
+
+impl KdfArgs {
+    /// The parameters to use, bounded; warns when they are weak.
+    pub fn resolve(&self, base: KdfParams) -> Result<KdfParams, CliError> {
+        let kdf = KdfParams {
+            m_kib: self.argon2_memory.unwrap_or(base.m_kib),
+            t: self.argon2_time.unwrap_or(base.t),
+            p: self.argon2_lanes.unwrap_or(base.p),
+        };
+        kdf.check(true)
+            .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        if kdf.check(false).is_err() {
+            eprintln!(
+                "cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap"
+            );
+        }
+        Ok(kdf)
+    }
+}
