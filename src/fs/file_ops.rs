@@ -96,9 +96,7 @@ impl CofferFs {
         uid: u32,
         gid: u32,
     ) -> Result<(FileAttr, u64)> {
-        self.check_writable()?;
-        let parent = self.inode(parent)?;
-        Self::require_dir(&parent)?;
+        let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
         let base = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let created = rustix::fs::openat(
@@ -116,12 +114,7 @@ impl CofferFs {
             }
             Err(e) => return Err(e.into()),
         };
-        let path_fd = rustix::fs::openat(
-            parent.fd(),
-            &dn.name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let path_fd = Self::open_path(&parent, &dn.name)?;
         if is_new {
             self.set_owner(&parent, path_fd.as_fd(), uid, gid)?;
         }

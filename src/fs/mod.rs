@@ -196,14 +196,29 @@ impl CofferFs {
         to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted())
     }
 
-    /// Looks up `disk` in `parent` and records a kernel reference to it.
-    fn lookup_disk(&self, parent: &Inode, disk: &OsStr) -> Result<FileAttr> {
-        let fd = rustix::fs::openat(
-            parent.fd(),
+    /// An `O_PATH` fd on the entry `disk` of `dir`, not following a symlink: the handle every
+    /// inode keeps on its backing object.
+    fn open_path(dir: &Inode, disk: &OsStr) -> Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            dir.fd(),
             disk,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )?)
+    }
+
+    /// The directory `parent`, for an operation that changes it: refuses on a read-only
+    /// mount and when `parent` is not a directory.
+    fn writable_dir(&self, parent: u64) -> Result<Arc<Inode>> {
+        self.check_writable()?;
+        let dir = self.inode(parent)?;
+        Self::require_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Looks up `disk` in `parent` and records a kernel reference to it.
+    fn lookup_disk(&self, parent: &Inode, disk: &OsStr) -> Result<FileAttr> {
+        let fd = Self::open_path(parent, disk)?;
         let st = rustix::fs::fstat(&fd)?;
         let ino = self.inodes.node_id(st.st_ino);
         self.inodes.remember(ino, fd, attr::kind_of(&st));

@@ -131,9 +131,7 @@ impl CofferFs {
         uid: u32,
         gid: u32,
     ) -> Result<FileAttr> {
-        self.check_writable()?;
-        let parent = self.inode(parent)?;
-        Self::require_dir(&parent)?;
+        let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
         // Create private, write the directory id, then set the exact bits asked for: the
         // metadata file must not leak into the permission bits (gocryptfs forces u+rwx).
@@ -191,9 +189,7 @@ impl CofferFs {
         uid: u32,
         gid: u32,
     ) -> Result<FileAttr> {
-        self.check_writable()?;
-        let parent_inode = self.inode(parent)?;
-        Self::require_dir(&parent_inode)?;
+        let parent_inode = self.writable_dir(parent)?;
         let file_type = rustix::fs::FileType::from_raw_mode(mode);
         if file_type == rustix::fs::FileType::RegularFile {
             let (attr, fh) = self.do_create(parent, name, mode, libc::O_WRONLY, uid, gid)?;
@@ -219,12 +215,7 @@ impl CofferFs {
         uid: u32,
         gid: u32,
     ) -> Result<FileAttr> {
-        let fd = rustix::fs::openat(
-            parent.fd(),
-            &dn.name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = Self::open_path(parent, &dn.name)?;
         self.set_owner(parent, fd.as_fd(), uid, gid)?;
         let st = rustix::fs::fstat(&fd)?;
         let ino = self.inodes.node_id(st.st_ino);
@@ -240,9 +231,7 @@ impl CofferFs {
         uid: u32,
         gid: u32,
     ) -> Result<FileAttr> {
-        self.check_writable()?;
-        let parent = self.inode(parent)?;
-        Self::require_dir(&parent)?;
+        let parent = self.writable_dir(parent)?;
         let stored: OsString = match self.vol.names().cipher() {
             Some(c) => fnames::encode(&c.encrypt_symlink(target.as_bytes())).into(),
             None => target.to_owned(),
@@ -313,13 +302,7 @@ impl CofferFs {
         disk: &OsStr,
         except_ino: Option<u64>,
     ) -> Option<(u64, FileId)> {
-        let fd = rustix::fs::openat(
-            parent.fd(),
-            disk,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        let fd = Self::open_path(parent, disk).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
         if super::attr::kind_of(&st) != Kind::File || st.st_nlink != 1 || except_ino == Some(ino) {
@@ -351,9 +334,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
-        self.check_writable()?;
-        let parent = self.inode(parent)?;
-        Self::require_dir(&parent)?;
+        let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
         let shred = self.last_link(&parent, &dn.name, None);
         rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::empty())?;
@@ -365,9 +346,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
-        self.check_writable()?;
-        let parent = self.inode(parent)?;
-        Self::require_dir(&parent)?;
+        let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
         let dir = rustix::fs::openat(
             parent.fd(),
