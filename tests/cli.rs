@@ -148,6 +148,10 @@ fn init_then_info_shows_the_volume_and_no_secret() {
     run.assert_code(OK).assert_no_secret();
     assert_eq!(run.stderr, "");
     assert_eq!(run.field("cipherdir"), c.display().to_string());
+    assert_eq!(
+        run.field("header store"),
+        c.join("cofferfs.db").display().to_string()
+    );
     assert_eq!(run.field("format version"), "1");
     assert_eq!(run.field("chunk size"), "4096");
     assert_eq!(run.field("names"), "encrypted (AES-SIV)");
@@ -166,9 +170,9 @@ fn init_then_info_shows_the_volume_and_no_secret() {
         slot.contains("\"password\", argon2id m=1024 KiB t=1 p=1, created 20"),
         "{slot}"
     );
-    // Nine fields and exactly one slot line; no key bytes anywhere
+    // Ten fields and exactly one slot line; no key bytes anywhere
     // (the only long hex string is the volume id).
-    assert_eq!(run.stdout.lines().count(), 10, "{run:#?}");
+    assert_eq!(run.stdout.lines().count(), 11, "{run:#?}");
     for word in run.stdout.split(|c: char| !c.is_ascii_hexdigit()) {
         assert!(word.len() < 32 || word == id, "hex blob {word} in {run:#?}");
     }
@@ -428,5 +432,5 @@ fn info_leaves_no_wal_or_shm_behind() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, [".cofferfs.dirid", "cofferfs.db"]);
+    assert_eq!(names, [".cofferfs.dirid", "cofferfs.db", "cofferfs.volume"]);
 }

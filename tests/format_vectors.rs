@@ -7,6 +7,7 @@ use cofferfs::crypto::names::{NameCipher, sha256};
 use cofferfs::crypto::wrap::{self, FEK_LABEL};
 use cofferfs::crypto::{ChunkCipher, Fek, KdfParams, Kek, NameKey};
 use cofferfs::format::layout::{NONCE_LEN, TAG_LEN};
+use cofferfs::format::marker::{StoreLocation, VolumeMarker};
 use cofferfs::format::names as fnames;
 use cofferfs::format::{FileHeader, FileId, Layout};
 
@@ -62,6 +63,13 @@ const ENC_SYMLINK_B64: &str = "QVT4T0vR7yNOu26qyXQiBbox7dE9X33iQA";
 const LONG_DISK_NAME: &str = "cofferfs.long.U4-FEx4-XtIgkURpmORH1KjTbOVDZnJDkOxqHwPr6Gc";
 // Argon2id(PASSWORD, salt 16 × 01, m=1024 KiB, t=1, p=1).
 const SLOT_KEY: &[&str] = &["6970484b79ca5fe1561e0d9052ea5c722e26695d1b0ce6da5991f5502031d772"];
+// Volume marker of volume c0..cf, whose header store is kept elsewhere.
+const MARKER: &[&str] = &[
+    "43465356",                         // magic "CFSV"
+    "0001",                             // format version 1
+    "01",                               // store location: elsewhere
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf", // volume_id
+];
 
 fn seq(start: u8, n: usize) -> Vec<u8> {
     (0..n).map(|i| start + i as u8).collect()
@@ -102,6 +110,22 @@ fn file_header_vector() {
     assert_eq!(bytes.to_vec(), unhex(HEADER));
     let h = FileHeader::decode(&bytes).unwrap();
     assert_eq!((h.version, h.file_id), (1, file_id()));
+}
+
+#[test]
+fn volume_marker_vector() {
+    let m = VolumeMarker {
+        store: StoreLocation::Elsewhere,
+        volume_id: seq(0xc0, 16).try_into().unwrap(),
+    };
+    assert_eq!(m.encode().to_vec(), unhex(MARKER));
+    assert_eq!(VolumeMarker::decode(&unhex(MARKER)).unwrap(), m);
+    let mut inside = unhex(MARKER);
+    inside[6] = 0;
+    assert_eq!(
+        VolumeMarker::decode(&inside).unwrap().store,
+        StoreLocation::InCipherdir
+    );
 }
 
 #[test]
@@ -199,6 +223,7 @@ fn doc_has_line_starting_with(token: &str) -> bool {
 fn every_vector_appears_in_format_md() {
     let groups: &[&[&str]] = &[
         HEADER,
+        MARKER,
         CHUNK0_AAD,
         CHUNK0,
         FEK_AAD,

@@ -15,7 +15,8 @@ use common::mount::{Mounted, sh};
 fn blobs(m: &Mounted) -> Vec<PathBuf> {
     sh(
         &m.cipherdir,
-        "find . -type f ! -name '.cofferfs.dirid' ! -name 'cofferfs.db*' | sort",
+        "find . -type f ! -name '.cofferfs.dirid' ! -name 'cofferfs.db*' ! -name cofferfs.volume \
+         | sort",
     )
     .lines()
     .map(|l| m.cipherdir.join(l))

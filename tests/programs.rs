@@ -278,11 +278,12 @@ fn build_tree(root: &Path, pre_1970: bool, pre_1970_fraction: bool) {
     // chmod changes ctime only, so the times above stand.
 }
 
-/// Number of ciphertext files (not directories, not the header store) in the cipherdir.
+/// Number of ciphertext files (not directories, not the header store or the volume marker) in
+/// the cipherdir.
 fn cipher_file_count(m: &Mounted) -> usize {
     sh(
         &m.cipherdir,
-        "find . -type f ! -name 'cofferfs.db*' | wc -l",
+        "find . -type f ! -name 'cofferfs.db*' ! -name cofferfs.volume | wc -l",
     )
     .trim()
     .parse()

@@ -241,6 +241,13 @@ fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
         Err(VolumeError::Keystore(KeystoreError::Corrupt(_)))
     ));
     std::fs::remove_file(&db).unwrap();
+    // The volume marker says the store belongs in the cipherdir: the store is missing.
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::StoreMissing(p)) if p == db
+    ));
+    // Without a marker (a volume made before markers) the directory is no cipherdir at all.
+    std::fs::remove_file(tv.cipherdir().join("cofferfs.volume")).unwrap();
     assert!(matches!(
         Volume::open(&tv.cipherdir(), PASSWORD, None),
         Err(VolumeError::NotACipherdir(_))

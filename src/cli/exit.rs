@@ -25,6 +25,14 @@ pub const LOCKED: i32 = 15;
 pub const KEY_SLOT: i32 = 16;
 /// The mount itself failed (mountpoint missing or not empty, FUSE refused).
 pub const MOUNT: i32 = 20;
+/// The cipherdir keeps its header store elsewhere and no `--header-store` was given.
+pub const STORE_ELSEWHERE: i32 = 21;
+/// The header store and the cipherdir do not belong together: their volume ids differ, or
+/// `--header-store` was given for a cipherdir that keeps its store inside it.
+pub const STORE_MISMATCH: i32 = 22;
+/// The `--header-store` path is refused: it exists already at `init`, its directory does
+/// not exist, or it lies inside the cipherdir (other than the default `cofferfs.db`).
+pub const STORE_PATH: i32 = 23;
 /// `fsck` found problems and some remain (without `--repair`: any problem at all).
 pub const FSCK_PROBLEMS: i32 = 26;
 /// `fsck --repair` found problems and repaired every one of them.
@@ -36,7 +44,13 @@ pub const REENCRYPT_INCOMPLETE: i32 = 28;
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {
     match e {
-        VolumeError::NotACipherdir(_) | VolumeError::NotEmpty(_) => CIPHERDIR,
+        VolumeError::NotACipherdir(_)
+        | VolumeError::NotEmpty(_)
+        | VolumeError::BadMarker { .. } => CIPHERDIR,
+        VolumeError::StoreElsewhere(_) => STORE_ELSEWHERE,
+        VolumeError::StoreMismatch { .. } | VolumeError::StoreInside(_) => STORE_MISMATCH,
+        VolumeError::StorePath { .. } => STORE_PATH,
+        VolumeError::StoreMissing(_) => HEADER_STORE,
         VolumeError::Locked(_) => LOCKED,
         VolumeError::Keystore(k) => match k {
             KeystoreError::WrongPassword => WRONG_PASSWORD,

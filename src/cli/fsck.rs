@@ -3,20 +3,22 @@
 //! remain, 27 every problem found was repaired.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::password::PasswordSource;
+use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::volume::Volume;
+use crate::keystore::SlotKind;
 use crate::volume::fsck::{Report, fsck};
+use crate::volume::{self, Volume};
 
 /// Arguments of `cofferfs fsck`.
 #[derive(Debug, clap::Args)]
 pub struct FsckArgs {
-    /// The ciphertext directory (not mounted).
-    pub cipherdir: PathBuf,
+    /// The volume (not mounted).
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Remove orphan key and long-name rows and leftover reencrypt temporary files, and move
     /// unreadable entries into cofferfs.quarantine/ (nothing is deleted).
     #[arg(long)]
@@ -99,8 +101,10 @@ fn print_report(r: &Report) {
 
 /// Runs `fsck`.
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
+    let loc = a.volume.locate()?;
+    volume::precheck(&loc)?;
     let pw = a.password.read("Password: ", false)?;
-    let vol = Volume::open(&a.cipherdir, &pw, a.slot)?;
+    let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
     drop(pw);
     let pb = progress_bar("checking");
     let report = fsck(&vol, a.repair, &mut |p| {

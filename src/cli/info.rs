@@ -1,15 +1,15 @@
 //! `cofferfs info`: what a volume is, without a password and without showing any secret.
 
-use std::path::PathBuf;
-
 use super::CliError;
+use super::volume_args::VolumeArgs;
 use crate::volume;
 
 /// Arguments of `cofferfs info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (Howard Hinnant's civil-from-days).
@@ -35,12 +35,14 @@ pub fn format_utc(secs: i64) -> String {
 
 /// Runs `info`.
 pub fn run(a: InfoArgs) -> Result<(), CliError> {
-    let store = volume::open_store_read_only(&a.cipherdir)?;
+    let loc = a.volume.locate()?;
+    let store = volume::open_store_read_only_at(&loc)?;
     let p = store.params().map_err(volume::VolumeError::from)?;
     let slots = store.slots().map_err(volume::VolumeError::from)?;
     let files = store.file_count().map_err(volume::VolumeError::from)?;
-    let id: String = p.volume_id.iter().map(|b| format!("{b:02x}")).collect();
-    println!("cipherdir:       {}", a.cipherdir.display());
+    let id = volume::location::hex(&p.volume_id);
+    println!("cipherdir:       {}", loc.cipherdir().display());
+    println!("header store:    {}", loc.store().display());
     println!("format version:  {}", p.format_version);
     println!("volume id:       {id}");
     println!("chunk size:      {}", p.chunk_len);

@@ -31,6 +31,10 @@ pub struct InitArgs {
     /// Argon2id lanes.
     #[arg(long, default_value_t = DEFAULT_P)]
     pub argon2_lanes: u32,
+    /// Create the header store at PATH (a new file outside the cipherdir) instead of
+    /// cofferfs.db in the cipherdir; every later command then needs --header-store PATH.
+    #[arg(long, value_name = "PATH")]
+    pub header_store: Option<PathBuf>,
     /// Where the password comes from.
     #[command(flatten)]
     pub password: PasswordSource,
@@ -56,8 +60,9 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
         plaintext_names: a.plaintext_names,
         kdf,
         label: a.label,
+        header_store: a.header_store,
     };
-    volume::init(&a.cipherdir, &pw, &opts)?;
+    let loc = volume::init(&a.cipherdir, &pw, &opts)?;
     println!(
         "Created cofferfs volume in {} (chunk size {}, {} names).",
         a.cipherdir.display(),
@@ -68,6 +73,13 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
             "encrypted"
         }
     );
+    if loc.is_external() {
+        println!(
+            "Header store: {} (keep it: the cipherdir cannot be opened without it; give it \
+             with --header-store to every command).",
+            loc.store().display()
+        );
+    }
     println!("Keep the password safe: without it (or another key slot) the data is gone.");
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod password;
 pub mod reencrypt;
 pub mod rotate;
 pub mod unlock;
+pub mod volume_args;
 
 use clap::{Parser, Subcommand};
 

@@ -15,16 +15,18 @@ use std::time::Duration;
 use fuser::{Config, MountOption, Session, SessionACL};
 
 use super::unlock::{SlotSecret, UnlockArgs};
+use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::fs::{CofferFs, FsOptions};
 use crate::sys::{self, Forked};
-use crate::volume;
+use crate::volume::{self, Location};
 
 /// Arguments of `cofferfs mount`.
 #[derive(Debug, clap::Args)]
 pub struct MountArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Where the plaintext view appears (an existing, empty directory).
     pub mountpoint: PathBuf,
     /// Stay in the foreground and log to stderr.
@@ -71,7 +73,7 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
     let fsname = a
         .fsname
         .clone()
-        .unwrap_or_else(|| a.cipherdir.display().to_string());
+        .unwrap_or_else(|| a.volume.cipherdir.display().to_string());
     // A comma would split the option string; fall back to a plain name.
     let fsname = if fsname.contains(',') {
         "cofferfs".to_owned()
@@ -132,12 +134,14 @@ fn check_mountpoint(p: &Path) -> Result<(), CliError> {
 
 /// Runs `mount`.
 pub fn run(a: MountArgs) -> Result<(), CliError> {
-    volume::open_store_read_only(&a.cipherdir)?;
+    let loc = a.volume.locate()?;
+    volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
+    volume::check_not_locked(&loc)?;
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {
-        return serve(&a, options, &password, None);
+        return serve(&a, &loc, options, &password, None);
     }
     let (rx, tx) = rustix::pipe::pipe().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     match sys::fork().map_err(|e| CliError::new(exit::OTHER, e.to_string()))? {
@@ -158,7 +162,7 @@ pub fn run(a: MountArgs) -> Result<(), CliError> {
         Forked::Child => {
             drop(rx);
             let _ = rustix::process::setsid();
-            let result = serve(&a, options, &password, Some(tx));
+            let result = serve(&a, &loc, options, &password, Some(tx));
             if let Err(e) = &result {
                 log::error!("{}", e.message);
             }
@@ -190,6 +194,7 @@ fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
 /// Opens the volume, mounts, serves until unmounted.
 fn serve(
     a: &MountArgs,
+    loc: &Location,
     options: Vec<MountOption>,
     password: &SlotSecret,
     mut ready: Option<OwnedFd>,
@@ -198,7 +203,7 @@ fn serve(
         report(ready, e.code, &e.message);
         e
     };
-    let vol = match password.open(&a.cipherdir, a.slot) {
+    let vol = match password.open(loc, a.slot) {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };
@@ -237,7 +242,7 @@ fn serve(
         .map_err(|e| fail(&mut ready, CliError::new(exit::MOUNT, e.to_string())))?;
     log::info!(
         "mounted {} on {}",
-        a.cipherdir.display(),
+        loc.cipherdir().display(),
         a.mountpoint.display()
     );
     report(&mut ready, 0, "mounted");
@@ -344,10 +349,10 @@ pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
             return Err(CliError::new(exit::MOUNT, "fusermount3 -u failed"));
         }
     }
-    let db = volume::header_store_path(Path::new(&source));
-    if db.exists() {
+    let probe = volume::lock_probe_path(Path::new(&source));
+    if probe.exists() {
         for _ in 0..100 {
-            if let Ok(f) = std::fs::File::open(&db)
+            if let Ok(f) = std::fs::File::open(&probe)
                 && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
             {
                 return Ok(());

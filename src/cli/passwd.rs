@@ -1,9 +1,8 @@
 //! `cofferfs passwd`: re-wraps one password slot under a new password (fresh salt, optionally
 //! new Argon2id parameters). O(1): the KEK, every FEK row, other slots and all content stay.
 
-use std::path::PathBuf;
-
 use super::unlock::{KdfArgs, NewPasswordArgs, UnlockArgs, open_for_management};
+use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::keystore::{KeystoreError, SlotKind};
 use crate::volume::VolumeError;
@@ -11,8 +10,9 @@ use crate::volume::VolumeError;
 /// Arguments of `cofferfs passwd`.
 #[derive(Debug, clap::Args)]
 pub struct PasswdArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// The password slot to change (default: the slot the current secret opens).
     #[arg(long)]
     pub slot: Option<u32>,
@@ -29,7 +29,7 @@ pub struct PasswdArgs {
 
 /// Runs `passwd`.
 pub fn run(a: PasswdArgs) -> Result<(), CliError> {
-    let (vol, _secret) = open_for_management(&a.cipherdir, &a.unlock, None)?;
+    let (vol, _secret) = open_for_management(&a.volume.locate()?, &a.unlock, None)?;
     let target = a.slot.unwrap_or(vol.slot_id());
     let keyring = vol.keyring();
     let slot = keyring

@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 
 use super::fsck::progress_bar;
 use super::password::PasswordSource;
+use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::keystore::SlotKind;
 use crate::volume::reencrypt::{Outcome, reencrypt_file, resolve};
 use crate::volume::walk::{EntryKind, walk};
-use crate::volume::{Volume, VolumeError};
+use crate::volume::{self, Volume, VolumeError};
 
 /// Arguments of `cofferfs reencrypt`.
 #[derive(Debug, clap::Args)]
 pub struct ReencryptArgs {
-    /// The ciphertext directory (not mounted).
-    pub cipherdir: PathBuf,
+    /// The volume (not mounted).
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Plaintext paths inside the volume (e.g. `/docs/report.txt`).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub paths: Vec<PathBuf>,
@@ -50,8 +53,10 @@ fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<(String, PathBuf)>, Cl
 
 /// Runs `reencrypt`.
 pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
+    let loc = a.volume.locate()?;
+    volume::precheck(&loc)?;
     let pw = a.password.read("Password: ", false)?;
-    let vol = Volume::open(&a.cipherdir, &pw, a.slot)?;
+    let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
     drop(pw);
     let list = targets(&vol, &a)?;
     let total: u64 = list

@@ -3,20 +3,21 @@
 //! checkpointed so a backup sees only `cofferfs.db` change. No ciphertext file is opened.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::unlock::{UnlockArgs, open_for_management};
+use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::volume::{self, VolumeError};
+use crate::volume::{self, Location, VolumeError};
 
 /// Arguments of `cofferfs rotate`.
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Remove every slot other than the one whose secret is given (they still wrap the old
     /// KEK, so the rotation refuses to run while they exist).
     #[arg(long)]
@@ -42,11 +43,11 @@ fn progress_bar() -> ProgressBar {
 }
 
 /// Refuses, before asking for a secret, when other slots would survive the rotation.
-fn check_slots(a: &RotateArgs) -> Result<(), CliError> {
+fn check_slots(a: &RotateArgs, loc: &Location) -> Result<(), CliError> {
     if a.drop_other_slots {
         return Ok(());
     }
-    let store = volume::open_store_read_only(&a.cipherdir)?;
+    let store = volume::open_store_read_only_at(loc)?;
     let slots = store.slots().map_err(VolumeError::from)?;
     if slots.len() > 1 {
         let list: Vec<String> = slots
@@ -69,9 +70,10 @@ fn check_slots(a: &RotateArgs) -> Result<(), CliError> {
 
 /// Runs `rotate`.
 pub fn run(a: RotateArgs) -> Result<(), CliError> {
-    volume::check_not_locked(&a.cipherdir)?;
-    check_slots(&a)?;
-    let (mut vol, secret) = open_for_management(&a.cipherdir, &a.unlock, a.slot)?;
+    let loc = a.volume.locate()?;
+    volume::check_not_locked(&loc)?;
+    check_slots(&a, &loc)?;
+    let (mut vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
     let keep = vol.slot_id();
     let old_generation = vol.keyring().generation();
     let bar = progress_bar();

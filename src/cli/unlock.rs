@@ -12,7 +12,7 @@ use super::{CliError, exit};
 use crate::crypto::KdfParams;
 use crate::crypto::kdf::KEYFILE_MIN_LEN;
 use crate::keystore::SlotKind;
-use crate::volume::{self, Volume};
+use crate::volume::{self, Location, Volume};
 
 /// Largest key file read (as cryptsetup's default `--keyfile-size` limit).
 pub const KEYFILE_MAX_LEN: u64 = 8 * 1024 * 1024;
@@ -54,8 +54,8 @@ impl UnlockArgs {
 
 impl SlotSecret {
     /// Opens (and locks) the volume with this secret.
-    pub fn open(&self, cipherdir: &Path, slot: Option<u32>) -> volume::Result<Volume> {
-        Volume::open_with(cipherdir, self.kind, &self.bytes, slot)
+    pub fn open(&self, loc: &Location, slot: Option<u32>) -> volume::Result<Volume> {
+        Volume::open_at(loc, self.kind, &self.bytes, slot)
     }
 }
 
@@ -84,16 +84,16 @@ pub fn read_keyfile(path: &Path) -> Result<Secret, CliError> {
     Ok(bytes)
 }
 
-/// Opens the volume for a management command: refuses a mounted volume before asking for
-/// anything, then reads the secret and unlocks.
+/// Opens the volume for a management command: refuses a mounted volume, or a store of
+/// another volume, before asking for anything, then reads the secret and unlocks.
 pub fn open_for_management(
-    cipherdir: &Path,
+    loc: &Location,
     unlock: &UnlockArgs,
     slot: Option<u32>,
 ) -> Result<(Volume, SlotSecret), CliError> {
-    volume::check_not_locked(cipherdir)?;
+    volume::precheck(loc)?;
     let secret = unlock.read("Password: ")?;
-    let vol = secret.open(cipherdir, slot)?;
+    let vol = secret.open(loc, slot)?;
     Ok((vol, secret))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod header;
 pub mod layout;
+pub mod marker;
 pub mod names;
 
 pub use header::{FILE_ID_LEN, FileHeader, FileId, HEADER_LEN};
@@ -41,4 +42,7 @@ pub enum FormatError {
     /// An encoded name that is not valid base64url.
     #[error("invalid encoded name")]
     InvalidName,
+    /// The volume marker's bytes are not a marker this reader understands.
+    #[error("not a cofferfs volume marker: {0}")]
+    BadMarker(&'static str),
 }

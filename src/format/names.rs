@@ -18,8 +18,11 @@ pub const LONG_NAME_PREFIX: &str = "cofferfs.long.";
 pub const DIR_ID_FILE: &str = ".cofferfs.dirid";
 /// Length of a directory id.
 pub const DIR_ID_LEN: usize = 16;
-/// The header store's file name in the cipherdir root.
+/// The header store's file name in the cipherdir root (its default place).
 pub const HEADER_STORE_NAME: &str = "cofferfs.db";
+/// The volume marker's file name in the cipherdir root: it pairs the cipherdir with its header
+/// store by volume id and says where the store is (`format/marker.rs`).
+pub const VOLUME_MARKER_NAME: &str = "cofferfs.volume";
 /// Directory in the cipherdir root where `fsck --repair` moves entries it cannot read (never
 /// deleting them). Hidden from the mount.
 pub const QUARANTINE_DIR: &str = "cofferfs.quarantine";
@@ -55,6 +58,7 @@ pub fn is_reserved(disk_name: &[u8], in_root: bool) -> bool {
         b"cofferfs.db-wal",
         b"cofferfs.db-shm",
         b"cofferfs.db-journal",
+        VOLUME_MARKER_NAME.as_bytes(),
         QUARANTINE_DIR.as_bytes(),
     ];
     reserved_anywhere.contains(&disk_name)
@@ -106,6 +110,8 @@ mod tests {
         assert!(!is_reserved(b"abc", true));
         assert!(is_reserved(b"cofferfs.quarantine", true));
         assert!(!is_reserved(b"cofferfs.quarantine", false));
+        assert!(is_reserved(b"cofferfs.volume", true));
+        assert!(!is_reserved(b"cofferfs.volume", false));
         assert!(is_reserved(b".cofferfs.tmp.0123abcd", false));
         assert!(is_reserved(b".cofferfs.tmp.0123abcd", true));
         assert!(!is_reserved(b".cofferfs.tm", false));

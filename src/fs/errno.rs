@@ -20,6 +20,16 @@ pub fn errno(e: &VolumeError) -> Errno {
             log::warn!("{e}");
             Errno::EIO
         }
+        // Raised only while a volume is being opened, never through the mount.
+        VolumeError::StoreElsewhere(_)
+        | VolumeError::StoreMismatch { .. }
+        | VolumeError::StoreInside(_)
+        | VolumeError::StorePath { .. }
+        | VolumeError::StoreMissing(_)
+        | VolumeError::BadMarker { .. } => {
+            log::error!("{e}");
+            Errno::EIO
+        }
         VolumeError::NotEmpty(_) => Errno::ENOTEMPTY,
         VolumeError::Locked(_) => Errno::EBUSY,
         VolumeError::Io(io) => Errno::from_i32(io.raw_os_error().unwrap_or(libc::EIO)),

@@ -283,6 +283,21 @@ impl HeaderStore {
         Ok(store)
     }
 
+    /// Reads the volume id without opening the store for use: an immutable read-only open
+    /// creates no -wal or -shm file, so refusing a store of another volume leaves its
+    /// directory untouched. The id is written once by `init`, whose WAL is checkpointed at
+    /// once, so the main database file always holds it.
+    pub fn peek_volume_id(path: &Path) -> Result<[u8; 16]> {
+        let conn = Self::open_immutable(path)?;
+        let id: Vec<u8> = conn
+            .query_row("SELECT volume_id FROM volume WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(classify)?;
+        id.try_into()
+            .map_err(|_| corrupt("volume id is not 16 bytes"))
+    }
+
     fn open_immutable(path: &Path) -> Result<Connection> {
         let mut uri = String::from("file:");
         for b in path.as_os_str().as_encoded_bytes() {

@@ -3,6 +3,7 @@
 
 pub mod chunked;
 pub mod fsck;
+pub mod location;
 pub mod names;
 pub mod reencrypt;
 pub mod walk;
@@ -12,6 +13,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 pub use chunked::ChunkedFile;
+pub use location::{Location, lock_probe_path};
 pub use names::NameMap;
 
 use crate::crypto::names::NameCipher;
@@ -54,6 +56,46 @@ pub enum VolumeError {
     /// Another process (a mount or a management command) holds the volume.
     #[error("{0} is in use by another cofferfs process (mounted?)")]
     Locked(PathBuf),
+    /// The cipherdir's marker says its header store is kept elsewhere, and none was given.
+    #[error("{0} keeps its header store elsewhere: pass --header-store PATH")]
+    StoreElsewhere(PathBuf),
+    /// The header store belongs to another volume than the cipherdir (their ids differ).
+    #[error(
+        "header store {store} does not belong to {cipherdir}: the store is volume {store_id}, \
+         the cipherdir is volume {marker_id}"
+    )]
+    StoreMismatch {
+        /// The store given.
+        store: PathBuf,
+        /// The cipherdir given.
+        cipherdir: PathBuf,
+        /// The store's volume id, hex.
+        store_id: String,
+        /// The volume id in the cipherdir's marker, hex.
+        marker_id: String,
+    },
+    /// `--header-store` was given for a cipherdir that keeps its store inside it.
+    #[error("{0} keeps its header store inside it ({HEADER_STORE_NAME}): drop --header-store")]
+    StoreInside(PathBuf),
+    /// A `--header-store` path that cannot be used (exists at `init`, inside the cipherdir).
+    #[error("header store {path}: {reason}")]
+    StorePath {
+        /// The path given.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The cipherdir has a marker but its header store file is missing.
+    #[error("header store {0} does not exist")]
+    StoreMissing(PathBuf),
+    /// The cipherdir's volume marker is damaged or from a newer cofferfs.
+    #[error("volume marker {path}: {source}")]
+    BadMarker {
+        /// The marker file.
+        path: PathBuf,
+        /// What is wrong with its bytes.
+        source: FormatError,
+    },
     /// Bad volume parameters.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -91,6 +133,9 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Label of the first slot.
     pub label: String,
+    /// Where to create the header store instead of `cofferfs.db` in the cipherdir (a new
+    /// file outside the cipherdir), for volumes whose keys live apart from their blobs.
+    pub header_store: Option<PathBuf>,
 }
 
 impl Default for InitOptions {
@@ -100,29 +145,27 @@ impl Default for InitOptions {
             plaintext_names: false,
             kdf: KdfParams::default(),
             label: "password".into(),
+            header_store: None,
         }
     }
-}
-
-/// Path of the header store of a cipherdir.
-pub fn header_store_path(cipherdir: &Path) -> PathBuf {
-    cipherdir.join(HEADER_STORE_NAME)
 }
 
 /// Creates a new volume in `cipherdir` (created if missing; must be empty otherwise) with one
-/// password slot.
-pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<()> {
+/// password slot, its marker, and its header store (in the cipherdir or at
+/// `opts.header_store`). Every check runs before anything is created. Returns where the
+/// volume's parts are.
+pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Location> {
     let layout = Layout::new(u64::from(opts.chunk_len))?;
     opts.kdf.check(true)?;
-    match std::fs::read_dir(cipherdir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(VolumeError::NotEmpty(cipherdir.to_owned()));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(cipherdir)?,
+    let exists = match std::fs::read_dir(cipherdir) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => return Err(VolumeError::NotEmpty(cipherdir.to_owned())),
+            None => true,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(e.into()),
-    }
+    };
+    let mut loc = Location::for_init(cipherdir, opts.header_store.as_deref())?;
     let volume_id = new_volume_id()?;
     let kek = Kek::generate()?;
     let name_key = NameKey::generate()?;
@@ -136,29 +179,20 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<()>
         created: now_secs(),
     };
     let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
+    if !exists {
+        std::fs::create_dir(cipherdir)?;
+    }
     let root = File::open(cipherdir)?;
     if !opts.plaintext_names {
         names::create_dir_id(root.as_fd())?;
     }
-    let store = HeaderStore::create(&header_store_path(cipherdir), &params, &slot)?;
+    loc.write_marker(volume_id)?;
+    // Last: a complete store marks a complete init.
+    let store = HeaderStore::create(loc.store(), &params, &slot)?;
     drop(store);
     root.sync_all()?;
-    Ok(())
-}
-
-/// Takes the volume lock: an exclusive `flock` on the header store file. It is not SQLite's
-/// own (POSIX) lock, so it coexists with it, and it dies with the process.
-fn lock_volume(cipherdir: &Path) -> Result<File> {
-    let path = header_store_path(cipherdir);
-    let f = File::open(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => VolumeError::NotACipherdir(cipherdir.to_owned()),
-        _ => e.into(),
-    })?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(VolumeError::Locked(cipherdir.to_owned())),
-        Err(e) => Err(e.into()),
-    }
+    loc.sync_store_dir()?;
+    Ok(loc)
 }
 
 /// The header store opened without a secret (for `info` and pre-mount checks). Closing it
@@ -179,27 +213,33 @@ impl std::ops::Deref for ReadOnlyStore {
 
 /// Fails with `Locked` when another process holds the volume (it is mounted), without keeping
 /// the lock: lets a command refuse before it asks for a password. `Volume::open` checks again.
-pub fn check_not_locked(cipherdir: &Path) -> Result<()> {
-    if !cipherdir.is_dir() {
-        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
-    }
-    lock_volume(cipherdir).map(drop)
+pub fn check_not_locked(loc: &Location) -> Result<()> {
+    loc.lock().map(drop)
 }
 
-/// Opens the header store read-only, without a secret, for `info`.
+/// Opens the header store of the volume in `cipherdir` (store inside) read-only, without a
+/// secret: see [`open_store_read_only_at`].
 pub fn open_store_read_only(cipherdir: &Path) -> Result<ReadOnlyStore> {
-    if !cipherdir.is_dir() {
-        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
-    }
-    let path = header_store_path(cipherdir);
-    if !path.exists() {
-        return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
-    }
-    let root_times = RootTimes::capture(cipherdir);
+    open_store_read_only_at(&Location::resolve(cipherdir, None)?)
+}
+
+/// Opens the header store read-only, without a secret (`info`, `keys list`, and the checks a
+/// command makes before it asks for one), refusing a store of another volume.
+pub fn open_store_read_only_at(loc: &Location) -> Result<ReadOnlyStore> {
+    let root_times = RootTimes::capture(loc.cipherdir());
+    let store = HeaderStore::open(loc.store(), true)?;
+    loc.check_volume_id(&store.params()?.volume_id)?;
     Ok(ReadOnlyStore {
-        store: HeaderStore::open(&path, true)?,
+        store,
         _root_times: root_times,
     })
+}
+
+/// Everything a command checks before it asks for a secret: the volume is not in use and its
+/// store belongs to its cipherdir.
+pub fn precheck(loc: &Location) -> Result<()> {
+    check_not_locked(loc)?;
+    open_store_read_only_at(loc).map(drop)
 }
 
 /// The cipherdir root's timestamps as the plaintext root should show them. SQLite creates and
@@ -263,7 +303,7 @@ pub struct Volume {
     layout: Layout,
     names: NameMap,
     slot_id: u32,
-    _lock: File,
+    _lock: location::VolumeLock,
     /// Dropped after `keyring` (fields drop in order): the store's files are gone by then.
     root_times: RootTimes,
 }
@@ -275,21 +315,33 @@ impl Volume {
         Self::open_with(cipherdir, SlotKind::Password, secret, slot)
     }
 
-    /// Opens `cipherdir` with a secret of `kind` (a password or a key file's bytes), trying
-    /// every slot of that kind (or only `slot`). Holds the volume lock until dropped.
+    /// Opens `cipherdir` (its header store inside it) with a secret of `kind` (a password or
+    /// a key file's bytes), trying every slot of that kind (or only `slot`). Holds the volume
+    /// lock until dropped.
     pub fn open_with(
         cipherdir: &Path,
         kind: SlotKind,
         secret: &[u8],
         slot: Option<u32>,
     ) -> Result<Self> {
-        if !cipherdir.is_dir() {
-            return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
-        }
-        let lock = lock_volume(cipherdir)?;
+        Self::open_at(&Location::resolve(cipherdir, None)?, kind, secret, slot)
+    }
+
+    /// Opens the volume at `loc` with a secret of `kind`, trying every slot of that kind (or
+    /// only `slot`), after checking that the store belongs to the cipherdir. Holds the volume
+    /// lock until dropped.
+    pub fn open_at(
+        loc: &Location,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+    ) -> Result<Self> {
+        let cipherdir = loc.cipherdir();
+        let lock = loc.lock()?;
         let root_times = RootTimes::capture(cipherdir);
-        let store = HeaderStore::open(&header_store_path(cipherdir), false)?;
+        let store = HeaderStore::open(loc.store(), false)?;
         let params = store.params()?;
+        loc.check_volume_id(&params.volume_id)?;
         if params.format_version > FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion(params.format_version).into());
         }

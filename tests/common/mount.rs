@@ -70,6 +70,8 @@ pub struct Mounted {
     pub dir: tempfile::TempDir,
     pub cipherdir: PathBuf,
     pub mnt: PathBuf,
+    /// The header store when it is kept outside the cipherdir; `mount` passes it on.
+    pub header_store: Option<PathBuf>,
     daemon: Option<Child>,
 }
 
@@ -81,26 +83,45 @@ impl Mounted {
 
     /// A new volume with extra `init` flags and `mount` flags.
     pub fn with(init_flags: &[&str], mount_flags: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferfs-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let cipherdir = dir.path().join("cipher");
-        let mnt = dir.path().join("plain");
-        std::fs::create_dir(&mnt).unwrap();
-        init_volume(&cipherdir, init_flags);
-        let mut m = Mounted {
-            dir,
-            cipherdir,
-            mnt,
-            daemon: None,
-        };
+        Self::build(init_flags, mount_flags, false)
+    }
+
+    /// A new volume whose header store is `keys/store.db` in the test dir, outside the
+    /// cipherdir (`init --header-store`), mounted with `--header-store`.
+    pub fn with_header_store(init_flags: &[&str], mount_flags: &[&str]) -> Self {
+        Self::build(init_flags, mount_flags, true)
+    }
+
+    fn build(init_flags: &[&str], mount_flags: &[&str], external_store: bool) -> Self {
+        let cipherdir_of = |dir: &Path| dir.join("cipher");
+        let mut m = Self::adopt_with(cipherdir_of, None);
+        let mut flags = init_flags.to_vec();
+        if external_store {
+            let keys = m.dir.path().join("keys");
+            std::fs::create_dir(&keys).unwrap();
+            m.header_store = Some(keys.join("store.db"));
+            flags.extend([
+                "--header-store",
+                m.header_store.as_ref().unwrap().to_str().unwrap(),
+            ]);
+        }
+        init_volume(&m.cipherdir, &flags);
         m.mount(mount_flags);
         m
     }
 
     /// An existing cipherdir (e.g. a copy), not mounted yet: call `mount`.
     pub fn adopt(cipherdir: PathBuf) -> Self {
+        Self::adopt_with(|_| cipherdir, None)
+    }
+
+    /// An existing cipherdir and the header store kept outside it, not mounted yet.
+    pub fn adopt_with_store(cipherdir: PathBuf, header_store: PathBuf) -> Self {
+        Self::adopt_with(|_| cipherdir, Some(header_store))
+    }
+
+    /// A fresh test dir with an empty mountpoint; `cipherdir` gets the test dir.
+    fn adopt_with(cipherdir: impl FnOnce(&Path) -> PathBuf, header_store: Option<PathBuf>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("cofferfs-test")
             .tempdir_in("/tmp")
@@ -108,9 +129,10 @@ impl Mounted {
         let mnt = dir.path().join("plain");
         std::fs::create_dir(&mnt).unwrap();
         Mounted {
+            cipherdir: cipherdir(dir.path()),
             dir,
-            cipherdir,
             mnt,
+            header_store,
             daemon: None,
         }
     }
@@ -119,6 +141,9 @@ impl Mounted {
     pub fn mount(&mut self, flags: &[&str]) {
         assert!(self.daemon.is_none(), "already mounted");
         let mut args: Vec<&str> = vec!["mount", "-f"];
+        if let Some(store) = &self.header_store {
+            args.extend(["--header-store", store.to_str().unwrap()]);
+        }
         args.extend_from_slice(flags);
         let (c, m) = (self.cipherdir.to_str().unwrap(), self.mnt.to_str().unwrap());
         args.extend_from_slice(&[c, m]);

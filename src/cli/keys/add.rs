@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::cli::CliError;
 use crate::cli::password::PasswordSource;
 use crate::cli::unlock::{KdfArgs, NewPasswordArgs, UnlockArgs, open_for_management, read_keyfile};
+use crate::cli::volume_args::VolumeArgs;
 use crate::crypto::KdfParams;
 use crate::keystore::SlotKind;
 use crate::volume::VolumeError;
@@ -13,8 +14,9 @@ use crate::volume::VolumeError;
 /// Arguments of `cofferfs keys add`.
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Label of the new slot.
     #[arg(long)]
     pub label: Option<String>,
@@ -45,7 +47,7 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
         password: a.password.clone(),
         keyfile: a.unlock_keyfile.clone(),
     };
-    let (vol, _secret) = open_for_management(&a.cipherdir, &unlock, None)?;
+    let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
     let (kind, new_secret) = match &a.keyfile {
         Some(path) => (SlotKind::Keyfile, read_keyfile(path)?),
         None => (SlotKind::Password, a.new_password.read()?),

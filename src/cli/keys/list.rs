@@ -1,18 +1,18 @@
 //! `cofferfs keys list`: the slot table, without a secret and without the volume lock (it only
 //! reads, like `info`, so it also works on a mounted volume).
 
-use std::path::PathBuf;
-
 use crate::cli::CliError;
 use crate::cli::info::format_utc;
+use crate::cli::volume_args::VolumeArgs;
 use crate::keystore::{SlotKind, SlotRecord};
 use crate::volume::{self, VolumeError};
 
 /// Arguments of `cofferfs keys list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
 }
 
 /// How a slot derives its key, for humans: `argon2id m=65536 KiB t=3 p=4` or `hkdf-sha256`.
@@ -25,7 +25,7 @@ pub fn describe_kdf(s: &SlotRecord) -> String {
 
 /// Runs `keys list`.
 pub fn run(a: ListArgs) -> Result<(), CliError> {
-    let store = volume::open_store_read_only(&a.cipherdir)?;
+    let store = volume::open_store_read_only_at(&a.volume.locate()?)?;
     let slots = store.slots().map_err(VolumeError::from)?;
     println!(
         "{:<5} {:<9} {:<30} {:<24} LABEL",

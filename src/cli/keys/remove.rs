@@ -3,9 +3,8 @@
 //! and a forgotten password's slot can be removed with another secret. The last slot is never
 //! removed.
 
-use std::path::PathBuf;
-
 use crate::cli::unlock::{UnlockArgs, open_for_management};
+use crate::cli::volume_args::VolumeArgs;
 use crate::cli::{CliError, exit};
 use crate::keystore::KeystoreError;
 use crate::volume::VolumeError;
@@ -13,8 +12,9 @@ use crate::volume::VolumeError;
 /// Arguments of `cofferfs keys remove`.
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
-    /// The ciphertext directory.
-    pub cipherdir: PathBuf,
+    /// The volume.
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// The slot to remove (see `cofferfs keys list`).
     pub slot: u32,
     /// The secret of a slot that stays.
@@ -24,7 +24,7 @@ pub struct RemoveArgs {
 
 /// Runs `keys remove`.
 pub fn run(a: RemoveArgs) -> Result<(), CliError> {
-    let (vol, secret) = open_for_management(&a.cipherdir, &a.unlock, None)?;
+    let (vol, secret) = open_for_management(&a.volume.locate()?, &a.unlock, None)?;
     let store = vol.keyring().store();
     let slots = store.slots().map_err(VolumeError::from)?;
     if !slots.iter().any(|s| s.slot_id == a.slot) {
