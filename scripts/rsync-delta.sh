@@ -10,7 +10,7 @@ SIZE_MB=${1:-64}
 [ "$(id -u)" = 0 ] || { echo "needs root (mounts)" >&2; exit 1; }
 command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync >/dev/null; }
 cargo build --release --locked --quiet
-BIN=$PWD/target/release/cofferfs
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/cofferfs
 WORK=$(mktemp -d /var/tmp/cofferfs-delta.XXXXXX)
 PASS=$WORK/pass
 echo "delta password" > "$PASS"

@@ -347,6 +347,15 @@ impl Volume {
         self.slot_id
     }
 
+    /// Records the current format version in the header store of a volume made by an older
+    /// cofferfs (v1): called before anything that may write new-format files (a read-write
+    /// mount, `reencrypt`), so an older cofferfs then refuses the volume cleanly instead of
+    /// failing on each new file. Existing files keep their own version. Returns whether the
+    /// volume was upgraded.
+    pub fn upgrade_format_version(&self) -> Result<bool> {
+        Ok(self.keyring.store().raise_format_version(FORMAT_VERSION)?)
+    }
+
     /// Opens an existing ciphertext file for plaintext I/O.
     pub fn open_file(&self, file: File) -> Result<ChunkedFile> {
         ChunkedFile::open(&self.keyring, self.layout, file)

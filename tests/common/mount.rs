@@ -15,6 +15,11 @@ pub fn bin() -> &'static str {
 
 /// Runs `cofferfs ARGS` with the test password on stdin; returns (status, stdout, stderr).
 pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
+    cofferfs_with(args, PASSWORD)
+}
+
+/// Runs `cofferfs ARGS` with `password` on stdin; returns (status, stdout, stderr).
+pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(bin())
         .args(args)
@@ -29,7 +34,7 @@ pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes());
+        .write_all(format!("{password}\n").as_bytes());
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -70,6 +75,8 @@ pub struct Mounted {
     pub dir: tempfile::TempDir,
     pub cipherdir: PathBuf,
     pub mnt: PathBuf,
+    /// The volume's password, fed to `mount` on stdin.
+    pub password: String,
     daemon: Option<Child>,
 }
 
@@ -93,6 +100,7 @@ impl Mounted {
             dir,
             cipherdir,
             mnt,
+            password: PASSWORD.to_owned(),
             daemon: None,
         };
         m.mount(mount_flags);
@@ -111,8 +119,30 @@ impl Mounted {
             dir,
             cipherdir,
             mnt,
+            password: PASSWORD.to_owned(),
             daemon: None,
         }
+    }
+
+    /// A copy of the committed fixture `tests/fixtures/<name>`, mounted with `flags`.
+    pub fn fixture(name: &str, flags: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cofferfs-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let cipherdir = dir.path().join("cipher");
+        let mnt = dir.path().join("plain");
+        super::copy_fixture(name, &cipherdir);
+        std::fs::create_dir(&mnt).unwrap();
+        let mut m = Mounted {
+            dir,
+            cipherdir,
+            mnt,
+            password: super::FIXTURE_PASSWORD.to_owned(),
+            daemon: None,
+        };
+        m.mount(flags);
+        m
     }
 
     /// Mounts the volume again (after `unmount`).
@@ -130,7 +160,9 @@ impl Mounted {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+            stdin
+                .write_all(format!("{}\n", self.password).as_bytes())
+                .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&self.mnt) {
