@@ -31,7 +31,9 @@ umount_fs() {
     esac
 }
 literal() { # bytes of literal data to bring BACKUP up to date with SRC, then syncs it
-    rsync -a --no-whole-file --stats "$1/" "$2/" | awk -F': ' '/Literal data/ {gsub(/[ ,]|bytes/, "", $2); print $2}'
+    # (mtimes compared to the nanosecond: rsync's default whole-second quick check skips a file
+    # changed within the second of the previous sync, which reads as 0 bytes.)
+    rsync -a --no-whole-file --modify-window=-1 --stats "$1/" "$2/" | awk -F': ' '/Literal data/ {gsub(/[ ,]|bytes/, "", $2); print $2}'
 }
 
 declare -A RESULT

@@ -26,7 +26,9 @@ use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotKind, SlotRecord,
 /// OS errno through.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    /// A chunk failed authentication (altered, moved, swapped or foreign) or is cut short.
+    /// A chunk failed authentication (altered, moved, swapped or foreign) or is cut short; or,
+    /// in a v2 file, it is the last chunk but is a hole or was not sealed as the last one (the
+    /// file was cut or extended), or was sealed as the last one but chunks follow it.
     #[error("file {file_id}: chunk {chunk_index} is corrupt or was tampered with")]
     CorruptChunk {
         /// The file.

@@ -88,31 +88,32 @@ impl Mounted {
 
     /// A new volume with extra `init` flags and `mount` flags.
     pub fn with(init_flags: &[&str], mount_flags: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferfs-test")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = temp_dir();
         let cipherdir = dir.path().join("cipher");
-        let mnt = dir.path().join("plain");
-        std::fs::create_dir(&mnt).unwrap();
         init_volume(&cipherdir, init_flags);
-        let mut m = Mounted {
-            dir,
-            cipherdir,
-            mnt,
-            password: PASSWORD.to_owned(),
-            daemon: None,
-        };
+        let mut m = Self::unmounted(dir, cipherdir);
         m.mount(mount_flags);
         m
     }
 
     /// An existing cipherdir (e.g. a copy), not mounted yet: call `mount`.
     pub fn adopt(cipherdir: PathBuf) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferfs-test")
-            .tempdir_in("/tmp")
-            .unwrap();
+        Self::unmounted(temp_dir(), cipherdir)
+    }
+
+    /// A copy of the committed fixture `tests/fixtures/<name>`, mounted with `flags`.
+    pub fn fixture(name: &str, flags: &[&str]) -> Self {
+        let dir = temp_dir();
+        let cipherdir = dir.path().join("cipher");
+        super::copy_fixture(name, &cipherdir);
+        let mut m = Self::unmounted(dir, cipherdir);
+        m.password = super::FIXTURE_PASSWORD.to_owned();
+        m.mount(flags);
+        m
+    }
+
+    /// `cipherdir` with an empty mountpoint in `dir`, not mounted yet.
+    fn unmounted(dir: tempfile::TempDir, cipherdir: PathBuf) -> Self {
         let mnt = dir.path().join("plain");
         std::fs::create_dir(&mnt).unwrap();
         Mounted {
@@ -122,27 +123,6 @@ impl Mounted {
             password: PASSWORD.to_owned(),
             daemon: None,
         }
-    }
-
-    /// A copy of the committed fixture `tests/fixtures/<name>`, mounted with `flags`.
-    pub fn fixture(name: &str, flags: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferfs-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let cipherdir = dir.path().join("cipher");
-        let mnt = dir.path().join("plain");
-        super::copy_fixture(name, &cipherdir);
-        std::fs::create_dir(&mnt).unwrap();
-        let mut m = Mounted {
-            dir,
-            cipherdir,
-            mnt,
-            password: super::FIXTURE_PASSWORD.to_owned(),
-            daemon: None,
-        };
-        m.mount(flags);
-        m
     }
 
     /// Mounts the volume again (after `unmount`).
@@ -227,6 +207,14 @@ impl Mounted {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         }
     }
+}
+
+/// A temp dir under /tmp for one mounted volume.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cofferfs-test")
+        .tempdir_in("/tmp")
+        .unwrap()
 }
 
 /// Waits for `child` at most `t`.
