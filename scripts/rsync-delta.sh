@@ -10,7 +10,7 @@ SIZE_MB=${1:-64}
 [ "$(id -u)" = 0 ] || { echo "needs root (mounts)" >&2; exit 1; }
 command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync >/dev/null; }
 cargo build --release --locked --quiet
-BIN=$PWD/target/release/cofferfs
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/cofferfs
 WORK=$(mktemp -d /var/tmp/cofferfs-delta.XXXXXX)
 PASS=$WORK/pass
 echo "delta password" > "$PASS"
@@ -31,7 +31,9 @@ umount_fs() {
     esac
 }
 literal() { # bytes of literal data to bring BACKUP up to date with SRC, then syncs it
-    rsync -a --no-whole-file --stats "$1/" "$2/" | awk -F': ' '/Literal data/ {gsub(/[ ,]|bytes/, "", $2); print $2}'
+    # (mtimes compared to the nanosecond: rsync's default whole-second quick check skips a file
+    # changed within the second of the previous sync, which reads as 0 bytes.)
+    rsync -a --no-whole-file --modify-window=-1 --stats "$1/" "$2/" | awk -F': ' '/Literal data/ {gsub(/[ ,]|bytes/, "", $2); print $2}'
 }
 
 declare -A RESULT

@@ -2,7 +2,7 @@
 //! the bytes must open back to the inputs, and every vector the test uses must appear in the
 //! doc (as the first token of a line), so the doc and the code cannot drift apart.
 
-use cofferfs::crypto::chunk::chunk_aad;
+use cofferfs::crypto::chunk::{chunk_aad, chunk_aad_v1};
 use cofferfs::crypto::names::{NameCipher, sha256};
 use cofferfs::crypto::wrap::{self, FEK_LABEL};
 use cofferfs::crypto::{ChunkCipher, Fek, KdfParams, Kek, NameKey};
@@ -19,19 +19,48 @@ const NAME: &[u8] = b"report.txt";
 const SYMLINK_TARGET: &[u8] = b"../target";
 const PASSWORD: &[u8] = b"password";
 
-// Header of file_id a0..af.
+// Header of the v2 file a0..af.
 const HEADER: &[&str] = &[
+    "43465301",                         // magic "CFS\x01"
+    "0002",                             // format version 2
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+];
+// Associated data of chunk 0 of that file as its last (final) chunk.
+const CHUNK0_AAD_FINAL: &[&str] = &[
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+    "0000000000000000",                 // chunk_index 0
+    "01",                               // final flag: last chunk
+];
+// Chunk 0 holding PLAINTEXT, final, under FEK 00..1f with nonce 00..0b.
+const CHUNK0_FINAL: &[&str] = &[
+    "000102030405060708090a0b",         // nonce
+    "2f67ba77aac9e278e227f1eec38f0b67", // AES-256-GCM ciphertext (16 bytes)
+    "02da251f1d8821d20c02d284ee0c1391", // tag
+];
+// The same chunk sealed as a middle (non-final) chunk: only the flag and the tag change.
+const CHUNK0_AAD_MIDDLE: &[&str] = &[
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+    "0000000000000000",                 // chunk_index 0
+    "00",                               // final flag: not the last chunk
+];
+const CHUNK0_MIDDLE: &[&str] = &[
+    "000102030405060708090a0b",         // nonce
+    "2f67ba77aac9e278e227f1eec38f0b67", // AES-256-GCM ciphertext (16 bytes)
+    "f951a50210e7012f4b9ee1e257df0d68", // tag
+];
+// Header of the same file had it been written as v1 (files of older volumes).
+const HEADER_V1: &[&str] = &[
     "43465301",                         // magic "CFS\x01"
     "0001",                             // format version 1
     "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
 ];
-// Associated data of chunk 0 of that file.
-const CHUNK0_AAD: &[&str] = &[
+// Associated data of chunk 0 of the v1 file (no final flag).
+const CHUNK0_AAD_V1: &[&str] = &[
     "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
     "0000000000000000",                 // chunk_index 0
 ];
-// Chunk 0 holding PLAINTEXT under FEK 00..1f with nonce 00..0b.
-const CHUNK0: &[&str] = &[
+// Chunk 0 of the v1 file holding PLAINTEXT under FEK 00..1f with nonce 00..0b.
+const CHUNK0_V1: &[&str] = &[
     "000102030405060708090a0b",         // nonce
     "2f67ba77aac9e278e227f1eec38f0b67", // AES-256-GCM ciphertext (16 bytes)
     "0f04ca1f046fd5d0629eea80f346f062", // tag
@@ -105,11 +134,14 @@ fn dir_id() -> Vec<u8> {
 }
 
 #[test]
-fn file_header_vector() {
+fn file_header_vectors() {
     let bytes = FileHeader::new(file_id()).encode();
     assert_eq!(bytes.to_vec(), unhex(HEADER));
     let h = FileHeader::decode(&bytes).unwrap();
-    assert_eq!((h.version, h.file_id), (1, file_id()));
+    assert_eq!((h.version, h.file_id), (2, file_id()));
+    let v1 = FileHeader::decode(&unhex(HEADER_V1)).unwrap();
+    assert_eq!((v1.version, v1.file_id), (1, file_id()));
+    assert_eq!(v1.encode().to_vec(), unhex(HEADER_V1));
 }
 
 #[test]
@@ -128,21 +160,70 @@ fn volume_marker_vector() {
     );
 }
 
-#[test]
-fn chunk_vector() {
-    assert_eq!(chunk_aad(&file_id(), 0).to_vec(), unhex(CHUNK0_AAD));
-    let cipher = ChunkCipher::new(&fek(), file_id());
+fn cipher(version: u16) -> ChunkCipher {
+    ChunkCipher::new(
+        &fek(),
+        FileHeader {
+            version,
+            file_id: file_id(),
+        },
+    )
+}
+
+/// PLAINTEXT sealed as chunk 0 with nonce 00..0b.
+fn seal(c: &ChunkCipher, is_final: bool) -> Vec<u8> {
     let mut chunk = vec![0u8; NONCE_LEN + PLAINTEXT.len() + TAG_LEN];
     chunk[NONCE_LEN..NONCE_LEN + PLAINTEXT.len()].copy_from_slice(PLAINTEXT);
     let nonce: [u8; NONCE_LEN] = seq(0x00, 12).try_into().unwrap();
-    cipher.seal_in_place(0, &nonce, &mut chunk);
-    assert_eq!(chunk, unhex(CHUNK0));
+    c.seal_in_place(0, is_final, &nonce, &mut chunk);
+    chunk
+}
 
-    let mut opened = unhex(CHUNK0);
-    cipher.open_in_place(0, &mut opened).unwrap();
-    assert_eq!(&opened[NONCE_LEN..NONCE_LEN + PLAINTEXT.len()], PLAINTEXT);
+fn opens(c: &ChunkCipher, index: u64, is_final: bool, vector: &[&str]) -> bool {
+    let mut bytes = unhex(vector);
+    let ok = c.open_in_place(index, is_final, &mut bytes).is_ok();
+    assert!(!ok || &bytes[NONCE_LEN..NONCE_LEN + PLAINTEXT.len()] == PLAINTEXT);
+    ok
+}
+
+#[test]
+fn v2_chunk_vectors() {
+    assert_eq!(
+        chunk_aad(&file_id(), 0, true).to_vec(),
+        unhex(CHUNK0_AAD_FINAL)
+    );
+    assert_eq!(
+        chunk_aad(&file_id(), 0, false).to_vec(),
+        unhex(CHUNK0_AAD_MIDDLE)
+    );
+    let c = cipher(2);
+    assert_eq!(seal(&c, true), unhex(CHUNK0_FINAL));
+    assert_eq!(seal(&c, false), unhex(CHUNK0_MIDDLE));
+    assert!(opens(&c, 0, true, CHUNK0_FINAL));
+    assert!(opens(&c, 0, false, CHUNK0_MIDDLE));
+    // Each opens only with the flag it was sealed with, at its own index, in a v2 file.
+    assert!(!opens(&c, 0, false, CHUNK0_FINAL));
+    assert!(!opens(&c, 0, true, CHUNK0_MIDDLE));
+    assert!(!opens(&c, 1, true, CHUNK0_FINAL));
+    assert!(!opens(&cipher(1), 0, true, CHUNK0_FINAL));
+    // The whole one-chunk v2 file: 22 + 44 bytes, as FORMAT.md says.
+    let file = [unhex(HEADER), unhex(CHUNK0_FINAL)].concat();
+    assert_eq!(file.len(), 66);
+    assert_eq!(Layout::new(4096).unwrap().plain_size_to_cipher_size(16), 66);
+}
+
+#[test]
+fn v1_chunk_vector() {
+    assert_eq!(chunk_aad_v1(&file_id(), 0).to_vec(), unhex(CHUNK0_AAD_V1));
+    let c = cipher(1);
+    // v1 has no flag: both ways give the same bytes, and the bytes open either way.
+    assert_eq!(seal(&c, true), unhex(CHUNK0_V1));
+    assert_eq!(seal(&c, false), unhex(CHUNK0_V1));
+    assert!(opens(&c, 0, true, CHUNK0_V1));
+    assert!(opens(&c, 0, false, CHUNK0_V1));
     // The same bytes at another index do not open: the index is in the associated data.
-    assert!(cipher.open_in_place(1, &mut unhex(CHUNK0)).is_err());
+    assert!(!opens(&c, 1, true, CHUNK0_V1));
+    assert!(!opens(&cipher(2), 0, true, CHUNK0_V1));
 }
 
 #[test]
@@ -224,8 +305,13 @@ fn every_vector_appears_in_format_md() {
     let groups: &[&[&str]] = &[
         HEADER,
         MARKER,
-        CHUNK0_AAD,
-        CHUNK0,
+        CHUNK0_AAD_FINAL,
+        CHUNK0_FINAL,
+        CHUNK0_AAD_MIDDLE,
+        CHUNK0_MIDDLE,
+        HEADER_V1,
+        CHUNK0_AAD_V1,
+        CHUNK0_V1,
         FEK_AAD,
         WRAPPED_FEK,
         ENC_NAME,

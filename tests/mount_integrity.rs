@@ -1,7 +1,9 @@
 //! Integrity and crash behaviour through a real mount: a tampered chunk reads as EIO for that
-//! chunk only, a tampered name is skipped (not fatal), kill -9 of the daemon leaves a mount that
-//! `fusermount3 -uz` cleans up and a volume that remounts with every closed file intact, and
-//! unlinking a file destroys its key (crypto-shredding).
+//! chunk only, a (v2) file cut at a chunk boundary or with chunks appended reads as EIO at its
+//! end, a file extended with ftruncate reads zeros after a remount, a tampered name is skipped
+//! (not fatal), kill -9 of the daemon leaves a mount that `fusermount3 -uz` cleans up and a
+//! volume that remounts with every closed file intact, and unlinking a file destroys its key
+//! (crypto-shredding).
 
 mod common;
 
@@ -58,6 +60,114 @@ fn flipped_chunk_byte_is_eio_for_that_chunk_only() {
         std::fs::read(m.path("f")).unwrap_err().raw_os_error(),
         Some(libc::EIO)
     );
+}
+
+const CC: u64 = 4096 + 28;
+
+fn chunk_off(i: u64) -> u64 {
+    22 + i * CC
+}
+
+/// Reads 4096 bytes at chunk `i` of `path` through the mount.
+fn read_chunk(path: &std::path::Path, i: u64) -> std::io::Result<Vec<u8>> {
+    let f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let n = f.read_at(&mut buf, i * 4096)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn assert_eio(r: std::io::Result<Vec<u8>>, what: &str) {
+    match r {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{what}: {e}"),
+        Ok(b) => panic!("{what}: read {} bytes instead of EIO", b.len()),
+    }
+}
+
+/// Writes `files` (name, content) through a fresh mount, unmounts, and returns the mount and
+/// the ciphertext path of each file in order.
+fn written(files: &[(&str, Vec<u8>)]) -> (Mounted, Vec<PathBuf>) {
+    let mut m = Mounted::new();
+    for (name, data) in files {
+        std::fs::write(m.path(name), data).unwrap();
+    }
+    m.unmount();
+    let blobs = files
+        .iter()
+        .map(|(name, _)| common::damage::cipher_path(&m.cipherdir, &format!("/{name}")))
+        .collect();
+    (m, blobs)
+}
+
+#[test]
+fn v2_file_cut_at_a_chunk_boundary_is_eio_at_its_end() {
+    let data: Vec<u8> = (0..5 * 4096).map(|i| (i % 251) as u8).collect();
+    let (mut m, blobs) = written(&[("f", data.clone())]);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&blobs[0])
+        .unwrap();
+    f.set_len(chunk_off(3)).unwrap();
+    m.mount(&[]);
+    assert_eq!(std::fs::metadata(m.path("f")).unwrap().len(), 3 * 4096);
+    assert_eq!(read_chunk(&m.path("f"), 0).unwrap(), data[..4096]);
+    assert_eio(read_chunk(&m.path("f"), 2), "the new last chunk");
+    assert_eio(std::fs::read(m.path("f")), "whole file");
+}
+
+#[test]
+fn v2_appended_chunks_are_eio() {
+    let data: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+    let (mut m, blobs) = written(&[("dup", data.clone()), ("zero", data.clone())]);
+    // "dup": its last chunk copied to the next position; "zero": an all-zero chunk appended.
+    let dup = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&blobs[0])
+        .unwrap();
+    let mut last = vec![0u8; CC as usize];
+    dup.read_exact_at(&mut last, chunk_off(2)).unwrap();
+    dup.write_all_at(&last, chunk_off(3)).unwrap();
+    let zero = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&blobs[1])
+        .unwrap();
+    zero.write_all_at(&vec![0u8; CC as usize], chunk_off(3))
+        .unwrap();
+    m.mount(&[]);
+    for name in ["dup", "zero"] {
+        let p = m.path(name);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 4 * 4096, "{name}");
+        assert_eq!(read_chunk(&p, 0).unwrap(), data[..4096], "{name}");
+        assert_eio(read_chunk(&p, 3), name);
+        assert_eio(read_chunk(&p, 2), name);
+        assert_eio(std::fs::read(&p), name);
+    }
+}
+
+#[test]
+fn ftruncate_extension_reads_zeros_and_survives_a_remount() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("grown"), b"abc").unwrap();
+    let size = 3 * 4096 + 5;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("grown"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let mut want = vec![0u8; size as usize];
+    want[..3].copy_from_slice(b"abc");
+    assert_eq!(std::fs::read(m.path("grown")).unwrap(), want);
+    m.unmount();
+    let (code, out, err) = common::mount::cofferfs(&["fsck", m.cipherdir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("/grown: 2 hole chunks (all zero, read as zeros): 1, 2"),
+        "{out}"
+    );
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("grown")).unwrap(), want);
 }
 
 #[test]

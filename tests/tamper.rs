@@ -1,14 +1,18 @@
 //! Tampering with ciphertext or the header store must yield a specific error, never wrong
-//! bytes: each test checks *which* error comes back.
+//! bytes: each test checks *which* error comes back. Format v2 files also detect a cut at a
+//! chunk boundary and appended chunks (the final flag); v1 files do not (a documented residual).
 
 mod common;
 
 use std::os::unix::fs::FileExt;
 
+use std::path::Path;
+
 use cofferfs::format::HEADER_LEN;
 use cofferfs::keystore::KeystoreError;
+use cofferfs::volume::reencrypt::resolve;
 use cofferfs::volume::{Volume, VolumeError};
-use common::{PASSWORD, TestVolume, rw};
+use common::{FIXTURE_PASSWORD, PASSWORD, TestVolume, fixture_copy, rw};
 
 const C: usize = 4096;
 const CC: u64 = 4096 + 28;
@@ -196,6 +200,91 @@ fn truncation_mid_chunk_is_corruption() {
     ));
 }
 
+/// A volume with file "full" of exactly three full chunks (seed 3).
+fn setup_full() -> TestVolume {
+    let tv = TestVolume::new();
+    let vol = tv.open();
+    let f = vol.create_file(rw(&tv.blob("full"))).unwrap();
+    f.write_at(&vec![3u8; 3 * C], 0).unwrap();
+    tv
+}
+
+fn raw_chunk(tv: &TestVolume, name: &str, i: u64) -> Vec<u8> {
+    let mut c = vec![0u8; CC as usize];
+    rw(&tv.blob(name))
+        .read_exact_at(&mut c, chunk_off(i))
+        .unwrap();
+    c
+}
+
+fn append(tv: &TestVolume, name: &str, bytes: &[u8]) {
+    let len = std::fs::metadata(tv.blob(name)).unwrap().len();
+    rw(&tv.blob(name)).write_all_at(bytes, len).unwrap();
+}
+
+#[test]
+fn v2_truncation_at_a_chunk_boundary_fails_the_new_last_chunk() {
+    let tv = setup();
+    // a: drop the partial last chunk 3; b: keep only chunk 0.
+    rw(&tv.blob("a")).set_len(chunk_off(3)).unwrap();
+    rw(&tv.blob("b")).set_len(chunk_off(1)).unwrap();
+    let vol = tv.open();
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "a", 2), 2);
+    assert_eq!(read_chunk(&vol, &tv, "a", 0).unwrap(), vec![1u8; C]);
+    assert_eq!(read_chunk(&vol, &tv, "a", 1).unwrap(), vec![1u8; C]);
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "b", 0), 0);
+}
+
+#[test]
+fn v2_chunk_appended_from_the_same_file_fails() {
+    let tv = setup_full();
+    // The last chunk again at the next position, and a middle chunk at the one after.
+    append(&tv, "full", &raw_chunk(&tv, "full", 2));
+    append(&tv, "full", &raw_chunk(&tv, "full", 1));
+    let vol = tv.open();
+    assert_eq!(read_chunk(&vol, &tv, "full", 1).unwrap(), vec![3u8; C]);
+    // The old last chunk is now a middle chunk: its final flag no longer matches.
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "full", 2), 2);
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "full", 3), 3);
+    assert_corrupt_chunk(read_chunk(&vol, &tv, "full", 4), 4);
+}
+
+#[test]
+fn v2_appended_all_zero_chunks_fail() {
+    let tv = setup_full();
+    std::fs::copy(tv.blob("full"), tv.blob("short")).unwrap();
+    // A whole zero chunk, and a zero chunk holding one plaintext byte.
+    append(&tv, "full", &vec![0u8; CC as usize]);
+    append(&tv, "short", &[0u8; 1 + 28]);
+    let vol = tv.open();
+    for name in ["full", "short"] {
+        assert_corrupt_chunk(read_chunk(&vol, &tv, name, 3), 3);
+        assert_corrupt_chunk(read_chunk(&vol, &tv, name, 2), 2);
+        assert_eq!(read_chunk(&vol, &tv, name, 0).unwrap(), vec![3u8; C]);
+    }
+}
+
+/// Residual (FORMAT.md, threat model): a v1 file carries no final flag, so a cut at a chunk
+/// boundary and appended zero chunks read as a shorter file and as zeros, without an error.
+#[test]
+fn v1_truncation_at_a_boundary_and_appended_holes_are_not_detected() {
+    let (_dir, c) = fixture_copy("v1");
+    let blob = {
+        let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+        c.join(resolve(&vol, Path::new("/dir/nested.bin")).unwrap())
+    };
+    let want: Vec<u8> = (0..2 * C as u32).map(|i| ((i * 7) % 256) as u8).collect();
+    rw(&blob).set_len(chunk_off(2)).unwrap();
+    rw(&blob).write_all_at(&[0u8; 29], chunk_off(2)).unwrap();
+    let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let f = vol.open_file(rw(&blob)).unwrap();
+    assert_eq!(f.plain_size().unwrap(), 2 * C as u64 + 1);
+    let mut buf = vec![0u8; 3 * C];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 2 * C + 1);
+    assert_eq!(&buf[..2 * C], &want[..]);
+    assert_eq!(buf[2 * C], 0);
+}
+
 #[test]
 fn wrong_password_is_its_own_error() {
     let tv = setup();
@@ -251,6 +340,26 @@ fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
     assert!(matches!(
         Volume::open(&tv.cipherdir(), PASSWORD, None),
         Err(VolumeError::NotACipherdir(_))
+    ));
+}
+
+#[test]
+fn a_volume_of_a_newer_format_version_is_refused() {
+    let tv = setup();
+    with_db(&tv, "UPDATE volume SET format_version = 3");
+    assert!(matches!(
+        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        Err(VolumeError::Format(
+            cofferfs::format::FormatError::UnsupportedVersion(3)
+        ))
+    ));
+    // A file header of a newer version is refused too, as a corrupt file.
+    with_db(&tv, "UPDATE volume SET format_version = 2");
+    rw(&tv.blob("a")).write_all_at(&[0, 3], 4).unwrap();
+    let vol = tv.open();
+    assert!(matches!(
+        read_chunk(&vol, &tv, "a", 0),
+        Err(VolumeError::CorruptFile { .. })
     ));
 }
 

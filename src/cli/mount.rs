@@ -207,6 +207,10 @@ fn serve(
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };
+    if !a.ro {
+        vol.upgrade_format_version()
+            .map_err(|e| fail(&mut ready, e.into()))?;
+    }
     rustix::process::umask(rustix::fs::Mode::empty());
     sys::block_termination_signals()
         .map_err(|e| fail(&mut ready, CliError::new(exit::OTHER, e.to_string())))?;

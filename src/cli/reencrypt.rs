@@ -58,6 +58,7 @@ pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     let pw = a.password.read("Password: ", false)?;
     let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
     drop(pw);
+    vol.upgrade_format_version()?;
     let list = targets(&vol, &a)?;
     let total: u64 = list
         .iter()

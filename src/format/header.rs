@@ -3,13 +3,13 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic  "CFS\x01"
-//!      4     2  format version, big-endian (1)
+//!      4     2  format version, big-endian (2; files written before v2 keep 1)
 //!      6    16  file_id: random, the key of the file's row in the header store
 //!     22        first chunk
 //! ```
 //! Imports std only.
 
-use super::{FORMAT_VERSION, FormatError};
+use super::{FORMAT_VERSION, FormatError, OLDEST_FORMAT_VERSION};
 
 /// Magic bytes that open every ciphertext file.
 pub const MAGIC: [u8; 4] = *b"CFS\x01";
@@ -53,7 +53,7 @@ impl FileId {
 /// A decoded file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Format version the file was written with.
+    /// Format version the file was created with; its chunks follow that version's rules.
     pub version: u16,
     /// The file's identity.
     pub file_id: FileId,
@@ -77,7 +77,8 @@ impl FileHeader {
         out
     }
 
-    /// Decodes a header, refusing wrong magic and versions this reader does not know.
+    /// Decodes a header, refusing wrong magic and versions this reader does not know (0, and
+    /// anything newer than [`FORMAT_VERSION`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() < HEADER_LEN {
             return Err(FormatError::Truncated {
@@ -90,7 +91,7 @@ impl FileHeader {
             return Err(FormatError::BadMagic);
         }
         let version = u16::from_be_bytes([bytes[VERSION_OFFSET], bytes[VERSION_OFFSET + 1]]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let file_id = FileId::from_slice(&bytes[FILE_ID_OFFSET..HEADER_LEN])
@@ -110,16 +111,34 @@ mod tests {
     }
 
     #[test]
+    fn new_headers_are_v2_and_v1_headers_still_decode() {
+        let mut b = FileHeader::new(FileId([1; 16])).encode();
+        assert_eq!(&b[VERSION_OFFSET..FILE_ID_OFFSET], &[0, 2]);
+        b[5] = 1;
+        let h = FileHeader::decode(&b).unwrap();
+        assert_eq!((h.version, h.file_id), (1, FileId([1; 16])));
+        assert_eq!(h.encode(), b, "a v1 header re-encodes as v1");
+    }
+
+    #[test]
     fn header_rejects_bad_magic_version_and_truncation() {
         let mut b = FileHeader::new(FileId([1; 16])).encode();
         assert!(matches!(
             FileHeader::decode(&b[..HEADER_LEN - 1]),
             Err(FormatError::Truncated { .. })
         ));
+        for bad in [0u8, 3, 0xff] {
+            b[5] = bad;
+            assert_eq!(
+                FileHeader::decode(&b),
+                Err(FormatError::UnsupportedVersion(u16::from(bad)))
+            );
+        }
+        b[4] = 1;
         b[5] = 2;
         assert_eq!(
             FileHeader::decode(&b),
-            Err(FormatError::UnsupportedVersion(2))
+            Err(FormatError::UnsupportedVersion(0x0102))
         );
         b[0] ^= 1;
         assert_eq!(FileHeader::decode(&b), Err(FormatError::BadMagic));

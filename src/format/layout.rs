@@ -6,7 +6,10 @@
 //! ```
 //! Every chunk but the last holds exactly `chunk_len` plaintext bytes; the last holds 1 to
 //! `chunk_len`. A file of 0 plaintext bytes is the header alone. Sizes map both ways without any
-//! cryptography, so `stat` never decrypts. Imports std only.
+//! cryptography, so `stat` never decrypts. Which chunk is the last one follows from the size
+//! alone too ([`Layout::last_chunk_index`]): format v2 binds that into the chunk's associated
+//! data, so a size changed behind cofferfs's back makes the new last chunk fail. Imports std
+//! only.
 
 use super::{FormatError, HEADER_LEN};
 
@@ -77,6 +80,12 @@ impl Layout {
     /// Number of chunks a file of `plain_size` bytes has.
     pub fn chunk_count(&self, plain_size: u64) -> u64 {
         plain_size.div_ceil(self.chunk_len)
+    }
+
+    /// Index of the last chunk of a file of `plain_size` bytes; `None` for an empty file. In
+    /// format v2 this chunk, and only this one, is sealed with the final flag set.
+    pub fn last_chunk_index(&self, plain_size: u64) -> Option<u64> {
+        self.chunk_count(plain_size).checked_sub(1)
     }
 
     /// Plaintext length of chunk `chunk_index` in a file of `plain_size` bytes (0 past the end).
@@ -251,6 +260,22 @@ mod tests {
         assert_eq!(l.chunk_plain_len(2, 8193), 1);
         assert_eq!(l.chunk_plain_len(3, 8193), 0);
         assert_eq!(l.chunk_count(8193), 3);
+    }
+
+    #[test]
+    fn last_chunk_index_follows_the_size() {
+        let l = l4k();
+        for (size, last) in [
+            (0u64, None),
+            (1, Some(0)),
+            (4095, Some(0)),
+            (4096, Some(0)),
+            (4097, Some(1)),
+            (8192, Some(1)),
+            (8193, Some(2)),
+        ] {
+            assert_eq!(l.last_chunk_index(size), last, "size {size}");
+        }
     }
 
     proptest! {

@@ -5,18 +5,22 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic  "CFSV"
-//!      4     2  format version, big-endian (1)
+//!      4     2  marker version, big-endian (1; not the content format version)
 //!      6     1  store location: 0 = cofferfs.db in the cipherdir, 1 = elsewhere
 //!      7    16  volume_id: the same 16 bytes as `volume.volume_id` in the header store
 //!     23        end (the file is exactly 23 bytes)
 //! ```
 //! Imports std only.
 
-use super::{FORMAT_VERSION, FormatError};
+use super::FormatError;
 
 /// Magic bytes that open the marker.
 pub const MARKER_MAGIC: [u8; 4] = *b"CFSV";
-/// Offset of the big-endian format version.
+/// Version of the marker's own layout. It is not the content format version (which file
+/// headers and `volume.format_version` carry): the marker did not change when v2 added the
+/// final-chunk flag, so v1 and v2 volumes write the same marker.
+pub const MARKER_VERSION: u16 = 1;
+/// Offset of the big-endian marker version.
 pub const MARKER_VERSION_OFFSET: usize = MARKER_MAGIC.len();
 /// Offset of the store-location byte.
 pub const STORE_LOCATION_OFFSET: usize = MARKER_VERSION_OFFSET + size_of::<u16>();
@@ -71,7 +75,7 @@ impl VolumeMarker {
         let mut out = [0u8; MARKER_LEN];
         out[..MARKER_VERSION_OFFSET].copy_from_slice(&MARKER_MAGIC);
         out[MARKER_VERSION_OFFSET..STORE_LOCATION_OFFSET]
-            .copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+            .copy_from_slice(&MARKER_VERSION.to_be_bytes());
         out[STORE_LOCATION_OFFSET] = self.store.to_byte();
         out[VOLUME_ID_OFFSET..].copy_from_slice(&self.volume_id);
         out
@@ -97,7 +101,7 @@ impl VolumeMarker {
             bytes[MARKER_VERSION_OFFSET],
             bytes[MARKER_VERSION_OFFSET + 1],
         ]);
-        if version != FORMAT_VERSION {
+        if version != MARKER_VERSION {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let store = StoreLocation::from_byte(bytes[STORE_LOCATION_OFFSET])

@@ -10,9 +10,15 @@ pub mod names;
 pub use header::{FILE_ID_LEN, FileHeader, FileId, HEADER_LEN};
 pub use layout::Layout;
 
-/// Format version written into every file header and into the header store. A reader refuses
-/// anything newer, because a newer writer may rely on rules this reader does not know.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version written into the header of every new file and into the header store of every
+/// new volume (2: the chunk associated data carries a final-chunk flag, see `docs/FORMAT.md`).
+/// A reader refuses anything newer, because a newer writer may rely on rules this reader does
+/// not know.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Oldest format version this build still reads and writes. A file keeps the version it was
+/// created with (its chunks follow that version's rules) until `reencrypt` rewrites it.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 
 /// Why bytes could not be decoded as cofferfs format data.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,7 +37,10 @@ pub enum FormatError {
     #[error("bad magic: not a cofferfs ciphertext file")]
     BadMagic,
     /// Written by a newer cofferfs.
-    #[error("unsupported format version {0} (this cofferfs reads version {FORMAT_VERSION})")]
+    #[error(
+        "unsupported format version {0} (this cofferfs reads versions \
+         {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u16),
     /// A chunk size outside the allowed range or not a power of two.
     #[error("invalid chunk size {0}: must be a power of two from 4096 to 1048576")]

@@ -463,6 +463,20 @@ impl HeaderStore {
         Err(bounds_error.unwrap_or(KeystoreError::WrongPassword))
     }
 
+    /// Raises `volume.format_version` to `version` when it is lower, durably, and says whether
+    /// it did. Called before a volume gets files of a newer format, so an older cofferfs refuses
+    /// the whole volume instead of failing on each new file.
+    pub fn raise_format_version(&self, version: u16) -> Result<bool> {
+        let changed = self.conn.lock().execute(
+            "UPDATE volume SET format_version = ?1 WHERE id = 1 AND format_version < ?1",
+            params![version],
+        )?;
+        if changed > 0 {
+            self.make_durable()?;
+        }
+        Ok(changed > 0)
+    }
+
     /// Number of file key rows.
     pub fn file_count(&self) -> Result<u64> {
         let n: i64 = self

@@ -4,6 +4,15 @@
 //! under the file's lock, so concurrent readers and writers never see a torn chunk. An
 //! all-zero on-disk chunk is a hole and reads as zeros, so writes past the end and `set_len`
 //! upwards leave sparse holes instead of encrypting zeros.
+//!
+//! A format v2 file (every new file) also keeps this invariant: its last chunk is a real sealed
+//! chunk with the final flag set, every other chunk is sealed without it or is a hole. So growing
+//! re-seals the old last chunk as a middle chunk (even when full) and seals the new last chunk
+//! (zeros when nothing was written there); shrinking re-seals the new last chunk as final (even
+//! when the cut is on a chunk boundary, even when it was a hole); punching the whole last chunk
+//! re-seals zeros instead of leaving a hole. A v2 file whose last chunk is a hole or fails with
+//! the final flag was cut or extended behind cofferfs's back: `CorruptChunk`. A v1 file keeps
+//! the v1 rules (no flag, a trailing hole is fine) for as long as it lives.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -64,11 +73,12 @@ impl ChunkedFile {
     /// first, then the header is written.
     pub fn create(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
         let (file_id, fek) = keyring.new_file_key()?;
-        file.write_all_at(&FileHeader::new(file_id).encode(), 0)?;
+        let header = FileHeader::new(file_id);
+        file.write_all_at(&header.encode(), 0)?;
         Ok(ChunkedFile {
             quiet: quiet_reopen(&file)?,
             file,
-            cipher: ChunkCipher::new(&fek, file_id),
+            cipher: ChunkCipher::new(&fek, header),
             layout,
             key_durable: AtomicBool::new(false),
             lock: RwLock::new(()),
@@ -92,7 +102,7 @@ impl ChunkedFile {
         Ok(ChunkedFile {
             file,
             quiet,
-            cipher: ChunkCipher::new(&fek, header.file_id),
+            cipher: ChunkCipher::new(&fek, header),
             layout,
             key_durable: AtomicBool::new(true),
             lock: RwLock::new(()),
@@ -102,6 +112,11 @@ impl ChunkedFile {
     /// The file's id.
     pub fn file_id(&self) -> FileId {
         self.cipher.file_id()
+    }
+
+    /// The format version the file was created with (it keeps it until `reencrypt`).
+    pub fn format_version(&self) -> u16 {
+        self.cipher.version()
     }
 
     /// The backing file (for fstat, fchmod and friends).
@@ -138,9 +153,10 @@ impl ChunkedFile {
 
     /// Reads and opens chunks `first..first+count` of a file of `plain_size` bytes and copies
     /// their plaintext from offset `skip` (counted from the start of chunk `first`) into `out`,
-    /// `out.len()` bytes (holes read as zeros). `from` is the backing fd to read: `file` for a
-    /// user's read, `quiet` for cofferfs's own. The ciphertext goes through a per-thread buffer
-    /// and is decrypted in place: one copy of the plaintext, no allocation per request.
+    /// `out.len()` bytes (holes read as zeros, except a v2 file's last chunk, which is never a
+    /// hole). `from` is the backing fd to read: `file` for a user's read, `quiet` for cofferfs's
+    /// own. The ciphertext goes through a per-thread buffer and is decrypted in place: one copy
+    /// of the plaintext, no allocation per request.
     fn read_chunks(
         &self,
         from: &File,
@@ -156,6 +172,7 @@ impl ChunkedFile {
         let last = first + count - 1;
         let last_plain = self.layout.chunk_plain_len(last, plain_size);
         let cipher_len = (count as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
+        let final_index = self.layout.last_chunk_index(plain_size);
         with_buffer(cipher_len, |buf| {
             let n = read_full_at(from, buf, start)?;
             if n != cipher_len {
@@ -171,12 +188,16 @@ impl ChunkedFile {
                     continue;
                 }
                 let dst = &mut out[lo - skip..hi - skip];
+                let is_final = Some(index) == final_index;
                 if is_hole(chunk) {
+                    if is_final && self.cipher.has_final_flag() {
+                        return Err(self.corrupt_chunk(index));
+                    }
                     dst.fill(0);
                     continue;
                 }
                 self.cipher
-                    .open_in_place(index, chunk)
+                    .open_in_place(index, is_final, chunk)
                     .map_err(|_| self.corrupt_chunk(index))?;
                 let from_at = NONCE_LEN + lo - k * c;
                 dst.copy_from_slice(&chunk[from_at..from_at + (hi - lo)]);
@@ -219,20 +240,27 @@ impl ChunkedFile {
         Ok(out)
     }
 
-    /// Seals `plains` (consecutive chunks from `first`, each a full chunk but the last) and
-    /// writes them with one `pwrite`.
-    fn write_chunks(&self, first: u64, plains: &[&[u8]]) -> Result<()> {
+    /// Seals `plains` (consecutive chunks from `first`, each a full chunk but the last) as
+    /// chunks of a file of `new_size` bytes (which decides the final flag) and writes them with
+    /// one `pwrite`.
+    fn write_chunks(&self, first: u64, plains: &[&[u8]], new_size: u64) -> Result<()> {
         let total: usize = plains
             .iter()
             .map(|p| p.len() + CHUNK_OVERHEAD_LEN as usize)
             .sum();
+        let final_index = self.layout.last_chunk_index(new_size);
         with_buffer(total, |out| {
             let mut pos = 0;
             for (k, p) in plains.iter().enumerate() {
+                let index = first + k as u64;
                 let chunk = &mut out[pos..pos + p.len() + NONCE_LEN + TAG_LEN];
                 chunk[NONCE_LEN..NONCE_LEN + p.len()].copy_from_slice(p);
-                self.cipher
-                    .seal_in_place(first + k as u64, &random_nonce(), chunk);
+                self.cipher.seal_in_place(
+                    index,
+                    Some(index) == final_index,
+                    &random_nonce(),
+                    chunk,
+                );
                 pos += chunk.len();
             }
             self.file
@@ -241,18 +269,24 @@ impl ChunkedFile {
         })
     }
 
-    /// Grows the last chunk of a file of `size` bytes so that it is part of a file of
-    /// `new_size` bytes (padding with zeros). Needed before anything is written beyond it,
-    /// because a chunk's plaintext length is fixed by its position in the file.
-    fn pad_last_chunk(&self, size: u64, new_size: u64) -> Result<()> {
-        let c = self.layout.chunk_len() as u64;
-        if size.is_multiple_of(c) {
-            return Ok(());
-        }
-        let index = size / c;
+    /// The old last chunk of a file growing from `size` to `new_size` bytes past that chunk,
+    /// when it must be re-sealed before anything is written beyond it: when it is partial (a
+    /// chunk's plaintext length is fixed by its position, so it grows to a full chunk), or in
+    /// v2 because it stops being the final chunk. `None` when the file was empty, or the old
+    /// last chunk stays the last one (the write or resize covers it), or needs nothing (v1).
+    fn old_last_to_reseal(&self, size: u64, new_size: u64) -> Option<u64> {
+        let old_last = self.layout.last_chunk_index(size)?;
+        let partial = !size.is_multiple_of(self.layout.chunk_len() as u64);
+        let grows_past = self.layout.last_chunk_index(new_size) > Some(old_last);
+        (grows_past && (partial || self.cipher.has_final_flag())).then_some(old_last)
+    }
+
+    /// Chunk `index` of a file of `size` bytes, resized (padded with zeros or cut) to its
+    /// length in a file of `new_size` bytes.
+    fn resized_chunk(&self, index: u64, size: u64, new_size: u64) -> Result<Vec<u8>> {
         let mut plain = self.read_chunk(index, size)?;
         plain.resize(self.layout.chunk_plain_len(index, new_size), 0);
-        self.write_chunks(index, &[&plain])
+        Ok(plain)
     }
 
     /// Writes `data` at plaintext offset `off`, extending the file if needed (a gap becomes a
@@ -282,29 +316,39 @@ impl ChunkedFile {
         let new_size = size.max(end);
         let c = self.layout.chunk_len() as u64;
         let first = self.layout.plain_off_to_chunk_index(off);
-        if off > size && size / c != first {
-            self.pad_last_chunk(size, new_size)?;
-        }
         let last = self.layout.plain_off_to_chunk_index(end - 1);
+        // An old last chunk to re-seal joins the write's pwrite when it sits right before it,
+        // gets its own when holes separate them, and is covered when the write includes it.
+        let mut start = first;
+        match self.old_last_to_reseal(size, new_size) {
+            Some(old) if old + 1 == first => start = old,
+            Some(old) if old < first => {
+                let plain = self.resized_chunk(old, size, new_size)?;
+                self.write_chunks(old, &[&plain], new_size)?;
+            }
+            _ => {}
+        }
         // Each chunk's new plaintext: straight from `data` when the write covers all of it,
-        // else (only the first and last chunk can be partial) old content merged with `data`.
+        // else (only the first and last chunk, and a prepended old last chunk, can be partial)
+        // old content merged with `data`.
         let mut merged: Vec<Vec<u8>> = Vec::new();
-        let mut plains: Vec<&[u8]> = Vec::with_capacity((last - first + 1) as usize);
+        let mut plains: Vec<&[u8]> = Vec::with_capacity((last - start + 1) as usize);
         let mut merged_at: Vec<(usize, usize)> = Vec::new();
-        for index in first..=last {
+        for index in start..=last {
             let chunk_start = index * c;
             let new_len = self.layout.chunk_plain_len(index, new_size);
             let lo = chunk_start.max(off);
             let hi = (chunk_start + new_len as u64).min(end);
-            let data_part = &data[(lo - off) as usize..(hi - off) as usize];
             if lo == chunk_start && hi - lo == new_len as u64 {
-                plains.push(data_part);
+                plains.push(&data[(lo - off) as usize..(hi - off) as usize]);
                 continue;
             }
-            let mut p = self.read_chunk(index, size)?;
-            p.resize(new_len, 0);
-            let at = (lo - chunk_start) as usize;
-            p[at..at + data_part.len()].copy_from_slice(data_part);
+            let mut p = self.resized_chunk(index, size, new_size)?;
+            if lo < hi {
+                let at = (lo - chunk_start) as usize;
+                p[at..at + (hi - lo) as usize]
+                    .copy_from_slice(&data[(lo - off) as usize..(hi - off) as usize]);
+            }
             merged_at.push((plains.len(), merged.len()));
             plains.push(&[]);
             merged.push(p);
@@ -312,36 +356,89 @@ impl ChunkedFile {
         for (slot, m) in merged_at {
             plains[slot] = &merged[m];
         }
-        self.write_chunks(first, &plains)
+        self.write_chunks(start, &plains, new_size)
     }
 
     /// Truncates or extends the plaintext to `new_size` bytes; content below `new_size` is kept
-    /// exactly, extension reads as zeros (a hole).
+    /// exactly, extension reads as zeros.
     pub fn set_len(&self, new_size: u64) -> Result<()> {
         let _g = self.lock.write();
         let size = self.plain_size_locked()?;
-        let c = self.layout.chunk_len() as u64;
-        if new_size > size {
-            self.pad_last_chunk(size, new_size)?;
-        } else if new_size < size && !new_size.is_multiple_of(c) {
-            let index = new_size / c;
-            let mut plain = self.read_chunk(index, size)?;
-            plain.truncate((new_size % c) as usize);
-            self.file
-                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
-            self.write_chunks(index, &[&plain])?;
-            return Ok(());
+        match new_size.cmp(&size) {
+            std::cmp::Ordering::Greater => self.grow(size, new_size),
+            std::cmp::Ordering::Less => self.shrink(size, new_size),
+            std::cmp::Ordering::Equal => Ok(()),
         }
-        if new_size != size {
+    }
+
+    /// Extends a file of `size` bytes to `new_size` with zeros. The old last chunk is re-sealed
+    /// at its new length (and in v2 as a middle chunk), the chunks in between stay holes, and
+    /// in v2 the new last chunk is sealed as zeros: one `pwrite` when the two are neighbours,
+    /// else the old one first. A v1 file ends in a hole instead (`ftruncate` upwards).
+    fn grow(&self, size: u64, new_size: u64) -> Result<()> {
+        let new_last = self
+            .layout
+            .last_chunk_index(new_size)
+            .expect("a grown file is not empty");
+        let old_last = self.layout.last_chunk_index(size);
+        let reseal = match old_last {
+            Some(old) if old == new_last => Some(old),
+            _ => self.old_last_to_reseal(size, new_size),
+        };
+        let old_plain = match reseal {
+            Some(old) => self.resized_chunk(old, size, new_size)?,
+            None => Vec::new(),
+        };
+        let seal_new_last = self.cipher.has_final_flag() && old_last != Some(new_last);
+        let zeros = if seal_new_last {
+            vec![0u8; self.layout.chunk_plain_len(new_last, new_size)]
+        } else {
+            Vec::new()
+        };
+        match (reseal, seal_new_last) {
+            (Some(old), true) if old + 1 == new_last => {
+                self.write_chunks(old, &[&old_plain, &zeros], new_size)?
+            }
+            (Some(old), true) => {
+                self.write_chunks(old, &[&old_plain], new_size)?;
+                self.write_chunks(new_last, &[&zeros], new_size)?;
+            }
+            (Some(old), false) => self.write_chunks(old, &[&old_plain], new_size)?,
+            (None, true) => self.write_chunks(new_last, &[&zeros], new_size)?,
+            (None, false) => {}
+        }
+        if !self.cipher.has_final_flag() {
             self.file
                 .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
         }
         Ok(())
     }
 
+    /// Cuts a file of `size` bytes to `new_size`: reads the new last chunk, `ftruncate`s, then
+    /// re-seals that chunk at its new length when it is now partial, and in v2 always (with
+    /// the final flag, even when the cut is on a chunk boundary or the chunk was a hole).
+    fn shrink(&self, size: u64, new_size: u64) -> Result<()> {
+        let c = self.layout.chunk_len() as u64;
+        let reseal = self
+            .layout
+            .last_chunk_index(new_size)
+            .filter(|_| self.cipher.has_final_flag() || !new_size.is_multiple_of(c));
+        let plain = match reseal {
+            Some(index) => self.resized_chunk(index, size, new_size)?,
+            None => Vec::new(),
+        };
+        self.file
+            .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+        if let Some(index) = reseal {
+            self.write_chunks(index, &[&plain], new_size)?;
+        }
+        Ok(())
+    }
+
     /// Zeroes `[off, off + len)` inside the file without changing its size
     /// (`FALLOC_FL_PUNCH_HOLE`): whole chunks become holes (all-zero on disk, deallocated
-    /// where the backing filesystem can), partial chunks are re-sealed with zeros.
+    /// where the backing filesystem can), partial chunks are re-sealed with zeros, and so is
+    /// a v2 file's last chunk (which is never a hole).
     pub fn punch_hole(&self, off: u64, len: u64) -> Result<()> {
         let _g = self.lock.write();
         let size = self.plain_size_locked()?;
@@ -349,10 +446,15 @@ impl ChunkedFile {
         if off >= end {
             return Ok(());
         }
+        let final_index = self.layout.last_chunk_index(size);
         for span in self.layout.spans(off, (end - off) as usize) {
             let chunk_len = self.layout.chunk_plain_len(span.chunk_index, size);
             let at = self.layout.chunk_index_to_cipher_off(span.chunk_index);
-            if span.offset_in_chunk == 0 && span.len == chunk_len {
+            let whole = span.offset_in_chunk == 0 && span.len == chunk_len;
+            let keep_sealed = self.cipher.has_final_flag() && Some(span.chunk_index) == final_index;
+            if whole && keep_sealed {
+                self.write_chunks(span.chunk_index, &[&vec![0u8; chunk_len]], size)?;
+            } else if whole {
                 let cipher_len = chunk_len as u64 + CHUNK_OVERHEAD_LEN;
                 let punched = rustix::fs::fallocate(
                     &self.file,
@@ -367,7 +469,7 @@ impl ChunkedFile {
             } else {
                 let mut plain = self.read_chunk(span.chunk_index, size)?;
                 plain[span.offset_in_chunk..span.offset_in_chunk + span.len].fill(0);
-                self.write_chunks(span.chunk_index, &[&plain])?;
+                self.write_chunks(span.chunk_index, &[&plain], size)?;
             }
         }
         Ok(())

@@ -47,6 +47,15 @@ pub enum ProblemKind {
     },
     /// A chunk fails authentication.
     Chunk(u64),
+    /// Format v2: the file's last chunk was sealed as a middle chunk, so the file was cut
+    /// after it (at a chunk boundary, or inside the next chunk).
+    Truncated(u64),
+    /// Format v2: a chunk sealed as the file's last one has chunks after it: they were
+    /// appended behind cofferfs's back.
+    Appended(u64),
+    /// Format v2: the file's last chunk is all zeros (a hole), which cofferfs never writes at
+    /// the end: zero chunks were appended or the file was extended behind cofferfs's back.
+    HoleAtEnd(u64),
     /// Another file (a distinct inode) carries the same file id: a copy of ciphertext.
     SharedFileId(FileId, String),
     /// A key row no file carries.
@@ -78,6 +87,21 @@ impl std::fmt::Display for ProblemKind {
                 "invalid size {cipher_size} (truncated?): chunk {chunk_index} is cut short"
             ),
             ProblemKind::Chunk(i) => write!(f, "chunk {i} fails authentication"),
+            ProblemKind::Truncated(i) => write!(
+                f,
+                "truncated: chunk {i} is the last chunk but was sealed as a middle chunk \
+                 (the content after it is gone)"
+            ),
+            ProblemKind::Appended(i) => write!(
+                f,
+                "extended: chunk {i} was sealed as the last chunk but chunks follow it \
+                 (appended)"
+            ),
+            ProblemKind::HoleAtEnd(i) => write!(
+                f,
+                "extended: the last chunk {i} is all zeros, which cofferfs never writes at \
+                 the end (appended or extended)"
+            ),
             ProblemKind::SharedFileId(id, other) => {
                 write!(
                     f,
@@ -169,11 +193,22 @@ pub struct Progress {
 
 /// The result of checking one regular file (one inode).
 #[derive(Debug, Default)]
-struct FileCheck {
-    file_id: Option<FileId>,
-    problems: Vec<ProblemKind>,
-    holes: Vec<u64>,
-    chunks: u64,
+pub struct FileCheck {
+    /// The file's id, when its header could be read.
+    pub file_id: Option<FileId>,
+    /// What is wrong, in chunk order.
+    pub problems: Vec<ProblemKind>,
+    /// Indices of hole chunks (information, not a problem).
+    pub holes: Vec<u64>,
+    /// Chunks looked at.
+    pub chunks: u64,
+}
+
+/// Checks one ciphertext file exactly as `fsck` does (header, key row, size, every chunk and,
+/// in v2, the final flag) without walking the volume: for callers that validate a single file,
+/// such as the volume tests after every operation.
+pub fn check_file_at(vol: &Volume, path: &Path) -> FileCheck {
+    check_file(vol, path, &mut |_| {})
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -428,17 +463,19 @@ fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileC
     let header = read_full_at(&file, &mut h, 0)
         .map_err(|e| e.to_string())
         .and_then(|n| FileHeader::decode(&h[..n]).map_err(|e| e.to_string()));
-    let id = match header {
-        Ok(h) => h.file_id,
+    let header = match header {
+        Ok(h) => h,
         Err(e) => {
             c.problems.push(ProblemKind::Header(e));
             progress(cipher_size);
             return c;
         }
     };
+    let id = header.file_id;
     c.file_id = Some(id);
     let layout = vol.layout();
-    if let Err(_e) = layout.cipher_size_to_plain_size(cipher_size) {
+    let size_ok = layout.cipher_size_to_plain_size(cipher_size).is_ok();
+    if !size_ok {
         let body = cipher_size.saturating_sub(HEADER_LEN as u64);
         c.problems.push(ProblemKind::Size {
             cipher_size,
@@ -463,51 +500,100 @@ fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileC
             return c;
         }
     };
-    let cipher = ChunkCipher::new(&fek, id);
+    let cipher = ChunkCipher::new(&fek, header);
     let plain_size = layout.cipher_size_to_plain_size_lenient(cipher_size);
-    if let Err(e) = check_chunks(&file, &cipher, layout, plain_size, &mut c, progress) {
+    // With an invalid size the whole chunks checked are all followed by the cut one.
+    let final_index = layout.last_chunk_index(plain_size).filter(|_| size_ok);
+    let scan = ChunkScan {
+        file: &file,
+        cipher: &cipher,
+        layout,
+        plain_size,
+        final_index,
+    };
+    if let Err(e) = scan.run(&mut c, progress) {
         c.problems.push(ProblemKind::Io(e.to_string()));
     }
     progress(HEADER_LEN as u64);
     c
 }
 
-fn check_chunks(
-    file: &File,
-    cipher: &ChunkCipher,
+/// One file's chunks to authenticate.
+struct ChunkScan<'a> {
+    file: &'a File,
+    cipher: &'a ChunkCipher,
     layout: crate::format::Layout,
+    /// Plaintext size whose chunks are checked (the whole chunks of an invalid size).
     plain_size: u64,
-    c: &mut FileCheck,
-    progress: &mut dyn FnMut(u64),
-) -> std::io::Result<()> {
-    let count = layout.chunk_count(plain_size);
-    let cc = layout.chunk_cipher_len() as usize;
-    let mut buf = vec![0u8; cc * CHUNKS_PER_READ as usize];
-    let mut first = 0;
-    while first < count {
-        let n = CHUNKS_PER_READ.min(count - first);
-        let last_plain = layout.chunk_plain_len(first + n - 1, plain_size);
-        let len = (n as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
-        let got = read_full_at(
-            file,
-            &mut buf[..len],
-            layout.chunk_index_to_cipher_off(first),
-        )?;
-        for (k, chunk) in buf[..len].chunks_mut(cc).enumerate() {
-            let index = first + k as u64;
-            c.chunks += 1;
-            if k * cc + chunk.len() > got {
-                c.problems.push(ProblemKind::Chunk(index));
-            } else if chunk.iter().all(|&b| b == 0) {
-                c.holes.push(index);
-            } else if cipher.open_in_place(index, chunk).is_err() {
-                c.problems.push(ProblemKind::Chunk(index));
+    /// The chunk that must carry the final flag (v2), `None` when none must.
+    final_index: Option<u64>,
+}
+
+impl ChunkScan<'_> {
+    fn run(&self, c: &mut FileCheck, progress: &mut dyn FnMut(u64)) -> std::io::Result<()> {
+        let layout = self.layout;
+        let count = layout.chunk_count(self.plain_size);
+        let cc = layout.chunk_cipher_len() as usize;
+        let mut buf = vec![0u8; cc * CHUNKS_PER_READ as usize];
+        let mut first = 0;
+        while first < count {
+            let n = CHUNKS_PER_READ.min(count - first);
+            let last_plain = layout.chunk_plain_len(first + n - 1, self.plain_size);
+            let len = (n as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
+            let got = read_full_at(
+                self.file,
+                &mut buf[..len],
+                layout.chunk_index_to_cipher_off(first),
+            )?;
+            for (k, chunk) in buf[..len].chunks_mut(cc).enumerate() {
+                let index = first + k as u64;
+                c.chunks += 1;
+                let is_final = Some(index) == self.final_index;
+                if k * cc + chunk.len() > got {
+                    c.problems.push(ProblemKind::Chunk(index));
+                } else if chunk.iter().all(|&b| b == 0) {
+                    if is_final && self.cipher.has_final_flag() {
+                        c.problems.push(ProblemKind::HoleAtEnd(index));
+                    } else {
+                        c.holes.push(index);
+                    }
+                } else if let Some(p) = self.check_sealed(index, is_final, chunk)? {
+                    c.problems.push(p);
+                }
             }
+            progress(len as u64);
+            first += n;
         }
-        progress(len as u64);
-        first += n;
+        Ok(())
     }
-    Ok(())
+
+    /// What is wrong with the sealed (not hole) chunk `index`, whose on-disk bytes are in
+    /// `chunk` (decrypted in place), if anything. In v2 a chunk that fails is read again and
+    /// tried with the other final flag, to tell a cut or extended file from a damaged chunk.
+    fn check_sealed(
+        &self,
+        index: u64,
+        is_final: bool,
+        chunk: &mut [u8],
+    ) -> std::io::Result<Option<ProblemKind>> {
+        if self.cipher.open_in_place(index, is_final, chunk).is_ok() {
+            return Ok(None);
+        }
+        if !self.cipher.has_final_flag() {
+            return Ok(Some(ProblemKind::Chunk(index)));
+        }
+        let at = self.layout.chunk_index_to_cipher_off(index);
+        if read_full_at(self.file, chunk, at)? != chunk.len()
+            || self.cipher.open_in_place(index, !is_final, chunk).is_err()
+        {
+            return Ok(Some(ProblemKind::Chunk(index)));
+        }
+        Ok(Some(if is_final {
+            ProblemKind::Truncated(index)
+        } else {
+            ProblemKind::Appended(index)
+        }))
+    }
 }
 
 /// The repair steps, each printing (into the report) what it did.

@@ -28,7 +28,9 @@ use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotKind, SlotRecord,
 /// OS errno through.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    /// A chunk failed authentication (altered, moved, swapped or foreign) or is cut short.
+    /// A chunk failed authentication (altered, moved, swapped or foreign) or is cut short; or,
+    /// in a v2 file, it is the last chunk but is a hole or was not sealed as the last one (the
+    /// file was cut or extended), or was sealed as the last one but chunks follow it.
     #[error("file {file_id}: chunk {chunk_index} is corrupt or was tampered with")]
     CorruptChunk {
         /// The file.
@@ -397,6 +399,15 @@ impl Volume {
     /// The slot that unlocked the volume.
     pub fn slot_id(&self) -> u32 {
         self.slot_id
+    }
+
+    /// Records the current format version in the header store of a volume made by an older
+    /// cofferfs (v1): called before anything that may write new-format files (a read-write
+    /// mount, `reencrypt`), so an older cofferfs then refuses the volume cleanly instead of
+    /// failing on each new file. Existing files keep their own version. Returns whether the
+    /// volume was upgraded.
+    pub fn upgrade_format_version(&self) -> Result<bool> {
+        Ok(self.keyring.store().raise_format_version(FORMAT_VERSION)?)
     }
 
     /// Opens an existing ciphertext file for plaintext I/O.

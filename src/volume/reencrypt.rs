@@ -3,7 +3,8 @@
 //!
 //! 1. a new key row (new random file id and FEK) is committed, then the temporary file
 //!    `.cofferfs.tmp.<random>` is created next to the original and filled with the content
-//!    re-sealed under the new FEK (all-zero chunks stay holes), with the original's mode,
+//!    re-sealed under the new FEK at the current format version (so a v1 file becomes v2;
+//!    all-zero chunks stay holes, except a v2 file's last chunk), with the original's mode,
 //!    owner, extended attributes and times;
 //! 2. the temporary file is fsynced and the header store's WAL synced (the new row is durable);
 //! 3. the temporary file is renamed over the original and the directory fsynced;
@@ -165,12 +166,14 @@ fn rewrite(
                 reason: "file shrank while being re-encrypted".into(),
             });
         }
-        // Whole chunks of zeros stay holes; set_len below restores the size.
-        for (k, piece) in buf[..n].chunks(vol.layout().chunk_len()).enumerate() {
-            if piece.iter().any(|&b| b != 0) {
-                let at = off + (k * vol.layout().chunk_len()) as u64;
-                new.write_at(piece, at)?;
+        // Whole chunks of zeros stay holes (set_len below restores the size); each run of
+        // other chunks is one write, so the new file's last chunk is re-sealed once per run.
+        let mut k = 0;
+        for (nonzero, run) in runs(&buf[..n], vol.layout().chunk_len()) {
+            if nonzero {
+                new.write_at(run, off + k as u64)?;
             }
+            k += run.len();
         }
         off += n as u64;
         progress(n as u64);
@@ -178,6 +181,27 @@ fn rewrite(
     new.set_len(size)?;
     copy_metadata(old.backing(), new.backing(), meta)?;
     new.sync(vol.keyring(), false)
+}
+
+/// Splits `data` into maximal runs of whole `chunk_len` pieces (the last may be short) that are
+/// all zero (`false`) or all not (`true`).
+fn runs(data: &[u8], chunk_len: usize) -> impl Iterator<Item = (bool, &[u8])> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let nonzero = |p: &[u8]| p.iter().any(|&b| b != 0);
+        let kind = nonzero(&rest[..chunk_len.min(rest.len())]);
+        let len = rest
+            .chunks(chunk_len)
+            .take_while(|p| nonzero(p) == kind)
+            .map(<[u8]>::len)
+            .sum();
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some((kind, run))
+    })
 }
 
 /// Mode, owner (when allowed), extended attributes (their encryption does not depend on the
@@ -218,4 +242,22 @@ fn copy_metadata(from: &File, to: &File, meta: &std::fs::Metadata) -> Result<()>
     };
     rustix::fs::futimens(to, &times)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_group_zero_and_nonzero_chunks() {
+        let mut data = vec![0u8; 10];
+        data[0] = 1; // chunk 0
+        data[4] = 1; // chunk 2 (chunk 1 is zeros)
+        data[7] = 1; // chunk 3
+        let got: Vec<(bool, usize)> = runs(&data, 2).map(|(k, r)| (k, r.len())).collect();
+        assert_eq!(got, vec![(true, 2), (false, 2), (true, 4), (false, 2)]);
+        let got: Vec<(bool, usize)> = runs(&data[..9], 4).map(|(k, r)| (k, r.len())).collect();
+        assert_eq!(got, vec![(true, 8), (false, 1)]);
+        assert_eq!(runs(&[], 4).count(), 0);
+    }
 }

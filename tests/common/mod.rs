@@ -47,6 +47,38 @@ impl TestVolume {
     }
 }
 
+/// The password of the committed fixture volumes in `tests/fixtures`.
+pub const FIXTURE_PASSWORD: &str = "fixture password";
+
+/// Copies (`cp -a`) the committed fixture cipherdir `tests/fixtures/<name>` to `to`, so a test
+/// may mount, write and damage the copy.
+pub fn copy_fixture(name: &str, to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {}", from.display());
+}
+
+/// A private copy of the fixture `name` in a temp dir: (the temp dir that owns it, the copy).
+pub fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join(name);
+    copy_fixture(name, &to);
+    (dir, to)
+}
+
+/// The format version in a ciphertext file's header.
+pub fn header_version(blob: &Path) -> u16 {
+    let b = std::fs::read(blob).unwrap();
+    u16::from_be_bytes([b[4], b[5]])
+}
+
 pub fn rw(path: &Path) -> File {
     OpenOptions::new()
         .read(true)

@@ -15,6 +15,11 @@ pub fn bin() -> &'static str {
 
 /// Runs `cofferfs ARGS` with the test password on stdin; returns (status, stdout, stderr).
 pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
+    cofferfs_with(args, PASSWORD)
+}
+
+/// Runs `cofferfs ARGS` with `password` on stdin; returns (status, stdout, stderr).
+pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(bin())
         .args(args)
@@ -29,7 +34,7 @@ pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes());
+        .write_all(format!("{password}\n").as_bytes());
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -72,6 +77,8 @@ pub struct Mounted {
     pub mnt: PathBuf,
     /// The header store when it is kept outside the cipherdir; `mount` passes it on.
     pub header_store: Option<PathBuf>,
+    /// The volume's password, fed to `mount` on stdin.
+    pub password: String,
     daemon: Option<Child>,
 }
 
@@ -93,8 +100,9 @@ impl Mounted {
     }
 
     fn build(init_flags: &[&str], mount_flags: &[&str], external_store: bool) -> Self {
-        let cipherdir_of = |dir: &Path| dir.join("cipher");
-        let mut m = Self::adopt_with(cipherdir_of, None);
+        let dir = temp_dir();
+        let cipherdir = dir.path().join("cipher");
+        let mut m = Self::unmounted(dir, cipherdir, None);
         let mut flags = init_flags.to_vec();
         if external_store {
             let keys = m.dir.path().join("keys");
@@ -112,27 +120,39 @@ impl Mounted {
 
     /// An existing cipherdir (e.g. a copy), not mounted yet: call `mount`.
     pub fn adopt(cipherdir: PathBuf) -> Self {
-        Self::adopt_with(|_| cipherdir, None)
+        Self::unmounted(temp_dir(), cipherdir, None)
     }
 
     /// An existing cipherdir and the header store kept outside it, not mounted yet.
     pub fn adopt_with_store(cipherdir: PathBuf, header_store: PathBuf) -> Self {
-        Self::adopt_with(|_| cipherdir, Some(header_store))
+        Self::unmounted(temp_dir(), cipherdir, Some(header_store))
     }
 
-    /// A fresh test dir with an empty mountpoint; `cipherdir` gets the test dir.
-    fn adopt_with(cipherdir: impl FnOnce(&Path) -> PathBuf, header_store: Option<PathBuf>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferfs-test")
-            .tempdir_in("/tmp")
-            .unwrap();
+    /// A copy of the committed fixture `tests/fixtures/<name>`, mounted with `flags`.
+    pub fn fixture(name: &str, flags: &[&str]) -> Self {
+        let dir = temp_dir();
+        let cipherdir = dir.path().join("cipher");
+        super::copy_fixture(name, &cipherdir);
+        let mut m = Self::unmounted(dir, cipherdir, None);
+        m.password = super::FIXTURE_PASSWORD.to_owned();
+        m.mount(flags);
+        m
+    }
+
+    /// `cipherdir` with an empty mountpoint in `dir`, not mounted yet.
+    fn unmounted(
+        dir: tempfile::TempDir,
+        cipherdir: PathBuf,
+        header_store: Option<PathBuf>,
+    ) -> Self {
         let mnt = dir.path().join("plain");
         std::fs::create_dir(&mnt).unwrap();
         Mounted {
-            cipherdir: cipherdir(dir.path()),
+            cipherdir,
             dir,
             mnt,
             header_store,
+            password: PASSWORD.to_owned(),
             daemon: None,
         }
     }
@@ -155,7 +175,9 @@ impl Mounted {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+            stdin
+                .write_all(format!("{}\n", self.password).as_bytes())
+                .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&self.mnt) {
@@ -220,6 +242,14 @@ impl Mounted {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         }
     }
+}
+
+/// A temp dir under /tmp for one mounted volume.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cofferfs-test")
+        .tempdir_in("/tmp")
+        .unwrap()
 }
 
 /// Waits for `child` at most `t`.
