@@ -69,7 +69,7 @@ impl Rng {
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         let mut v = Vec::with_capacity(n + 8);
         while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
+            v.extend_from_slice(&self.next().to_be_bytes());
         }
         v.truncate(n);
         v
@@ -205,7 +205,12 @@ impl Writer {
 
     fn parents(&self) -> Vec<String> {
         let mut p = vec![self.home(), COMMON.to_owned()];
-        p.extend(self.dirs.iter().filter(|(_, f)| !**f).map(|(d, _)| d.clone()));
+        p.extend(
+            self.dirs
+                .iter()
+                .filter(|(_, f)| !**f)
+                .map(|(d, _)| d.clone()),
+        );
         p
     }
 
@@ -264,7 +269,8 @@ impl Writer {
         let mut f = io("create", &path, File::create(mnt.join(&path)))?;
         // Several writes, an fsync in between now and then.
         let cut = self.rng.below(data.len() as u64 + 1) as usize;
-        self.log.push(format!("create {path}: {} bytes", data.len()));
+        self.log
+            .push(format!("create {path}: {} bytes", data.len()));
         io("write", &path, f.write_all(&data[..cut]))?;
         if self.rng.chance(20) {
             io("fsync", &path, f.sync_all())?;
@@ -278,7 +284,8 @@ impl Writer {
     fn append(&mut self, mnt: &Path, path: &str) -> Step {
         let mut data = self.data_of(path);
         let extra = self.rng.content(usize::MAX);
-        self.log.push(format!("append {path}: {} + {}", data.len(), extra.len()));
+        self.log
+            .push(format!("append {path}: {} + {}", data.len(), extra.len()));
         self.files.insert(path.to_owned(), FileState::InFlight);
         let open = OpenOptions::new().append(true).open(mnt.join(path));
         let mut f = io("open append", path, open)?;
@@ -294,9 +301,17 @@ impl Writer {
         let mut data = self.data_of(path);
         let off = self.rng.below(data.len() as u64 + 10_000) as usize;
         let new = self.rng.content(300 << 10);
-        self.log.push(format!("pwrite {path}: {} at {off} of {}", new.len(), data.len()));
+        self.log.push(format!(
+            "pwrite {path}: {} at {off} of {}",
+            new.len(),
+            data.len()
+        ));
         self.files.insert(path.to_owned(), FileState::InFlight);
-        let f = io("open", path, OpenOptions::new().write(true).open(mnt.join(path)))?;
+        let f = io(
+            "open",
+            path,
+            OpenOptions::new().write(true).open(mnt.join(path)),
+        )?;
         io("pwrite", path, f.write_all_at(&new, off as u64))?;
         self.finish(f, path)?;
         // A write of 0 bytes changes nothing, not even past the end.
@@ -313,9 +328,14 @@ impl Writer {
     fn truncate(&mut self, mnt: &Path, path: &str) -> Step {
         let mut data = self.data_of(path);
         let len = self.rng.below(data.len() as u64 + 20_000) as usize;
-        self.log.push(format!("truncate {path}: {} to {len}", data.len()));
+        self.log
+            .push(format!("truncate {path}: {} to {len}", data.len()));
         self.files.insert(path.to_owned(), FileState::InFlight);
-        let f = io("open", path, OpenOptions::new().write(true).open(mnt.join(path)))?;
+        let f = io(
+            "open",
+            path,
+            OpenOptions::new().write(true).open(mnt.join(path)),
+        )?;
         io("ftruncate", path, f.set_len(len as u64))?;
         self.finish(f, path)?;
         data.resize(len, 0);
@@ -466,7 +486,11 @@ fn tree(root: &Path, dir: &Path, out: &mut BTreeSet<String>, problems: &mut Vec<
             Err(e) => return problems.push(format!("listing {}: {e}", dir.display())),
         };
         let path = e.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         out.insert(rel);
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             tree(root, &path, out, problems);
@@ -567,11 +591,11 @@ fn kill_round(m: &mut Mounted, writers: Vec<Writer>, delay: Duration, round: u64
     m.cleanup_dead();
     assert!(!is_mounted(&m.mnt), "the dead mount is still there");
     // Half the rounds open the crashed store with `info` first, half let the daemon do it.
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         assert_info_works(&m.cipherdir, "after a kill");
     }
     m.mount(&[]);
-    if round % 2 == 1 {
+    if !round.is_multiple_of(2) {
         assert_info_works(&m.cipherdir, "after a kill and a remount");
     }
     writers
@@ -629,9 +653,16 @@ fn kill_9_under_write_load_loses_nothing_closed_or_synced() {
     let clean = orphans == 0 && !out.contains("problems (");
     assert_eq!(code, if clean { 0 } else { 26 }, "fsck: {out}{err}");
     let (code, out, err) = cofferfs(&["fsck", "--repair", &c]);
-    assert_eq!(code, if clean { 0 } else { 27 }, "fsck --repair: {out}{err}");
+    assert_eq!(
+        code,
+        if clean { 0 } else { 27 },
+        "fsck --repair: {out}{err}"
+    );
     let (code, out, err) = cofferfs(&["fsck", &c]);
-    assert!(code == 0 && out.contains("clean"), "fsck after repair: {out}{err}");
+    assert!(
+        code == 0 && out.contains("clean"),
+        "fsck after repair: {out}{err}"
+    );
     let conn = rusqlite::Connection::open(m.cipherdir.join("cofferfs.db")).unwrap();
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -644,7 +675,11 @@ fn kill_9_under_write_load_loses_nothing_closed_or_synced() {
     for w in &mut writers {
         w.damaged.clear();
     }
-    verify_all(&m, &mut writers, &format!("seed {seed}, after fsck --repair"));
+    verify_all(
+        &m,
+        &mut writers,
+        &format!("seed {seed}, after fsck --repair"),
+    );
     m.unmount();
     println!(
         "{kills} kills, {ops} operations completed, {in_flight} in-flight paths settled, \

@@ -80,7 +80,10 @@ fn an_empty_directory_without_id_can_be_removed() {
 fn a_directory_with_entries_that_lost_its_id_is_not_given_a_new_one() {
     let mut m = dir_after_crash(true, remove);
     let eio = Some(libc::EIO);
-    assert_eq!(std::fs::read_dir(m.path("d")).unwrap_err().raw_os_error(), eio);
+    assert_eq!(
+        std::fs::read_dir(m.path("d")).unwrap_err().raw_os_error(),
+        eio
+    );
     let err = std::fs::write(m.path("d/g"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), eio);
     m.unmount();

@@ -362,7 +362,7 @@ impl CofferFs {
             }
         }
         let id = if self.vol.names().encrypted() {
-            let id = crate::volume::names::read_dir_id(dir.as_fd())?;
+            let id = crate::volume::names::read_or_renew_dir_id(dir.as_fd(), true)?;
             rustix::fs::unlinkat(&dir, DIR_ID_FILE, AtFlags::empty())?;
             Some(id)
         } else {
