@@ -325,7 +325,7 @@ impl CofferFs {
         Ok(())
     }
 
-    fn forget_long_name(&self, dn: &DiskName) {
+    pub(super) fn forget_long_name(&self, dn: &DiskName) {
         if let Some((digest, _)) = &dn.long
             && let Err(e) = self.vol.keyring().store().delete_long_name(digest)
         {

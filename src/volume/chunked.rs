@@ -64,7 +64,11 @@ impl ChunkedFile {
     /// first, then the header is written.
     pub fn create(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
         let (file_id, fek) = keyring.new_file_key()?;
-        file.write_all_at(&FileHeader::new(file_id).encode(), 0)?;
+        if let Err(e) = file.write_all_at(&FileHeader::new(file_id).encode(), 0) {
+            // No file will carry this key (a full disk, say): best effort, fsck drops it too.
+            let _ = keyring.shred(&file_id);
+            return Err(e.into());
+        }
         Ok(ChunkedFile {
             quiet: quiet_reopen(&file)?,
             file,
@@ -279,6 +283,46 @@ impl ChunkedFile {
     fn write_locked(&self, data: &[u8], off: u64) -> Result<()> {
         let size = self.plain_size_locked()?;
         let end = off + data.len() as u64;
+        self.undo_growth_on_error(size, end, || self.write_merged(data, off, size))
+    }
+
+    /// Runs `write`, which grows a file of `size` plaintext bytes to `new_size`; if it fails
+    /// (ENOSPC after part of the new ciphertext landed), puts the file back as it was: the old
+    /// ciphertext size, and the raw bytes of the old last chunk when it was partial (a growing
+    /// write re-seals it at its new length). Neither step needs new space.
+    fn undo_growth_on_error(
+        &self,
+        size: u64,
+        new_size: u64,
+        write: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if new_size <= size {
+            return write();
+        }
+        let cipher_size = self.layout.plain_size_to_cipher_size(size);
+        let c = self.layout.chunk_len() as u64;
+        let tail_off = self.layout.chunk_index_to_cipher_off(size / c);
+        let mut tail = Vec::new();
+        if !size.is_multiple_of(c) {
+            tail.resize((cipher_size - tail_off) as usize, 0);
+            read_full_at(&self.quiet, &mut tail, tail_off)?;
+        }
+        let result = write();
+        if result.is_err() {
+            let mut undo = self.file.set_len(cipher_size);
+            if undo.is_ok() && !tail.is_empty() {
+                undo = self.file.write_all_at(&tail, tail_off);
+            }
+            if let Err(e) = undo {
+                log::error!("file {}: undoing a failed write: {e}", self.file_id());
+            }
+        }
+        result
+    }
+
+    /// `write_locked` for a file of `size` plaintext bytes.
+    fn write_merged(&self, data: &[u8], off: u64, size: u64) -> Result<()> {
+        let end = off + data.len() as u64;
         let new_size = size.max(end);
         let c = self.layout.chunk_len() as u64;
         let first = self.layout.plain_off_to_chunk_index(off);
@@ -322,7 +366,7 @@ impl ChunkedFile {
         let size = self.plain_size_locked()?;
         let c = self.layout.chunk_len() as u64;
         if new_size > size {
-            self.pad_last_chunk(size, new_size)?;
+            self.undo_growth_on_error(size, new_size, || self.pad_last_chunk(size, new_size))?;
         } else if new_size < size && !new_size.is_multiple_of(c) {
             let index = new_size / c;
             let mut plain = self.read_chunk(index, size)?;
