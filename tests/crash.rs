@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::close;
 use common::mount::{Mounted, cofferfs, is_mounted};
+use common::rng::Rng;
 use sha2::{Digest, Sha256};
 
 /// Writer threads: as many as the daemon has worker threads.
@@ -42,37 +44,14 @@ const MAX_FILES_PER_WRITER: usize = 24;
 /// The shared directory every writer also creates its files in (parallel directory operations).
 const COMMON: &str = "common";
 
-/// splitmix64: small, seedable, good enough to pick operations and fill files.
-struct Rng(u64);
-
+/// Seeded choices for the load (the generator itself is shared with other tests).
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_be_bytes());
-        }
-        v.truncate(n);
-        v
     }
 
     /// A write size: empty, tiny, around chunk boundaries, up to 128 KiB, sometimes 1 MiB.
@@ -113,19 +92,6 @@ fn known(data: Vec<u8>) -> FileState {
     FileState::Known {
         sha: sha(&data),
         data,
-    }
-}
-
-/// `close(2)` with its result: on a FUSE mount it sends FLUSH, which fails once the daemon is
-/// dead, whereas dropping a `File` would hide that.
-fn close(f: File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = f.into_raw_fd();
-    // SAFETY: `fd` was just taken out of its owner, so it is open and closed exactly once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -296,6 +262,13 @@ impl Writer {
         Ok(())
     }
 
+    /// Marks `path` in flight and opens it for writing.
+    fn open_in_flight(&mut self, mnt: &Path, path: &str) -> Result<File, String> {
+        self.files.insert(path.to_owned(), FileState::InFlight);
+        let open = OpenOptions::new().write(true).open(mnt.join(path));
+        io("open", path, open)
+    }
+
     /// A write at a random offset, past the end now and then (the gap is a hole).
     fn overwrite(&mut self, mnt: &Path, path: &str) -> Step {
         let mut data = self.data_of(path);
@@ -306,12 +279,7 @@ impl Writer {
             new.len(),
             data.len()
         ));
-        self.files.insert(path.to_owned(), FileState::InFlight);
-        let f = io(
-            "open",
-            path,
-            OpenOptions::new().write(true).open(mnt.join(path)),
-        )?;
+        let f = self.open_in_flight(mnt, path)?;
         io("pwrite", path, f.write_all_at(&new, off as u64))?;
         self.finish(f, path)?;
         // A write of 0 bytes changes nothing, not even past the end.
@@ -330,12 +298,7 @@ impl Writer {
         let len = self.rng.below(data.len() as u64 + 20_000) as usize;
         self.log
             .push(format!("truncate {path}: {} to {len}", data.len()));
-        self.files.insert(path.to_owned(), FileState::InFlight);
-        let f = io(
-            "open",
-            path,
-            OpenOptions::new().write(true).open(mnt.join(path)),
-        )?;
+        let f = self.open_in_flight(mnt, path)?;
         io("ftruncate", path, f.set_len(len as u64))?;
         self.finish(f, path)?;
         data.resize(len, 0);

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::close;
 use common::mount::{Mounted, cofferfs, init_volume, is_mounted};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily if busy) in `Drop`.
@@ -76,17 +77,6 @@ fn content(i: usize, len: usize) -> Vec<u8> {
     (0..len)
         .map(|k| (k as u64 * 31 + i as u64 * 7919) as u8 ^ (k >> 12) as u8)
         .collect()
-}
-
-/// `close(2)` with its result (dropping a `File` hides it).
-fn close(f: File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    // SAFETY: the fd was just taken out of its owner, so it is open and closed exactly once.
-    if unsafe { libc::close(f.into_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Creates `path` with `data` and closes it; the error says which step failed.

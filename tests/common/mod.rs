@@ -3,6 +3,7 @@
 
 pub mod damage;
 pub mod mount;
+pub mod rng;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -55,4 +56,16 @@ pub fn rw(path: &Path) -> File {
         .truncate(false)
         .open(path)
         .unwrap()
+}
+
+/// `close(2)` with its result: on a FUSE mount it sends FLUSH, which can fail (a dead daemon,
+/// a full disk), whereas dropping a `File` hides the error.
+pub fn close(f: File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the fd was just taken out of its owner, so it is open and closed exactly once.
+    if unsafe { libc::close(f.into_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
