@@ -4,15 +4,30 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use cofferfs::volume::Volume;
 use cofferfs::volume::reencrypt::resolve;
+use cofferfs::volume::{Volume, VolumeError};
 
 use super::mount::PASSWORD;
 
 /// The ciphertext path of plaintext path `plain` (the volume must not be mounted).
 pub fn cipher_path(cipherdir: &Path, plain: &str) -> PathBuf {
-    let vol = Volume::open(cipherdir, PASSWORD.as_bytes(), None).unwrap();
+    let vol = open_unmounted(cipherdir);
     cipherdir.join(resolve(&vol, Path::new(plain)).unwrap())
+}
+
+/// Opens an unmounted volume in this process. The volume lock of the previous open can
+/// outlive it for a moment: a process that another test thread forks in the meantime shares
+/// its lock fd until it calls exec (which closes it). So `Locked` is retried for a while.
+pub fn open_unmounted(cipherdir: &Path) -> Volume {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Volume::open(cipherdir, PASSWORD.as_bytes(), None) {
+            Err(VolumeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 /// The file id in a ciphertext file's header, as lower-case hex.
