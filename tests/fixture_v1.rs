@@ -8,7 +8,6 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cofferfs::volume::Volume;
 use cofferfs::volume::reencrypt::resolve;
 use common::mount::{Mounted, cofferfs, cofferfs_with};
 use common::{FIXTURE_PASSWORD, fixture_copy, header_version};
@@ -19,7 +18,7 @@ fn nested() -> Vec<u8> {
 
 /// The ciphertext path of plaintext path `plain` in the (unmounted) fixture copy `c`.
 fn blob(c: &Path, plain: &str) -> PathBuf {
-    let vol = Volume::open(c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let vol = common::open_volume(c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     c.join(resolve(&vol, Path::new(plain)).unwrap())
 }
 
@@ -109,7 +108,7 @@ fn reencrypt_turns_a_v1_file_into_a_v2_file() {
     assert_eq!(header_version(&after), 2);
     assert_eq!(header_version(&blob(&c, "/hello.txt")), 1, "untouched");
     assert_eq!(volume_format_version(&c), "2");
-    let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     let f = vol.open_file(std::fs::File::open(after).unwrap()).unwrap();
     let mut buf = vec![0u8; 20_000];
     let n = f.read_at(&mut buf, 0).unwrap();
@@ -119,7 +118,7 @@ fn reencrypt_turns_a_v1_file_into_a_v2_file() {
 #[test]
 fn upgrading_the_volume_format_version_is_recorded_once() {
     let (_dir, c) = fixture_copy("v1");
-    let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     assert_eq!(vol.keyring().store().params().unwrap().format_version, 1);
     assert!(vol.upgrade_format_version().unwrap());
     assert!(!vol.upgrade_format_version().unwrap());

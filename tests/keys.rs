@@ -77,7 +77,7 @@ fn add_password_slot(c: &Path, current: &str, new: &str) -> String {
 }
 
 fn open_err(c: &Path, pw: &str) -> VolumeError {
-    Volume::open(c, pw.as_bytes(), None).unwrap_err()
+    common::open_volume(c, pw.as_bytes()).unwrap_err()
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -166,13 +166,13 @@ fn slots_are_listed_added_and_removed_as_luks_does() {
 
     // Every slot unlocks, each with its own kind of secret only.
     let key = std::fs::read(&kf).unwrap();
-    assert_eq!(Volume::open(&c, PW.as_bytes(), None).unwrap().slot_id(), 0);
-    assert_eq!(Volume::open(&c, b"second pw", None).unwrap().slot_id(), 2);
+    assert_eq!(common::open_volume(&c, PW.as_bytes()).unwrap().slot_id(), 0);
+    assert_eq!(common::open_volume(&c, b"second pw").unwrap().slot_id(), 2);
     let v = Volume::open_with(&c, SlotKind::Keyfile, &key, None).unwrap();
     assert_eq!(v.slot_id(), 1);
     drop(v);
     assert!(matches!(
-        Volume::open(&c, &key, None).unwrap_err(),
+        common::open_volume(&c, &key).unwrap_err(),
         VolumeError::Keystore(KeystoreError::WrongPassword)
     ));
 
@@ -213,7 +213,7 @@ fn slots_are_listed_added_and_removed_as_luks_does() {
     args.extend_from_slice(&CHEAP);
     let out = ok(&args, "third pw\n");
     assert!(out.contains("Added key slot 0"), "{out}");
-    assert_eq!(Volume::open(&c, b"third pw", None).unwrap().slot_id(), 0);
+    assert_eq!(common::open_volume(&c, b"third pw").unwrap().slot_id(), 0);
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn passwd_rewraps_one_slot_and_nothing_else() {
     let kf = dir.path().join("kf");
     add_keyfile_slot(&c, &kf);
     let files = {
-        let vol = Volume::open(&c, PW.as_bytes(), None).unwrap();
+        let vol = common::open_volume(&c, PW.as_bytes()).unwrap();
         write_files(&vol, &c, 5)
     };
     let before = snapshot(&c);
@@ -255,13 +255,13 @@ fn passwd_rewraps_one_slot_and_nothing_else() {
     assert_eq!(slots_after[1..], slots_before[1..], "other slots untouched");
     assert_eq!(snapshot(&c), before, "ciphertext untouched");
     {
-        let vol = Volume::open(&c, b"brand new", None).unwrap();
+        let vol = common::open_volume(&c, b"brand new").unwrap();
         assert_eq!(vol.slot_id(), 0);
         for (name, data) in &files {
             assert_eq!(&read_file(&vol, &c.join(name)), data);
         }
     }
-    assert_eq!(Volume::open(&c, b"other pw", None).unwrap().slot_id(), 1);
+    assert_eq!(common::open_volume(&c, b"other pw").unwrap().slot_id(), 1);
     let key = std::fs::read(&kf).unwrap();
     drop(Volume::open_with(&c, SlotKind::Keyfile, &key, None).unwrap());
 
@@ -271,7 +271,7 @@ fn passwd_rewraps_one_slot_and_nothing_else() {
         "reset pw\n",
     );
     assert!(out.contains("key slot 1"), "{out}");
-    assert_eq!(Volume::open(&c, b"reset pw", None).unwrap().slot_id(), 1);
+    assert_eq!(common::open_volume(&c, b"reset pw").unwrap().slot_id(), 1);
     let (code, _, err) = run(&["passwd", s(&c), "--slot", "2"], "brand new\nx\n");
     assert_eq!(code, 16, "{err}");
     assert!(err.contains("not a password slot"), "{err}");
@@ -423,7 +423,7 @@ impl Rng {
 /// After a crash: the volume opens, every row has the volume's generation, every FEK unwraps
 /// and every file reads back.
 fn check_consistent(c: &Path, files: &BTreeMap<String, Vec<u8>>, rows: usize, what: &str) -> u64 {
-    let vol = Volume::open(c, PASSWORD, None).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let vol = common::open_volume(c, PASSWORD).unwrap_or_else(|e| panic!("{what}: {e}"));
     let generation = vol.keyring().generation();
     let store = vol.keyring().store();
     let ids = store.file_ids().unwrap();

@@ -270,13 +270,13 @@ fn v2_appended_all_zero_chunks_fail() {
 fn v1_truncation_at_a_boundary_and_appended_holes_are_not_detected() {
     let (_dir, c) = fixture_copy("v1");
     let blob = {
-        let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+        let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
         c.join(resolve(&vol, Path::new("/dir/nested.bin")).unwrap())
     };
     let want: Vec<u8> = (0..2 * C as u32).map(|i| ((i * 7) % 256) as u8).collect();
     rw(&blob).set_len(chunk_off(2)).unwrap();
     rw(&blob).write_all_at(&[0u8; 29], chunk_off(2)).unwrap();
-    let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     let f = vol.open_file(rw(&blob)).unwrap();
     assert_eq!(f.plain_size().unwrap(), 2 * C as u64 + 1);
     let mut buf = vec![0u8; 3 * C];
@@ -288,11 +288,11 @@ fn v1_truncation_at_a_boundary_and_appended_holes_are_not_detected() {
 #[test]
 fn wrong_password_is_its_own_error() {
     let tv = setup();
-    match Volume::open(&tv.cipherdir(), b"wrong", None) {
+    match common::open_volume(&tv.cipherdir(), b"wrong") {
         Err(VolumeError::Keystore(KeystoreError::WrongPassword)) => {}
         other => panic!("expected WrongPassword, got {other:?}"),
     }
-    assert!(Volume::open(&tv.cipherdir(), PASSWORD, None).is_ok());
+    assert!(common::open_volume(&tv.cipherdir(), PASSWORD).is_ok());
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn tampered_slot_kdf_parameters_are_refused_not_hashed() {
     let tv = setup();
     with_db(&tv, "UPDATE slots SET argon2_m = 1099511627776 / 1024");
     let t = std::time::Instant::now();
-    match Volume::open(&tv.cipherdir(), PASSWORD, None) {
+    match common::open_volume(&tv.cipherdir(), PASSWORD) {
         Err(VolumeError::Keystore(KeystoreError::Crypto(
             cofferfs::crypto::CryptoError::KdfParamsOutOfBounds { .. },
         ))) => {}
@@ -318,7 +318,7 @@ fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
     let db = tv.cipherdir().join("cofferfs.db");
     with_db(&tv, "PRAGMA user_version = 99");
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::Keystore(KeystoreError::NewerVersion {
             found: 99,
             ..
@@ -326,19 +326,19 @@ fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
     ));
     std::fs::write(&db, vec![0x5a; 8192]).unwrap();
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::Keystore(KeystoreError::Corrupt(_)))
     ));
     std::fs::remove_file(&db).unwrap();
     // The volume marker says the store belongs in the cipherdir: the store is missing.
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::StoreMissing(p)) if p == db
     ));
     // Without a marker (a volume made before markers) the directory is no cipherdir at all.
     std::fs::remove_file(tv.cipherdir().join("cofferfs.volume")).unwrap();
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::NotACipherdir(_))
     ));
 }
@@ -348,7 +348,7 @@ fn a_volume_of_a_newer_format_version_is_refused() {
     let tv = setup();
     with_db(&tv, "UPDATE volume SET format_version = 3");
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::Format(
             cofferfs::format::FormatError::UnsupportedVersion(3)
         ))
@@ -368,7 +368,7 @@ fn second_open_of_the_same_volume_is_refused() {
     let tv = setup();
     let _first = tv.open();
     assert!(matches!(
-        Volume::open(&tv.cipherdir(), PASSWORD, None),
+        common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::Locked(_))
     ));
 }

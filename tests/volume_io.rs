@@ -202,7 +202,7 @@ fn a_v2_file_extended_by_set_len_reads_zeros_after_reopening_the_volume() {
 /// (10000 bytes, a v1 file).
 fn v1_fixture() -> (tempfile::TempDir, Volume, std::path::PathBuf) {
     let (dir, c) = fixture_copy("v1");
-    let vol = Volume::open(&c, FIXTURE_PASSWORD.as_bytes(), None).unwrap();
+    let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     let blob = c.join(resolve(&vol, Path::new("/dir/nested.bin")).unwrap());
     (dir, vol, blob)
 }

@@ -114,13 +114,59 @@ impl CofferFs {
             }
             Err(e) => return Err(e.into()),
         };
-        let path_fd = Self::open_path(&parent, &dn.name)?;
+        let made = self.finish_create(&parent, &dn.name, fd, is_new, flags, (uid, gid));
+        if made.is_err() && is_new {
+            // A create that failed (ENOSPC from the header store, say) leaves no name behind.
+            let _ = rustix::fs::unlinkat(parent.fd(), &dn.name, rustix::fs::AtFlags::empty());
+            self.forget_long_name(&dn);
+        }
+        made
+    }
+
+    /// `create` once the backing file is open: ownership, inode, key row and header (for a
+    /// new file), `O_TRUNC`, and a handle.
+    fn finish_create(
+        &self,
+        parent: &Inode,
+        disk: &OsStr,
+        fd: rustix::fd::OwnedFd,
+        is_new: bool,
+        flags: i32,
+        (uid, gid): (u32, u32),
+    ) -> Result<(FileAttr, u64)> {
+        let path_fd = Self::open_path(parent, disk)?;
         if is_new {
-            self.set_owner(&parent, path_fd.as_fd(), uid, gid)?;
+            self.set_owner(parent, path_fd.as_fd(), uid, gid)?;
         }
         let st = rustix::fs::fstat(&path_fd)?;
         let ino = self.inodes.node_id(st.st_ino);
         let inode = self.inodes.remember(ino, path_fd, Kind::File);
+        let opened = self.open_created(&inode, fd, !is_new && flags & libc::O_TRUNC != 0);
+        let (file, attr) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                // The kernel never hears of this node: drop the reference just taken.
+                self.inodes.forget(ino, 1);
+                return Err(e);
+            }
+        };
+        let fh = self.handles.add_file(FileHandle {
+            inode,
+            file,
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((attr, fh))
+    }
+
+    /// The content of a node just created or found by `create`: shared with other opens, or
+    /// opened from `fd` (a 0-byte file gets its key row and header here: see FORMAT.md, a
+    /// 0-byte file without a row is a valid empty file).
+    fn open_created(
+        &self,
+        inode: &Arc<Inode>,
+        fd: rustix::fd::OwnedFd,
+        truncate: bool,
+    ) -> Result<(Arc<ChunkedFile>, FileAttr)> {
         let file = {
             let mut content = inode.content.lock();
             match content.file.clone() {
@@ -129,8 +175,6 @@ impl CofferFs {
                     f
                 }
                 None => {
-                    // The 0-byte file gets its key row and header here (see FORMAT.md: a
-                    // 0-byte file without a row is a valid empty file).
                     let f = Arc::new(self.vol.open_file(File::from(fd))?);
                     content.file = Some(f.clone());
                     content.opens = 1;
@@ -138,16 +182,18 @@ impl CofferFs {
                 }
             }
         };
-        if !is_new && flags & libc::O_TRUNC != 0 {
-            file.set_len(0)?;
+        let attr = if truncate {
+            file.set_len(0).and_then(|()| self.stat_inode(inode))
+        } else {
+            self.stat_inode(inode)
+        };
+        match attr {
+            Ok(attr) => Ok((file, attr)),
+            Err(e) => {
+                self.release_content(inode)?;
+                Err(e)
+            }
         }
-        let attr = self.stat_inode(&inode)?;
-        let fh = self.handles.add_file(FileHandle {
-            inode,
-            file,
-            append: flags & libc::O_APPEND != 0,
-        });
-        Ok((attr, fh))
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<FileHandle>> {

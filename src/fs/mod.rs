@@ -26,7 +26,7 @@ use self::attr::to_attr;
 use self::errno::os;
 use self::handles::HandleTable;
 use self::inodes::{Inode, InodeTable, Kind};
-use crate::volume::names::{DirId, DiskName, read_dir_id};
+use crate::volume::names::{DirId, DiskName, read_or_renew_dir_id};
 use crate::volume::{Result, Volume};
 
 /// Mount-time choices that change how the filesystem answers.
@@ -170,7 +170,7 @@ impl CofferFs {
         if let Some(id) = dir.dir_id.get() {
             return Ok(*id);
         }
-        let id = read_dir_id(dir.fd())?;
+        let id = read_or_renew_dir_id(dir.fd(), !self.opts.read_only)?;
         Ok(*dir.dir_id.get_or_init(|| id))
     }
 

@@ -325,7 +325,7 @@ impl CofferFs {
         Ok(())
     }
 
-    fn forget_long_name(&self, dn: &DiskName) {
+    pub(super) fn forget_long_name(&self, dn: &DiskName) {
         if let Some((digest, _)) = &dn.long
             && let Err(e) = self.vol.keyring().store().delete_long_name(digest)
         {
@@ -362,7 +362,7 @@ impl CofferFs {
             }
         }
         let id = if self.vol.names().encrypted() {
-            let id = crate::volume::names::read_dir_id(dir.as_fd())?;
+            let id = crate::volume::names::read_or_renew_dir_id(dir.as_fd(), true)?;
             rustix::fs::unlinkat(&dir, DIR_ID_FILE, AtFlags::empty())?;
             Some(id)
         } else {

@@ -489,12 +489,12 @@ impl HeaderStore {
     /// Stores a new file's wrapped FEK. Committed (to the WAL) before returning, so the row
     /// exists before the ciphertext file does.
     pub fn insert_file_key(&self, file_id: &FileId, wrapped: &[u8], generation: u64) -> Result<()> {
-        self.conn
-            .lock()
-            .prepare_cached(
+        self.write_retrying_when_full(|conn| {
+            conn.prepare_cached(
                 "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![&file_id.0[..], wrapped, generation as i64])?;
+            .execute(params![&file_id.0[..], wrapped, generation as i64])
+        })?;
         Ok(())
     }
 
@@ -522,11 +522,10 @@ impl HeaderStore {
 
     /// Deletes a file's key row (crypto-shredding: `secure_delete` overwrites it).
     pub fn delete_file_key(&self, file_id: &FileId) -> Result<bool> {
-        let n = self
-            .conn
-            .lock()
-            .prepare_cached("DELETE FROM file_keys WHERE file_id = ?1")?
-            .execute([&file_id.0[..]])?;
+        let n = self.write_retrying_when_full(|conn| {
+            conn.prepare_cached("DELETE FROM file_keys WHERE file_id = ?1")?
+                .execute([&file_id.0[..]])
+        })?;
         Ok(n > 0)
     }
 
@@ -546,10 +545,10 @@ impl HeaderStore {
 
     /// Records the full encoded form of a long name under its digest.
     pub fn put_long_name(&self, digest: &[u8; 32], encoded: &str) -> Result<()> {
-        self.conn
-            .lock()
-            .prepare_cached("INSERT OR REPLACE INTO long_names (digest, name) VALUES (?1, ?2)")?
-            .execute(params![&digest[..], encoded])?;
+        self.write_retrying_when_full(|conn| {
+            conn.prepare_cached("INSERT OR REPLACE INTO long_names (digest, name) VALUES (?1, ?2)")?
+                .execute(params![&digest[..], encoded])
+        })?;
         Ok(())
     }
 
@@ -576,10 +575,10 @@ impl HeaderStore {
 
     /// Forgets a long name whose entry is gone.
     pub fn delete_long_name(&self, digest: &[u8; 32]) -> Result<()> {
-        self.conn
-            .lock()
-            .prepare_cached("DELETE FROM long_names WHERE digest = ?1")?
-            .execute([&digest[..]])?;
+        self.write_retrying_when_full(|conn| {
+            conn.prepare_cached("DELETE FROM long_names WHERE digest = ?1")?
+                .execute([&digest[..]])
+        })?;
         Ok(())
     }
 
@@ -599,6 +598,27 @@ impl HeaderStore {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// Runs the one-statement write `op`. When the disk is full, folds the WAL into the
+    /// database and truncates it — the WAL only grows between checkpoints, so this frees its
+    /// space — and tries once more: deleting a file's key must work on a full disk, and a
+    /// create should fail only when there is really no room.
+    fn write_retrying_when_full<T>(
+        &self,
+        op: impl Fn(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let conn = self.conn.lock();
+        match op(&conn) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ffi::ErrorCode::DiskFull =>
+            {
+                log::warn!("header store: disk full; folding the WAL in to free its space");
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(op(&conn)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Copies the WAL into the database and truncates it, so a store at rest is one file

@@ -74,7 +74,11 @@ impl ChunkedFile {
     pub fn create(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
         let (file_id, fek) = keyring.new_file_key()?;
         let header = FileHeader::new(file_id);
-        file.write_all_at(&header.encode(), 0)?;
+        if let Err(e) = file.write_all_at(&header.encode(), 0) {
+            // No file will carry this key (a full disk, say): best effort, fsck drops it too.
+            let _ = keyring.shred(&file_id);
+            return Err(e.into());
+        }
         Ok(ChunkedFile {
             quiet: quiet_reopen(&file)?,
             file,
@@ -313,6 +317,47 @@ impl ChunkedFile {
     fn write_locked(&self, data: &[u8], off: u64) -> Result<()> {
         let size = self.plain_size_locked()?;
         let end = off + data.len() as u64;
+        self.undo_growth_on_error(size, end, || self.write_merged(data, off, size))
+    }
+
+    /// Runs `write`, which grows a file of `size` plaintext bytes to `new_size`; if it fails
+    /// (ENOSPC after part of the new ciphertext landed), puts the file back as it was: the old
+    /// ciphertext size, and the raw bytes of the old last chunk (a growing write re-seals it at
+    /// its new length, and in v2 as a middle chunk even when it was full). Neither step needs
+    /// new space.
+    fn undo_growth_on_error(
+        &self,
+        size: u64,
+        new_size: u64,
+        write: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if new_size <= size {
+            return write();
+        }
+        let cipher_size = self.layout.plain_size_to_cipher_size(size);
+        let mut tail = Vec::new();
+        let mut tail_off = cipher_size;
+        if let Some(last) = self.layout.last_chunk_index(size) {
+            tail_off = self.layout.chunk_index_to_cipher_off(last);
+            tail.resize((cipher_size - tail_off) as usize, 0);
+            read_full_at(&self.quiet, &mut tail, tail_off)?;
+        }
+        let result = write();
+        if result.is_err() {
+            let mut undo = self.file.set_len(cipher_size);
+            if undo.is_ok() && !tail.is_empty() {
+                undo = self.file.write_all_at(&tail, tail_off);
+            }
+            if let Err(e) = undo {
+                log::error!("file {}: undoing a failed write: {e}", self.file_id());
+            }
+        }
+        result
+    }
+
+    /// `write_locked` for a file of `size` plaintext bytes.
+    fn write_merged(&self, data: &[u8], off: u64, size: u64) -> Result<()> {
+        let end = off + data.len() as u64;
         let new_size = size.max(end);
         let c = self.layout.chunk_len() as u64;
         let first = self.layout.plain_off_to_chunk_index(off);
@@ -365,7 +410,9 @@ impl ChunkedFile {
         let _g = self.lock.write();
         let size = self.plain_size_locked()?;
         match new_size.cmp(&size) {
-            std::cmp::Ordering::Greater => self.grow(size, new_size),
+            std::cmp::Ordering::Greater => {
+                self.undo_growth_on_error(size, new_size, || self.grow(size, new_size))
+            }
             std::cmp::Ordering::Less => self.shrink(size, new_size),
             std::cmp::Ordering::Equal => Ok(()),
         }

@@ -151,3 +151,61 @@ pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
     }
     Ok(id)
 }
+
+/// Serialises the repairs of [`read_or_renew_dir_id`], so that two threads never give one
+/// directory two different ids. Taken only when an id is missing or short: a rare path.
+static RENEW_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+/// The id of directory `dir`, or `None` when its id file is missing or short.
+fn read_dir_id_if_any(dir: BorrowedFd<'_>) -> Result<Option<DirId>> {
+    match read_dir_id(dir) {
+        Ok(id) => Ok(Some(id)),
+        Err(VolumeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(VolumeError::CorruptFile { file_id: None, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// True when `dir` holds no entry but (maybe) its id file.
+fn holds_only_id(dir: BorrowedFd<'_>) -> Result<bool> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." && name != DIR_ID_FILE.as_bytes() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads the id of directory `dir`; when its id file is missing or short and the directory
+/// holds nothing else, gives it a new id (if `writable`). That is what a crash leaves inside
+/// `mkdir` (directory made, id not yet written) or `rmdir` (id removed, directory not yet):
+/// no name is bound to the id of an empty directory, so a new one loses nothing. A directory
+/// with entries that lost its id is damage for `fsck --repair` (`CorruptFile`, so EIO).
+pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId> {
+    if let Some(id) = read_dir_id_if_any(dir)? {
+        return Ok(id);
+    }
+    let _g = RENEW_LOCK.lock();
+    if let Some(id) = read_dir_id_if_any(dir)? {
+        return Ok(id);
+    }
+    if !writable || !holds_only_id(dir)? {
+        return Err(VolumeError::CorruptFile {
+            file_id: None,
+            reason: format!("directory id file {DIR_ID_FILE} is missing or damaged"),
+        });
+    }
+    match rustix::fs::unlinkat(dir, DIR_ID_FILE, rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    log::warn!("an empty directory had no id (interrupted mkdir or rmdir): given a new one");
+    create_dir_id(dir)
+}

@@ -11,8 +11,13 @@ use super::mount::PASSWORD;
 
 /// The ciphertext path of plaintext path `plain` (the volume must not be mounted).
 pub fn cipher_path(cipherdir: &Path, plain: &str) -> PathBuf {
-    let vol = Volume::open(cipherdir, PASSWORD.as_bytes(), None).unwrap();
+    let vol = open_unmounted(cipherdir);
     cipherdir.join(resolve(&vol, Path::new(plain)).unwrap())
+}
+
+/// Opens an unmounted volume in this process (see `open_volume` for why it may wait).
+pub fn open_unmounted(cipherdir: &Path) -> Volume {
+    super::open_volume(cipherdir, PASSWORD.as_bytes()).unwrap()
 }
 
 /// The file id in a ciphertext file's header, as lower-case hex.

@@ -3,6 +3,7 @@
 
 pub mod damage;
 pub mod mount;
+pub mod rng;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -37,13 +38,29 @@ impl TestVolume {
     }
 
     pub fn open(&self) -> Volume {
-        Volume::open(&self.cipherdir(), PASSWORD, None).unwrap()
+        open_volume(&self.cipherdir(), PASSWORD).unwrap()
     }
 
     /// Path of a raw ciphertext file `name` in the cipherdir (tests name them freely: the
     /// volume layer does not care about names).
     pub fn blob(&self, name: &str) -> PathBuf {
         self.cipherdir().join(name)
+    }
+}
+
+/// `Volume::open` for a test that opens a volume in this process right after another open (or
+/// a child process) of it closed. The volume lock of that open can outlive it for a moment: a
+/// process that another test thread forks in the meantime shares the lock fd until it calls
+/// exec (which closes it). So `Locked`, and only `Locked`, is retried for a while.
+pub fn open_volume(cipherdir: &Path, secret: &[u8]) -> volume::Result<Volume> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Volume::open(cipherdir, secret, None) {
+            Err(volume::VolumeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r,
+        }
     }
 }
 
@@ -87,4 +104,16 @@ pub fn rw(path: &Path) -> File {
         .truncate(false)
         .open(path)
         .unwrap()
+}
+
+/// `close(2)` with its result: on a FUSE mount it sends FLUSH, which can fail (a dead daemon,
+/// a full disk), whereas dropping a `File` hides the error.
+pub fn close(f: File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the fd was just taken out of its owner, so it is open and closed exactly once.
+    if unsafe { libc::close(f.into_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
