@@ -25,3 +25,8 @@ fi
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# fsx (random reads, writes, mmap, truncates, fallocate and punch-hole against an in-memory
+# model) on a real mount; scripts/fsx.sh installs it with cargo if missing. About 1 min here.
+scripts/fsx.sh -n 20000
+scripts/fsx.sh -p falloc -n 10000
