@@ -76,4 +76,4 @@ for name in "1-byte in-place edit" "append 1 byte" "truncate by 4096 bytes" "idl
     for fs in $FSES; do printf '%14s' "${RESULT[$fs,$name]:-n/a}"; done
     echo
 done
-echo "(bytes of rsync literal data; $(rsync --version | head -1 | cut -d' ' -f1-3))"
+echo "(bytes of rsync literal data; $(rsync --version | head -1 | awk '{print $1, $3}'))"
