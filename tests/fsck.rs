@@ -277,3 +277,108 @@ fn quarantine_and_temp_names_are_reserved_and_hidden_on_plaintext_names_volumes(
     m.mount(&[]);
     assert_eq!(std::fs::read(m.path("keep")).unwrap(), b"keep");
 }
+
+/// A Syncthing-style conflict copy `<stem>.sync-conflict-20261125-123456-ABCDEFG` of the
+/// ciphertext file `name`, sorting before `name` (`before`) or after it. Ciphertext names have
+/// no extension, so Syncthing itself appends the suffix (after); a stem cut just before a
+/// character above `.` sorts before, as a conflict copy in a directory walked earlier would.
+fn conflict_name(name: &str, before: bool) -> String {
+    let stem = if before {
+        let cut = 1 + name[1..].find(|c: char| c != '-').unwrap();
+        &name[..cut]
+    } else {
+        name
+    };
+    let copy = format!("{stem}.sync-conflict-20261125-123456-ABCDEFG");
+    assert_eq!(copy.as_str() < name, before, "{copy} vs {name}");
+    copy
+}
+
+#[test]
+fn repair_of_sync_conflict_copies_settles_the_shared_file_id_whichever_sorts_first() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("first"), pattern(5000, 9)).unwrap();
+    std::fs::write(m.path("second"), pattern(100, 10)).unwrap();
+    m.unmount();
+    let c = m.cipherdir.clone();
+    let mut copies = Vec::new();
+    for (plain, before) in [("/first", true), ("/second", false)] {
+        let orig = cipher_path(&c, plain);
+        let name = orig.file_name().unwrap().to_str().unwrap();
+        let copy = orig.with_file_name(conflict_name(name, before));
+        std::fs::copy(&orig, &copy).unwrap();
+        let rel = copy.strip_prefix(&c).unwrap().to_str().unwrap().to_owned();
+        copies.push((plain, header_id(&orig), rel));
+    }
+
+    let (code, out, err) = fsck(&c, &[]);
+    assert_eq!(code, 26, "{out}{err}");
+    for (plain, id, rel) in &copies {
+        for line in [
+            format!("cipher:{rel}: name does not decrypt in its directory"),
+            format!("cipher:{rel}: file id {id} is also carried by {plain} (copied ciphertext)"),
+        ] {
+            assert!(out.contains(&line), "missing {line:?} in:\n{out}");
+        }
+        // The real file is never the one blamed.
+        assert!(!out.contains(&format!("  {plain}:")), "{out}");
+    }
+    assert!(out.contains("4 problems found, 4 not repaired"), "{out}");
+
+    let (code, out, err) = fsck(&c, &["--repair"]);
+    assert_eq!(code, 27, "{out}{err}");
+    assert!(out.contains("4 problems found, all repaired"), "{out}");
+    for (plain, _, rel) in &copies {
+        assert!(out.contains(&format!("quarantined cipher:{rel} ")), "{out}");
+        assert!(!out.contains(&format!("quarantined {plain} ")), "{out}");
+        assert!(!c.join(rel).exists(), "{rel}");
+    }
+    let q = std::fs::read_dir(c.join("cofferfs.quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(q, 2, "the two copies, nothing else");
+
+    let (code, out, err) = fsck(&c, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("first")).unwrap(), pattern(5000, 9));
+    assert_eq!(std::fs::read(m.path("second")).unwrap(), pattern(100, 10));
+}
+
+#[test]
+fn a_copy_under_a_good_name_is_reported_and_left_alone_by_repair() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"shared").unwrap();
+    std::fs::hard_link(m.path("a"), m.path("b")).unwrap();
+    m.unmount();
+    let c = m.cipherdir.clone();
+    // What `rsync -a` without -H leaves: the two names become two files with one file id.
+    let b = cipher_path(&c, "/b");
+    let bytes = std::fs::read(&b).unwrap();
+    std::fs::remove_file(&b).unwrap();
+    std::fs::write(&b, &bytes).unwrap();
+    let id = header_id(&b);
+    let before: Vec<_> = std::fs::read_dir(&c)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+
+    let (code, out, err) = fsck(&c, &[]);
+    assert_eq!(code, 26, "{out}{err}");
+    let shared = format!("file id {id} is also carried by");
+    assert_eq!(out.matches(&shared).count(), 1, "{out}");
+    let (code, out, err) = fsck(&c, &["--repair"]);
+    assert_eq!(code, 26, "{out}{err}");
+    assert!(out.contains("1 problems found, 1 not repaired"), "{out}");
+    assert!(!out.contains("repairs"), "{out}");
+    let after: Vec<_> = std::fs::read_dir(&c)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after, "nothing moved");
+    assert!(key_row_ids(&c).contains(&id));
+
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"shared");
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"shared");
+}

@@ -302,34 +302,43 @@ pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> R
         }
     }
 
-    let mut used: HashMap<FileId, String> = HashMap::new();
+    let mut checks = Vec::with_capacity(order.len());
     for key in order {
-        let links = &inodes[&key];
-        let first = links[0];
+        let links = inodes[&key].as_slice();
         report.stats.files += 1;
-        let check = check_file(vol, &vol.root().join(&first.loc.cipher), &mut |n| {
+        let check = check_file(vol, &vol.root().join(&links[0].loc.cipher), &mut |n| {
             done += n;
             progress(Progress { done, total });
         });
         report.stats.chunks += check.chunks;
         if !check.holes.is_empty() {
             report.holes.push(Holes {
-                loc: first.loc.clone(),
+                loc: links[0].loc.clone(),
                 chunks: check.holes.clone(),
             });
         }
-        let mut problems = check.problems;
-        if let Some(id) = check.file_id {
-            if let Some(other) = used.get(&id) {
-                problems.push(ProblemKind::SharedFileId(id, other.clone()));
-            } else {
-                used.insert(id, first.loc.to_string());
-            }
+        checks.push((links, check));
+    }
+
+    let used = id_keepers(&checks);
+    for (i, (links, check)) in checks.iter().enumerate() {
+        let first = links[0];
+        let mut problems = check.problems.clone();
+        if let Some(id) = check.file_id
+            && let Some(&keeper) = used.get(&id)
+            && keeper != i
+        {
+            let at = checks[keeper].0[0].loc.to_string();
+            problems.push(ProblemKind::SharedFileId(id, at));
         }
+        // A copy that repair moves away anyway (for its name or its content) takes its
+        // shared-id finding with it; one that stays is not touched: moving either carrier
+        // of a real copy would be a guess.
+        let moved = leaves_in_repair(links, check);
         for kind in problems {
-            let quarantine = !matches!(kind, ProblemKind::SharedFileId(..));
-            for (i, link) in links.iter().enumerate() {
-                let k = if i == 0 {
+            let quarantine = moved || !matches!(kind, ProblemKind::SharedFileId(..));
+            for (n, link) in links.iter().enumerate() {
+                let k = if n == 0 {
                     kind.clone()
                 } else {
                     ProblemKind::Name(format!("hard link of {}: {kind}", first.loc))
@@ -386,6 +395,34 @@ pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> R
         store.checkpoint()?;
     }
     Ok(report)
+}
+
+/// True when `repair` moves every name of this inode into quarantine: its content is
+/// unreadable, or none of its names decrypts.
+fn leaves_in_repair(links: &[&Entry], check: &FileCheck) -> bool {
+    !check.problems.is_empty() || links.iter().all(|l| l.name_problem.is_some())
+}
+
+/// For each file id, the carrier (index into `checks`) that keeps it: the first in walk order
+/// that stays after `repair`, else the first. Every other carrier is reported as the copy, so
+/// a conflict copy with a bad name is blamed rather than the real file, whichever the walk
+/// meets first.
+fn id_keepers(checks: &[(&[&Entry], FileCheck)]) -> HashMap<FileId, usize> {
+    let mut keepers: HashMap<FileId, usize> = HashMap::new();
+    for (i, (links, check)) in checks.iter().enumerate() {
+        let Some(id) = check.file_id else { continue };
+        let replace = match keepers.get(&id) {
+            None => true,
+            Some(&k) => {
+                let (kl, kc) = &checks[k];
+                leaves_in_repair(kl, kc) && !leaves_in_repair(links, check)
+            }
+        };
+        if replace {
+            keepers.insert(id, i);
+        }
+    }
+    keepers
 }
 
 /// File ids and long names inside the quarantine directory: their rows are still in use.
@@ -615,7 +652,7 @@ impl Repairer<'_> {
         &mut self,
         temps: &[&Entry],
         temp_ids: &HashSet<FileId>,
-        used: &HashMap<FileId, String>,
+        used: &HashMap<FileId, usize>,
         quarantined: &HashSet<FileId>,
     ) -> Result<()> {
         let store = self.vol.keyring().store();
