@@ -221,3 +221,23 @@ fn large_directories_list_completely_with_plaintext_sizes() {
         assert_eq!(fields[4], (i % 50).to_string(), "{line}");
     }
 }
+
+/// Every inode the kernel holds costs the daemon one `O_PATH` fd: with the usual soft limit
+/// (1024, or 20000 here) a big tree failed with EMFILE ("Too many open files") once that many
+/// files were in the kernel's cache. The daemon raises its own limit at start.
+#[test]
+fn more_files_in_use_than_the_inherited_fd_soft_limit() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit");
+    let mut m = Mounted::new();
+    m.unmount();
+    m.mount_via(&["prlimit", &format!("--nofile=128:{hard}"), "--"], &[]);
+    std::fs::create_dir(m.path("d")).unwrap();
+    sh(
+        &m.path("d"),
+        "seq 1 600 | xargs touch && find . -type f | xargs stat -c %s > /dev/null",
+    );
+    let listed = std::fs::read_dir(m.path("d")).unwrap().count();
+    assert_eq!(listed, 600);
+}

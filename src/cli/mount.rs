@@ -187,6 +187,30 @@ fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
     }
 }
 
+/// Raises the open-file limit as far as allowed: every inode the kernel holds costs the
+/// daemon one `O_PATH` fd (see `fs/inodes.rs`), so the usual soft limit (1024) would fail a
+/// big tree with EMFILE. As root the hard limit goes up to `fs.nr_open`; otherwise the soft
+/// limit goes up to the hard one (what libfuse's passthrough_ll and gocryptfs do).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let old = getrlimit(Resource::Nofile);
+    let to = |n: Option<u64>| Rlimit {
+        current: n,
+        maximum: n,
+    };
+    let raised = nr_open
+        .filter(|&n| old.maximum.is_some_and(|max| n > max))
+        .is_some_and(|n| setrlimit(Resource::Nofile, to(Some(n))).is_ok())
+        || setrlimit(Resource::Nofile, to(old.maximum)).is_ok();
+    if !raised {
+        log::warn!("could not raise the open-file limit ({:?})", old.current);
+    }
+    log::info!("open-file limit: {:?}", getrlimit(Resource::Nofile).current);
+}
+
 /// Opens the volume, mounts, serves until unmounted.
 fn serve(
     a: &MountArgs,
@@ -203,6 +227,7 @@ fn serve(
         Err(e) => return Err(fail(&mut ready, e.into())),
     };
     rustix::process::umask(rustix::fs::Mode::empty());
+    raise_fd_limit();
     sys::block_termination_signals()
         .map_err(|e| fail(&mut ready, CliError::new(exit::OTHER, e.to_string())))?;
     let fs = CofferFs::new(
