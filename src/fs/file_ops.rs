@@ -1,5 +1,5 @@
 //! Workers for file content: create, open, read, write, release, fsync, truncate,
-//! fallocate, lseek. Every open handle of an inode shares one `ChunkedFile`.
+//! fallocate. Every open handle of an inode shares one `ChunkedFile`.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use fuser::FileAttr;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 
 use super::CofferFs;
 use super::errno::os;
@@ -66,6 +66,13 @@ impl CofferFs {
         Ok(())
     }
 
+    /// Whether writes through a handle opened with `flags` go to the end of the file. Under
+    /// the writeback cache the kernel positions `O_APPEND` writes itself (it owns the size),
+    /// as libfuse's passthrough_ll relies on: the daemon must then write where it is told.
+    fn append_mode(&self, flags: i32) -> bool {
+        flags & libc::O_APPEND != 0 && !self.writeback
+    }
+
     pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
         let inode = self.inode(ino)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -83,7 +90,8 @@ impl CofferFs {
         Ok(self.handles.add_file(FileHandle {
             inode,
             file,
-            append: flags & libc::O_APPEND != 0,
+            append: self.append_mode(flags),
+            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
         }))
     }
 
@@ -145,7 +153,8 @@ impl CofferFs {
         let fh = self.handles.add_file(FileHandle {
             inode,
             file,
-            append: flags & libc::O_APPEND != 0,
+            append: self.append_mode(flags),
+            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
         });
         Ok((attr, fh))
     }
@@ -157,19 +166,60 @@ impl CofferFs {
     pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
         let h = self.handle(fh)?;
         let mut buf = vec![0u8; size as usize];
-        let n = h.file.read_at(&mut buf, off)?;
+        let n = if h.write_only {
+            h.file.read_at_quietly(&mut buf, off)?
+        } else {
+            h.file.read_at(&mut buf, off)?
+        };
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// Runs `change`, a change of `inode`'s content through `file`, keeping the backing mtime
+    /// under the writeback cache. The kernel then owns a cached file's mtime: it stamps it at
+    /// `write()` (or truncate, fallocate) time and sends it with SETATTR when it changed. The
+    /// daemon's `pwrite` comes later, at writeback, and would move the backing mtime past the
+    /// kernel's, or alone when the kernel saw no change (a write in the clock tick of the last
+    /// mtime): the mtime would jump at the next remount. So under the writeback cache only
+    /// SETATTR moves a regular file's backing mtime.
+    fn keeping_mtime<T>(
+        &self,
+        inode: &Inode,
+        file: &ChunkedFile,
+        change: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if !self.writeback {
+            return change();
+        }
+        let _g = inode.mtime_lock.lock();
+        let st = rustix::fs::fstat(file.backing())?;
+        let result = change();
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        let kept = rustix::fs::futimens(file.backing(), &times);
+        let value = result?;
+        kept?;
+        Ok(value)
     }
 
     pub(super) fn do_write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
         self.check_writable()?;
         let h = self.handle(fh)?;
-        if h.append {
-            h.file.append(data)?;
-        } else {
-            h.file.write_at(data, off)?;
-        }
+        self.keeping_mtime(&h.inode, &h.file, || {
+            if h.append {
+                h.file.append(data).map(drop)
+            } else {
+                h.file.write_at(data, off)
+            }
+        })?;
         Ok(data.len() as u32)
     }
 
@@ -190,10 +240,10 @@ impl CofferFs {
     pub(super) fn do_truncate(&self, inode: &Arc<Inode>, fh: Option<u64>, size: u64) -> Result<()> {
         self.check_writable()?;
         if let Some(h) = fh.and_then(|fh| self.handles.file(fh)) {
-            return h.file.set_len(size);
+            return self.keeping_mtime(inode, &h.file, || h.file.set_len(size));
         }
         let file = self.acquire_content(inode)?;
-        let r = file.set_len(size);
+        let r = self.keeping_mtime(inode, &file, || file.set_len(size));
         self.release_content(inode)?;
         r
     }
@@ -202,7 +252,7 @@ impl CofferFs {
         self.check_writable()?;
         let h = self.handle(fh)?;
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
-        match mode & !libc::FALLOC_FL_KEEP_SIZE {
+        self.keeping_mtime(&h.inode, &h.file, || match mode & !libc::FALLOC_FL_KEEP_SIZE {
             0 => {
                 let end = off.checked_add(len).ok_or_else(|| os(libc::EFBIG))?;
                 if !keep_size && end > h.file.plain_size()? {
@@ -212,18 +262,6 @@ impl CofferFs {
             }
             libc::FALLOC_FL_PUNCH_HOLE if keep_size => h.file.punch_hole(off, len),
             _ => Err(os(libc::EOPNOTSUPP)),
-        }
-    }
-
-    pub(super) fn do_lseek(&self, fh: u64, off: i64, whence: i32) -> Result<i64> {
-        let h = self.handle(fh)?;
-        let size = h.file.plain_size()? as i64;
-        match whence {
-            // The whole file counts as data (holes are an on-disk detail).
-            libc::SEEK_DATA if off < size => Ok(off),
-            libc::SEEK_HOLE if off < size => Ok(size),
-            libc::SEEK_DATA | libc::SEEK_HOLE => Err(os(libc::ENXIO)),
-            _ => Err(os(libc::EINVAL)),
-        }
+        })
     }
 }

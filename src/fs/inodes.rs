@@ -5,6 +5,7 @@
 //! 1): hard links are one node, and a backing number cannot be reused while we hold its fd.
 //!
 //! Lock order: `InodeTable::map` before `Inode::content`; never the other way round.
+//! `Inode::mtime_lock` before the `ChunkedFile` content lock.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -53,6 +54,9 @@ pub struct Inode {
     pub dir_id: OnceLock<DirId>,
     /// Guards the open content of a regular file.
     pub content: Mutex<OpenContent>,
+    /// Serialises changes of the backing mtime: a write that puts the old mtime back (see
+    /// `CofferFs::do_write`) against a SETATTR that sets a new one.
+    pub mtime_lock: Mutex<()>,
 }
 
 impl Inode {
@@ -83,6 +87,7 @@ impl InodeTable {
             kind: Kind::Dir,
             dir_id: OnceLock::new(),
             content: Mutex::new(OpenContent::default()),
+            mtime_lock: Mutex::new(()),
         });
         let mut map = HashMap::new();
         map.insert(
@@ -126,6 +131,7 @@ impl InodeTable {
                 kind,
                 dir_id: OnceLock::new(),
                 content: Mutex::new(OpenContent::default()),
+                mtime_lock: Mutex::new(()),
             }),
             lookups: 0,
         });

@@ -38,6 +38,10 @@ pub struct FsOptions {
     /// volume goes through this daemon (the single-writer rule), so the kernel's caches are
     /// invalidated by its own operations and a long timeout is safe.
     pub ttl: Duration,
+    /// Ask for the kernel's writeback cache (`FUSE_WRITEBACK_CACHE`): small writes are
+    /// gathered in the page cache and arrive as large requests; the kernel then owns the
+    /// file size, mtime and `O_APPEND` positioning while the file is cached.
+    pub writeback_cache: bool,
 }
 
 impl Default for FsOptions {
@@ -45,6 +49,7 @@ impl Default for FsOptions {
         FsOptions {
             read_only: false,
             ttl: Duration::from_secs(1),
+            writeback_cache: true,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct CofferFs {
     /// `/proc/self/fd`, to reopen an inode's `O_PATH` fd with real access modes.
     proc_fd: OwnedFd,
     opts: FsOptions,
+    /// The kernel granted the writeback cache (set once, in `init`).
+    writeback: bool,
     daemon_is_root: bool,
     activity: Arc<Activity>,
 }
@@ -132,6 +139,7 @@ impl CofferFs {
             daemon_is_root: rustix::process::geteuid().is_root(),
             vol,
             opts,
+            writeback: false,
             activity,
         })
     }

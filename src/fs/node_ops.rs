@@ -118,6 +118,7 @@ impl CofferFs {
                 last_access: time_arg(c.atime),
                 last_modification: time_arg(c.mtime),
             };
+            let _g = inode.mtime_lock.lock();
             rustix::fs::utimensat(inode.fd(), "", &times, AtFlags::EMPTY_PATH)?;
         }
         Ok(())

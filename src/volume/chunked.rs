@@ -188,6 +188,16 @@ impl ChunkedFile {
     /// Reads up to `buf.len()` plaintext bytes at `off`; returns how many (0 at or past EOF).
     /// A chunk that fails authentication fails the whole read with `CorruptChunk`.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_through(&self.file, buf, off)
+    }
+
+    /// Like [`read_at`](Self::read_at), for a read no user asked for (the kernel filling a
+    /// page before a partial write): the atime does not move.
+    pub fn read_at_quietly(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_through(&self.quiet, buf, off)
+    }
+
+    fn read_through(&self, from: &File, buf: &mut [u8], off: u64) -> Result<usize> {
         let _g = self.lock.read();
         let size = self.plain_size_locked()?;
         if off >= size || buf.is_empty() {
@@ -198,7 +208,7 @@ impl ChunkedFile {
         let last = self.layout.plain_off_to_chunk_index(off + n as u64 - 1);
         let skip = (off - first * self.layout.chunk_len() as u64) as usize;
         self.read_chunks(
-            &self.file,
+            from,
             first,
             last - first + 1,
             size,
