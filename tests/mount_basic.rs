@@ -241,3 +241,54 @@ fn more_files_in_use_than_the_inherited_fd_soft_limit() {
     let listed = std::fs::read_dir(m.path("d")).unwrap().count();
     assert_eq!(listed, 600);
 }
+
+/// With a hard fd limit below the number of inodes the kernel holds (it cannot be raised
+/// without CAP_SYS_RESOURCE), the daemon used to fail with EMFILE. Inodes now give their
+/// `O_PATH` fds back past a budget and find their objects again by name: a tree bigger than
+/// the limit stays usable, through renames (of files and of their directory), hard links,
+/// attribute changes, xattrs and symlinks, and the daemon stays under its limit.
+#[test]
+fn a_tree_bigger_than_the_hard_fd_limit_stays_usable() {
+    let mut m = Mounted::new();
+    m.unmount();
+    m.mount_via(&["prlimit", "--nofile=256:256", "--"], &[]);
+    sh(
+        &m.mnt,
+        "mkdir -p d/sub && for i in $(seq 1 300); do echo $i > d/f$i; echo s$i > d/sub/g$i; done \
+         && ln -s f1 d/link",
+    );
+    let xattr = m.path("d/f6");
+    rustix::fs::setxattr(&xattr, "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
+    // Every name once more: the kernel now holds more than 600 inodes.
+    let sum = sh(
+        &m.mnt,
+        "find d -type f | xargs cat | grep -v s | paste -sd+ | bc",
+    );
+    assert_eq!(sum.trim(), (1..=300).sum::<u32>().to_string());
+    // The first files were created longest ago: their fds went first.
+    sh(
+        &m.mnt,
+        "chmod 600 d/f1 && touch -d @1000 d/f3 && test \"$(readlink d/link)\" = f1 \
+         && mv d/f4 d/f4-renamed && mv d/sub d/sub2 && ln d/f5 d/f5b && rm d/f5b \
+         && ln d/f7 d/f7b && rm d/f7",
+    );
+    for i in 1..=300 {
+        assert_eq!(
+            std::fs::read_to_string(m.path(&format!("d/sub2/g{i}"))).unwrap(),
+            format!("s{i}\n")
+        );
+    }
+    let st = |p: &str| std::fs::metadata(m.path(p)).unwrap();
+    assert_eq!(st("d/f1").permissions().mode() & 0o777, 0o600);
+    assert_eq!(st("d/f3").mtime(), 1000);
+    assert_eq!(std::fs::read(m.path("d/f4-renamed")).unwrap(), b"4\n");
+    assert_eq!(std::fs::read(m.path("d/f5")).unwrap(), b"5\n");
+    assert_eq!(std::fs::read(m.path("d/f7b")).unwrap(), b"7\n");
+    let mut v = [0u8; 8];
+    let n = rustix::fs::getxattr(&xattr, "user.k", &mut v).unwrap();
+    assert_eq!(&v[..n], b"v");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.daemon_pid().unwrap()))
+        .unwrap()
+        .count();
+    assert!(fds < 256, "the daemon holds {fds} fds");
+}

@@ -190,8 +190,9 @@ fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
 /// Raises the open-file limit as far as allowed: every inode the kernel holds costs the
 /// daemon one `O_PATH` fd (see `fs/inodes.rs`), so the usual soft limit (1024) would fail a
 /// big tree with EMFILE. As root the hard limit goes up to `fs.nr_open`; otherwise the soft
-/// limit goes up to the hard one (what libfuse's passthrough_ll and gocryptfs do).
-fn raise_fd_limit() {
+/// limit goes up to the hard one (what libfuse's passthrough_ll and gocryptfs do). Returns
+/// the limit now in force (`None`: unlimited).
+fn raise_fd_limit() -> Option<u64> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
@@ -208,7 +209,9 @@ fn raise_fd_limit() {
     if !raised {
         log::warn!("could not raise the open-file limit ({:?})", old.current);
     }
-    log::info!("open-file limit: {:?}", getrlimit(Resource::Nofile).current);
+    let now = getrlimit(Resource::Nofile).current;
+    log::info!("open-file limit: {now:?}");
+    now
 }
 
 /// Opens the volume, mounts, serves until unmounted.
@@ -227,13 +230,14 @@ fn serve(
         Err(e) => return Err(fail(&mut ready, e.into())),
     };
     rustix::process::umask(rustix::fs::Mode::empty());
-    raise_fd_limit();
+    let fd_limit = raise_fd_limit();
     sys::block_termination_signals()
         .map_err(|e| fail(&mut ready, CliError::new(exit::OTHER, e.to_string())))?;
     let fs = CofferFs::new(
         vol.clone(),
         FsOptions {
             read_only: a.ro,
+            path_fd_budget: FsOptions::path_fd_budget_for(fd_limit),
             ..FsOptions::default()
         },
     )

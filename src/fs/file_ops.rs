@@ -107,8 +107,9 @@ impl CofferFs {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
         let base = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let parent_fd = parent.fd()?;
         let created = rustix::fs::openat(
-            parent.fd(),
+            &parent_fd,
             &dn.name,
             base | OFlags::CREATE | OFlags::EXCL,
             Mode::from_raw_mode(mode & 0o7777),
@@ -118,7 +119,7 @@ impl CofferFs {
             Ok(fd) => fd,
             // Created by someone else meanwhile: open it, unless the caller asked for O_EXCL.
             Err(rustix::io::Errno::EXIST) if flags & libc::O_EXCL == 0 => {
-                rustix::fs::openat(parent.fd(), &dn.name, base, Mode::empty())?
+                rustix::fs::openat(&parent_fd, &dn.name, base, Mode::empty())?
             }
             Err(e) => return Err(e.into()),
         };
@@ -127,8 +128,7 @@ impl CofferFs {
             self.set_owner(&parent, path_fd.as_fd(), uid, gid)?;
         }
         let st = rustix::fs::fstat(&path_fd)?;
-        let ino = self.inodes.node_id(st.st_ino);
-        let inode = self.inodes.remember(ino, path_fd, Kind::File);
+        let inode = self.inodes.remember(&st, path_fd, &parent, &dn.name);
         let file = {
             let mut content = inode.content.lock();
             match content.file.clone() {
@@ -252,16 +252,18 @@ impl CofferFs {
         self.check_writable()?;
         let h = self.handle(fh)?;
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
-        self.keeping_mtime(&h.inode, &h.file, || match mode & !libc::FALLOC_FL_KEEP_SIZE {
-            0 => {
-                let end = off.checked_add(len).ok_or_else(|| os(libc::EFBIG))?;
-                if !keep_size && end > h.file.plain_size()? {
-                    h.file.set_len(end)?;
+        self.keeping_mtime(&h.inode, &h.file, || {
+            match mode & !libc::FALLOC_FL_KEEP_SIZE {
+                0 => {
+                    let end = off.checked_add(len).ok_or_else(|| os(libc::EFBIG))?;
+                    if !keep_size && end > h.file.plain_size()? {
+                        h.file.set_len(end)?;
+                    }
+                    Ok(())
                 }
-                Ok(())
+                libc::FALLOC_FL_PUNCH_HOLE if keep_size => h.file.punch_hole(off, len),
+                _ => Err(os(libc::EOPNOTSUPP)),
             }
-            libc::FALLOC_FL_PUNCH_HOLE if keep_size => h.file.punch_hole(off, len),
-            _ => Err(os(libc::EOPNOTSUPP)),
         })
     }
 }

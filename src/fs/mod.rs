@@ -10,11 +10,12 @@ mod file_ops;
 pub mod handles;
 pub mod inodes;
 mod node_ops;
+mod path_fds;
 mod shims;
 mod xattr_ops;
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +43,18 @@ pub struct FsOptions {
     /// gathered in the page cache and arrive as large requests; the kernel then owns the
     /// file size, mtime and `O_APPEND` positioning while the file is cached.
     pub writeback_cache: bool,
+    /// How many `O_PATH` fds the inode table may hold (see `path_fds.rs`); a mount takes
+    /// half of its open-file limit.
+    pub path_fd_budget: usize,
+}
+
+impl FsOptions {
+    /// The `O_PATH` fd budget of a process allowed `limit` open files (`None`: unlimited):
+    /// half of them, the rest being left for open files (two fds each), directory listings,
+    /// SQLite and `/dev/fuse`.
+    pub fn path_fd_budget_for(limit: Option<u64>) -> usize {
+        limit.map_or(1 << 20, |l| usize::try_from(l / 2).unwrap_or(usize::MAX))
+    }
 }
 
 impl Default for FsOptions {
@@ -50,6 +63,7 @@ impl Default for FsOptions {
             read_only: false,
             ttl: Duration::from_secs(1),
             writeback_cache: true,
+            path_fd_budget: 4096,
         }
     }
 }
@@ -133,7 +147,7 @@ impl CofferFs {
         )?;
         let activity = Arc::new(Activity::new());
         Ok(CofferFs {
-            inodes: InodeTable::new(root, st.st_ino),
+            inodes: InodeTable::new(root, &st, opts.path_fd_budget),
             handles: HandleTable::new(activity.clone()),
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
@@ -178,7 +192,7 @@ impl CofferFs {
         if let Some(id) = dir.dir_id.get() {
             return Ok(*id);
         }
-        let id = read_dir_id(dir.fd())?;
+        let id = read_dir_id(dir.fd()?.as_fd())?;
         Ok(*dir.dir_id.get_or_init(|| id))
     }
 
@@ -208,7 +222,7 @@ impl CofferFs {
     /// inode keeps on its backing object.
     fn open_path(dir: &Inode, disk: &OsStr) -> Result<OwnedFd> {
         Ok(rustix::fs::openat(
-            dir.fd(),
+            dir.fd()?,
             disk,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -225,17 +239,16 @@ impl CofferFs {
     }
 
     /// Looks up `disk` in `parent` and records a kernel reference to it.
-    fn lookup_disk(&self, parent: &Inode, disk: &OsStr) -> Result<FileAttr> {
+    fn lookup_disk(&self, parent: &Arc<Inode>, disk: &OsStr) -> Result<FileAttr> {
         let fd = Self::open_path(parent, disk)?;
         let st = rustix::fs::fstat(&fd)?;
-        let ino = self.inodes.node_id(st.st_ino);
-        self.inodes.remember(ino, fd, attr::kind_of(&st));
-        Ok(self.attr_of(ino, &st))
+        let inode = self.inodes.remember(&st, fd, parent, &disk.to_owned());
+        Ok(self.attr_of(inode.ino, &st))
     }
 
     /// Current attributes of an inode.
     fn stat_inode(&self, inode: &Inode) -> Result<FileAttr> {
-        let st = rustix::fs::fstat(inode.fd())?;
+        let st = rustix::fs::fstat(inode.fd()?)?;
         Ok(self.attr_of(inode.ino, &st))
     }
 
@@ -246,9 +259,10 @@ impl CofferFs {
 
     /// Reopens an inode with real access flags (the `O_PATH` fd cannot read or write).
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        let fd = inode.fd()?;
         Ok(rustix::fs::openat(
             &self.proc_fd,
-            Self::proc_name(inode.fd()),
+            Self::proc_name(fd.as_fd()),
             flags | OFlags::CLOEXEC,
             Mode::empty(),
         )?)
@@ -260,7 +274,7 @@ impl CofferFs {
         if !self.daemon_is_root {
             return Ok(());
         }
-        let pst = rustix::fs::fstat(parent.fd())?;
+        let pst = rustix::fs::fstat(parent.fd()?)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 {
             pst.st_gid
         } else {

@@ -207,14 +207,7 @@ impl ChunkedFile {
         let first = self.layout.plain_off_to_chunk_index(off);
         let last = self.layout.plain_off_to_chunk_index(off + n as u64 - 1);
         let skip = (off - first * self.layout.chunk_len() as u64) as usize;
-        self.read_chunks(
-            from,
-            first,
-            last - first + 1,
-            size,
-            skip,
-            &mut buf[..n],
-        )?;
+        self.read_chunks(from, first, last - first + 1, size, skip, &mut buf[..n])?;
         Ok(n)
     }
 

@@ -150,6 +150,11 @@ impl Mounted {
         self.daemon = Some(child);
     }
 
+    /// The daemon's process id, while mounted.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     /// Path inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
