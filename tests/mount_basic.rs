@@ -292,3 +292,60 @@ fn a_tree_bigger_than_the_hard_fd_limit_stays_usable() {
         .count();
     assert!(fds < 256, "the daemon holds {fds} fds");
 }
+
+/// Fraction of the pages of `path` in the page cache (mincore on a shared read mapping).
+fn resident_fraction(path: &std::path::Path) -> f64 {
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let page = 4096;
+    let pages = len.div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: a read-only shared mapping of an open file, `len` bytes, unmapped below;
+    // mincore writes one byte per page into `vec`, which has exactly that many.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0);
+        libc::munmap(p, len);
+    }
+    vec.iter().filter(|&&b| b & 1 == 1).count() as f64 / pages as f64
+}
+
+/// A file read once stays in the page cache across opens (`FOPEN_KEEP_CACHE` when nothing
+/// changed it since the last close), unless a read would have to move its atime: then the
+/// cache is dropped so that the next read reaches the daemon.
+#[test]
+fn page_cache_is_kept_across_opens_unless_atime_is_due() {
+    let m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, vec![3u8; 1 << 20]).unwrap();
+    std::fs::read(&p).unwrap();
+    std::fs::read(&p).unwrap();
+    assert!(resident_fraction(&p) > 0.9, "cache dropped at open");
+
+    // atime older than mtime: relatime must update it at the next read.
+    let f = std::fs::File::open(&p).unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 100,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::futimens(&f, &times).unwrap();
+    drop(f);
+    assert!(resident_fraction(&p) < 0.1, "cache kept with an atime due");
+    std::fs::read(&p).unwrap();
+    assert!(std::fs::metadata(&p).unwrap().atime() > 5);
+}

@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 use super::CofferFs;
 use super::errno::os;
 use super::handles::FileHandle;
-use super::inodes::{Inode, Kind};
+use super::inodes::{CacheStamp, Inode, Kind};
 use crate::volume::{ChunkedFile, Result};
 
 impl CofferFs {
@@ -57,6 +57,11 @@ impl CofferFs {
         if content.opens > 0 {
             return Ok(());
         }
+        content.cache_stamp = content
+            .file
+            .as_ref()
+            .and_then(|f| rustix::fs::fstat(f.backing()).ok())
+            .map(|st| CacheStamp::of(&st));
         let file = content.file.take();
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
@@ -73,12 +78,34 @@ impl CofferFs {
         flags & libc::O_APPEND != 0 && !self.writeback
     }
 
-    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
+    /// Whether the kernel may keep the page cache of `inode` at this open (`FOPEN_KEEP_CACHE`):
+    /// the backing file is as the last release left it (nothing changed it behind the
+    /// kernel's back), and a read would not move the atime under `relatime` (atime newer than
+    /// mtime and ctime, and less than a day old), since reads served from the page cache never
+    /// reach the daemon, whose reads are what move the backing atime.
+    fn keep_cache(&self, inode: &Inode) -> bool {
+        let Some(stamp) = inode.content.lock().cache_stamp else {
+            return false;
+        };
+        let Ok(st) = inode.fd().and_then(|fd| Ok(rustix::fs::fstat(&fd)?)) else {
+            return false;
+        };
+        let atime = (st.st_atime, st.st_atime_nsec as i64);
+        let now = super::attr::timespec(std::time::SystemTime::now()).0;
+        CacheStamp::of(&st) == stamp
+            && atime > (st.st_mtime, st.st_mtime_nsec as i64)
+            && atime > (st.st_ctime, st.st_ctime_nsec as i64)
+            && now - st.st_atime < 24 * 3600
+    }
+
+    /// Opens `ino`; returns the handle and whether the kernel may keep its page cache.
+    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<(u64, bool)> {
         let inode = self.inode(ino)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writes || flags & libc::O_TRUNC != 0 {
             self.check_writable()?;
         }
+        let keep_cache = self.keep_cache(&inode);
         let file = self.acquire_content(&inode)?;
         if flags & libc::O_TRUNC != 0
             && writes
@@ -87,12 +114,13 @@ impl CofferFs {
             self.release_content(&inode)?;
             return Err(e);
         }
-        Ok(self.handles.add_file(FileHandle {
+        let fh = self.handles.add_file(FileHandle {
             inode,
             file,
             append: self.append_mode(flags),
             write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
-        }))
+        });
+        Ok((fh, keep_cache))
     }
 
     pub(super) fn do_create(
@@ -139,7 +167,12 @@ impl CofferFs {
                 None => {
                     // The 0-byte file gets its key row and header here (see FORMAT.md: a
                     // 0-byte file without a row is a valid empty file).
-                    let f = Arc::new(self.vol.open_file(File::from(fd))?);
+                    let f = if is_new {
+                        self.vol.create_file(File::from(fd))?
+                    } else {
+                        self.vol.open_file(File::from(fd))?
+                    };
+                    let f = Arc::new(f);
                     content.file = Some(f.clone());
                     content.opens = 1;
                     f

@@ -46,6 +46,31 @@ pub struct OpenContent {
     /// Set when the last name went while handles were open: the key is shredded at the
     /// last release.
     pub shred_on_release: bool,
+    /// The backing file as the last release left it (see `CofferFs::keep_cache`).
+    pub cache_stamp: Option<CacheStamp>,
+}
+
+/// What the page cache of a file is checked against at open: the backing mtime and size,
+/// the way gocryptfs and libfuse's passthrough decide `FOPEN_KEEP_CACHE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStamp {
+    /// Backing mtime, seconds.
+    pub mtime: i64,
+    /// Backing mtime, nanoseconds.
+    pub mtime_nsec: i64,
+    /// Backing (ciphertext) size.
+    pub size: i64,
+}
+
+impl CacheStamp {
+    /// The stamp of backing attributes `st`.
+    pub fn of(st: &Stat) -> Self {
+        CacheStamp {
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as i64,
+            size: st.st_size,
+        }
+    }
 }
 
 /// Where an inode's object was last seen: its directory and its on-disk name there.

@@ -37,7 +37,8 @@ pub struct FsOptions {
     pub read_only: bool,
     /// How long the kernel may cache attributes and entries. Everything that changes the
     /// volume goes through this daemon (the single-writer rule), so the kernel's caches are
-    /// invalidated by its own operations and a long timeout is safe.
+    /// invalidated by its own operations and a long timeout is safe; it only bounds how long
+    /// a change made behind the mount's back (which the rule forbids) stays invisible.
     pub ttl: Duration,
     /// Ask for the kernel's writeback cache (`FUSE_WRITEBACK_CACHE`): small writes are
     /// gathered in the page cache and arrive as large requests; the kernel then owns the
@@ -61,7 +62,7 @@ impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
             read_only: false,
-            ttl: Duration::from_secs(1),
+            ttl: Duration::from_secs(60),
             writeback_cache: true,
             path_fd_budget: 4096,
         }
