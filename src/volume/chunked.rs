@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -28,6 +28,10 @@ pub struct ChunkedFile {
     layout: Layout,
     /// False while this file's key row may still sit only in the un-synced WAL.
     key_durable: AtomicBool,
+    /// The backing file's size, kept here so that a request costs no `fstat`: written only
+    /// with `lock` held exclusively, after each change of the backing size (this
+    /// `ChunkedFile` is the only writer of its backing file).
+    cipher_size: AtomicU64,
     /// Guards the content: readers share it, writers and `set_len` hold it exclusively.
     lock: RwLock<()>,
 }
@@ -71,6 +75,7 @@ impl ChunkedFile {
             cipher: ChunkCipher::new(&fek, file_id),
             layout,
             key_durable: AtomicBool::new(false),
+            cipher_size: AtomicU64::new(HEADER_LEN as u64),
             lock: RwLock::new(()),
         })
     }
@@ -90,6 +95,7 @@ impl ChunkedFile {
         })?;
         let fek = keyring.fek(&header.file_id)?;
         Ok(ChunkedFile {
+            cipher_size: AtomicU64::new(file.metadata()?.len()),
             file,
             quiet,
             cipher: ChunkCipher::new(&fek, header.file_id),
@@ -110,7 +116,20 @@ impl ChunkedFile {
     }
 
     fn cipher_size(&self) -> Result<u64> {
-        Ok(self.file.metadata()?.len())
+        Ok(self.cipher_size.load(Ordering::Acquire))
+    }
+
+    /// Records the backing size after a change made under the write lock: `expected` if the
+    /// change succeeded, else whatever the file now says (a failed write may have extended it).
+    fn size_changed<T>(&self, result: std::io::Result<T>, expected: u64) -> std::io::Result<T> {
+        let size = match &result {
+            Ok(_) => Some(expected),
+            Err(_) => self.file.metadata().ok().map(|m| m.len()),
+        };
+        if let Some(size) = size {
+            self.cipher_size.store(size, Ordering::Release);
+        }
+        result
     }
 
     fn plain_size_locked(&self) -> Result<u64> {
@@ -238,8 +257,9 @@ impl ChunkedFile {
                     .seal_in_place(first + k as u64, &random_nonce(), chunk);
                 pos += chunk.len();
             }
-            self.file
-                .write_all_at(out, self.layout.chunk_index_to_cipher_off(first))?;
+            let at = self.layout.chunk_index_to_cipher_off(first);
+            let end = (at + out.len() as u64).max(self.cipher_size.load(Ordering::Acquire));
+            self.size_changed(self.file.write_all_at(out, at), end)?;
             Ok(())
         })
     }
@@ -330,16 +350,20 @@ impl ChunkedFile {
             let index = new_size / c;
             let mut plain = self.read_chunk(index, size)?;
             plain.truncate((new_size % c) as usize);
-            self.file
-                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+            self.set_cipher_len(new_size)?;
             self.write_chunks(index, &[&plain])?;
             return Ok(());
         }
         if new_size != size {
-            self.file
-                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+            self.set_cipher_len(new_size)?;
         }
         Ok(())
+    }
+
+    /// Cuts or extends the backing file to the ciphertext size of `plain_size` bytes.
+    fn set_cipher_len(&self, plain_size: u64) -> Result<()> {
+        let len = self.layout.plain_size_to_cipher_size(plain_size);
+        Ok(self.size_changed(self.file.set_len(len), len)?)
     }
 
     /// Zeroes `[off, off + len)` inside the file without changing its size
