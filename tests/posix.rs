@@ -119,3 +119,60 @@ fn mtimes_seen_through_the_mount_survive_a_remount() {
     m.mount(&[]);
     assert_eq!(mtimes(&m), before);
 }
+
+/// A small tmpfs, for running out of space; unmounted on drop (declare it before the mount
+/// that lives on it, so that it is dropped after).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Running out of space is never silent. With the writeback cache, `write()` returns once the
+/// data is in the page cache and the ENOSPC of the daemon's later write is reported by
+/// `fsync()` (and `close()`); with `--no-writeback-cache`, by the `write()` itself.
+#[test]
+fn enospc_is_reported_by_write_or_at_the_latest_by_fsync() {
+    use std::io::Write;
+    for (flags, at_write) in [(&[][..], false), (&["--no-writeback-cache"][..], true)] {
+        let space = Tmpfs::new("2m");
+        let cipherdir = space.0.path().join("c");
+        common::mount::init_volume(&cipherdir, &[]);
+        let mut m = Mounted::adopt(cipherdir);
+        m.mount(flags);
+        let mut f = std::fs::File::create(m.path("big")).unwrap();
+        let block = vec![1u8; 256 << 10];
+        let write_err = (0..16)
+            .find_map(|_| f.write_all(&block).err())
+            .and_then(|e| e.raw_os_error());
+        if at_write {
+            assert_eq!(
+                write_err,
+                Some(libc::ENOSPC),
+                "{flags:?}: write() did not fail"
+            );
+        } else {
+            let first = write_err.or_else(|| f.sync_all().err().and_then(|e| e.raw_os_error()));
+            assert_eq!(first, Some(libc::ENOSPC), "{flags:?}");
+        }
+    }
+}

@@ -49,6 +49,11 @@ pub struct MountArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
+    /// No kernel writeback cache: every write() reaches the daemon before it returns, so an
+    /// error such as ENOSPC is reported by that write() and not only by fsync() or close().
+    /// Slower for small writes.
+    #[arg(long)]
+    pub no_writeback_cache: bool,
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
@@ -238,6 +243,7 @@ fn serve(
         FsOptions {
             read_only: a.ro,
             path_fd_budget: FsOptions::path_fd_budget_for(fd_limit),
+            writeback_cache: !a.no_writeback_cache,
             ..FsOptions::default()
         },
     )
