@@ -155,8 +155,12 @@ run_round() {
     step "$t" "$r" rm_rf rm -rf "$MNT/usr"
     step "$t" "$r" create_stat bash -c "mkdir '$MNT/c' && cd '$MNT/c' && seq 1 $CREATE | xargs touch && find . -type f | xargs stat > /dev/null"
     if [ -n "$PID" ] && [ -r "/proc/$PID/status" ]; then
-        printf '%s\t%s\tpeak_rss_mib\t%s\t0\n' "$t" "$r" \
-            "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$PID/status")" >> "$RESULTS"
+        # Peak (VmHWM: includes a KDF's transient memory at unlock) and resident at the end.
+        for f in VmHWM:peak_rss_mib VmRSS:end_rss_mib; do
+            printf '%s\t%s\t%s\t%s\t0\n' "$t" "$r" "${f#*:}" \
+                "$(awk -v k="${f%%:*}:" '$1 == k {printf "%.1f", $2/1024}' "/proc/$PID/status")" \
+                >> "$RESULTS"
+        done
     fi
     umount_target "$t"
 }
@@ -211,8 +215,9 @@ def table(title, d, fmt, skip=()):
         if s in skip:
             continue
         print(f"| {s} | " + " | ".join(fmt(med(d, (t, s))) for t in targets) + " |")
-table("Median seconds (peak_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
-table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}", skip=("peak_rss_mib",))
+MEM = ("peak_rss_mib", "end_rss_mib")
+table("Median seconds (*_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
+table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}", skip=MEM)
 if "cofferfs" in targets:
     anchors = [t for t in targets if t != "cofferfs"]
     print("\n## Ratios\n")
@@ -223,7 +228,7 @@ if "cofferfs" in targets:
     print("|---" * (2 * len(anchors) + 1 - ("plain" in anchors)) + "|")
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "–"
     for s in steps:
-        if s == "peak_rss_mib":
+        if s in MEM:
             continue
         c, cc = med(secs, ("cofferfs", s)), med(cpu, ("cofferfs", s))
         print(f"| {s} | " + " | ".join(ratio(med(secs, (a, s)), c) for a in anchors)
