@@ -5,18 +5,23 @@
 # faster cofferfs is than each anchor; > 1 means cofferfs wins). The single source of every figure
 # in docs/PERFORMANCE.md.
 #
-# usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "cofferfs gocryptfs securefs bindfs plain"]
-#   --quick   small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
+# usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "..."] [--out FILE]
+#   --quick    small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
+#   --targets  default "cofferfs gocryptfs securefs bindfs plain"
+#   --out      where the report goes; default docs/PERFORMANCE.md for a full run, none for
+#              --quick (the report is always printed too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3
 QUICK=0
 TARGETS="cofferfs gocryptfs securefs bindfs plain"
+OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) ROUNDS=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --targets) TARGETS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -30,7 +35,10 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --locked --quiet
-BIN=$PWD/target/release/cofferfs
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
+[ $QUICK = 1 ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 if [ $QUICK = 1 ]; then BIG_MB=64; TREE_FILES=2000; RR_OPS=2000; RW_OPS=500; CREATE=1000
 else BIG_MB=1024; TREE_FILES=20000; RR_OPS=20000; RW_OPS=5000; CREATE=10000; fi
@@ -147,8 +155,12 @@ run_round() {
     step "$t" "$r" rm_rf rm -rf "$MNT/usr"
     step "$t" "$r" create_stat bash -c "mkdir '$MNT/c' && cd '$MNT/c' && seq 1 $CREATE | xargs touch && find . -type f | xargs stat > /dev/null"
     if [ -n "$PID" ] && [ -r "/proc/$PID/status" ]; then
-        printf '%s\t%s\tpeak_rss_mib\t%s\t0\n' "$t" "$r" \
-            "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$PID/status")" >> "$RESULTS"
+        # Peak (VmHWM: includes a KDF's transient memory at unlock) and resident at the end.
+        for f in VmHWM:peak_rss_mib VmRSS:end_rss_mib; do
+            printf '%s\t%s\t%s\t%s\t0\n' "$t" "$r" "${f#*:}" \
+                "$(awk -v k="${f%%:*}:" '$1 == k {printf "%.1f", $2/1024}' "/proc/$PID/status")" \
+                >> "$RESULTS"
+        done
     fi
     umount_target "$t"
 }
@@ -160,7 +172,31 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-python3 - "$RESULTS" "$TARGETS" <<'PY'
+REPORT=$WORK/report.md
+fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
+{
+    echo "# Performance"
+    echo
+    echo "Written by \`scripts/bench.sh\` (the single source of every figure here; do not edit by"
+    echo "hand). Re-run it on an idle machine to refresh this file."
+    echo
+    echo "- Date: $STARTED; rounds: $ROUNDS, round-robin over: $TARGETS"
+    echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+        "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)," \
+        "Linux $(uname -r); CPU flags: $(grep -m1 -o -w -E 'aes|pclmulqdq|vaes|avx2' /proc/cpuinfo | sort -u | xargs)"
+    echo "- Backing store: $WORK on $(df --output=fstype "$WORK" | tail -1 | xargs)" \
+        "($(df --output=source "$WORK" | tail -1 | xargs))"
+    echo "- Load average (1, 5, 15 min): before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- Versions: $($BIN --version) (release, $(rustc --version | cut -d' ' -f1-2));" \
+        "$(gocryptfs -version 2>/dev/null | head -1 | cut -d';' -f1);" \
+        "securefs $(fsversion securefs) (lite format, \`--format 4\`);" \
+        "bindfs $(fsversion bindfs) (\`--multithreaded\`); fio $(fsversion fio)"
+    echo "- Workload: big file ${BIG_MB} MiB (dd bs=1M conv=fsync, read after drop_caches);" \
+        "fio psync QD1 4 KiB: $RR_OPS random reads, $RW_OPS random writes;" \
+        "stream: 2000 × 128 KiB with fsync; tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…;" \
+        "create+stat: $CREATE empty files"
+    echo "- cofferfs volume: \`cofferfs init\` defaults (4 KiB chunks, encrypted names)"
+    python3 - "$RESULTS" "$TARGETS" <<'PY'
 import sys, statistics
 from collections import defaultdict
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -171,24 +207,38 @@ for t, r, s, sec, c in rows:
     secs[(t, s)].append(float(sec)); cpu[(t, s)].append(float(c))
     if s not in steps: steps.append(s)
 med = lambda d, k: statistics.median(d[k]) if d.get(k) else float("nan")
-def table(title, d, fmt):
-    print(f"\n{title}\n")
+def table(title, d, fmt, skip=()):
+    print(f"\n## {title}\n")
     print("| step | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")
     for s in steps:
+        if s in skip:
+            continue
         print(f"| {s} | " + " | ".join(fmt(med(d, (t, s))) for t in targets) + " |")
-table("Median seconds (peak_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
-table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}")
-print("\nRatios: cofferfs speed / anchor speed (anchor seconds / cofferfs seconds; > 1: cofferfs faster)\n")
-anchors = [t for t in targets if t != "cofferfs"]
-print("| step | " + " | ".join(anchors) + " |")
-print("|---" * (len(anchors) + 1) + "|")
-for s in steps:
-    if s == "peak_rss_mib":
-        continue
-    c = med(secs, ("cofferfs", s))
-    print(f"| {s} | " + " | ".join(f"{med(secs, (a, s)) / c:.2f}" for a in anchors) + " |")
+MEM = ("peak_rss_mib", "end_rss_mib")
+table("Median seconds (*_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
+table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}", skip=MEM)
+if "cofferfs" in targets:
+    anchors = [t for t in targets if t != "cofferfs"]
+    print("\n## Ratios\n")
+    print("Time: anchor seconds / cofferfs seconds (> 1: cofferfs faster). "
+          "CPU: cofferfs daemon CPU seconds / anchor daemon CPU seconds (< 1: cofferfs cheaper).\n")
+    print("| step | " + " | ".join(f"{a} time" for a in anchors)
+          + " | " + " | ".join(f"{a} CPU" for a in anchors if a != "plain") + " |")
+    print("|---" * (2 * len(anchors) + 1 - ("plain" in anchors)) + "|")
+    ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "–"
+    for s in steps:
+        if s in MEM:
+            continue
+        c, cc = med(secs, ("cofferfs", s)), med(cpu, ("cofferfs", s))
+        print(f"| {s} | " + " | ".join(ratio(med(secs, (a, s)), c) for a in anchors)
+              + " | " + " | ".join(ratio(cc, med(cpu, (a, s))) for a in anchors if a != "plain")
+              + " |")
 PY
-echo
-echo "tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…; big file ${BIG_MB} MiB; rounds: $ROUNDS"
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F); $($BIN --version); $(gocryptfs -version 2>/dev/null | head -1 | cut -d' ' -f1-2); securefs $(dpkg-query -W -f='${Version}' securefs 2>/dev/null); bindfs $(dpkg-query -W -f='${Version}' bindfs 2>/dev/null)"
+} > "$REPORT"
+cat "$REPORT"
+if [ -n "$OUT" ]; then
+    cp "$REPORT" "$OUT"
+    echo >&2
+    echo "written to $OUT" >&2
+fi

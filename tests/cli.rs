@@ -434,3 +434,64 @@ fn info_leaves_no_wal_or_shm_behind() {
     names.sort();
     assert_eq!(names, [".cofferfs.dirid", "cofferfs.db", "cofferfs.volume"]);
 }
+
+/// The number after `key` in `line` (e.g. `seal 1980 MB/s` → 1980 for key `seal`).
+fn number_after(line: &str, key: &str) -> f64 {
+    let rest = line
+        .split_once(&format!("{key} "))
+        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
+        .1;
+    let n: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    n.parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+#[test]
+fn speed_quick_prints_one_line_per_measurement_with_a_volume_slot() {
+    let (_tmp, c) = new_volume(&[]);
+    let started = std::time::Instant::now();
+    let run = cofferfs(&["speed", "--quick", path_str(&c)], None);
+    run.assert_code(OK);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "--quick took {:?}",
+        started.elapsed()
+    );
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{run:#?}");
+    assert!(lines[0].starts_with("cpu: "), "{run:#?}");
+    #[cfg(target_arch = "x86_64")]
+    assert!(lines[0].contains("AES-NI ") && lines[0].contains("PCLMULQDQ "));
+    for (line, size) in lines[1..4].iter().zip(["4 KiB", "64 KiB", "1 MiB"]) {
+        assert!(
+            line.starts_with(&format!("aes-256-gcm {size} chunks: ")),
+            "{line}"
+        );
+        assert!(number_after(line, "seal") > 0.0 && number_after(line, "open") > 0.0);
+    }
+    assert!(lines[4].starts_with("aes-siv names"), "{}", lines[4]);
+    assert!(number_after(lines[4], "encrypt") > 0.0 && number_after(lines[4], "decrypt") > 0.0);
+    assert!(
+        lines[5].starts_with("argon2id default (m=65536 KiB t=3 p=4): "),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[6].starts_with("argon2id slot 0 \"password\" (m=1024 KiB t=1 p=1): "),
+        "{}",
+        lines[6]
+    );
+    assert!(lines[5].ends_with(" s") && lines[6].ends_with(" s"));
+}
+
+#[test]
+fn speed_refuses_what_is_not_a_cipherdir_and_a_bad_duration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = cofferfs(&["speed", "--quick", path_str(tmp.path())], None);
+    run.assert_code(CIPHERDIR);
+    assert!(run.stdout.is_empty(), "measured before checking: {run:#?}");
+    cofferfs(&["speed", "--seconds", "0"], None).assert_code(USAGE);
+}

@@ -221,3 +221,131 @@ fn large_directories_list_completely_with_plaintext_sizes() {
         assert_eq!(fields[4], (i % 50).to_string(), "{line}");
     }
 }
+
+/// Every inode the kernel holds costs the daemon one `O_PATH` fd: with the usual soft limit
+/// (1024, or 20000 here) a big tree failed with EMFILE ("Too many open files") once that many
+/// files were in the kernel's cache. The daemon raises its own limit at start.
+#[test]
+fn more_files_in_use_than_the_inherited_fd_soft_limit() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit");
+    let mut m = Mounted::new();
+    m.unmount();
+    m.mount_via(&["prlimit", &format!("--nofile=128:{hard}"), "--"], &[]);
+    std::fs::create_dir(m.path("d")).unwrap();
+    sh(
+        &m.path("d"),
+        "seq 1 600 | xargs touch && find . -type f | xargs stat -c %s > /dev/null",
+    );
+    let listed = std::fs::read_dir(m.path("d")).unwrap().count();
+    assert_eq!(listed, 600);
+}
+
+/// With a hard fd limit below the number of inodes the kernel holds (it cannot be raised
+/// without CAP_SYS_RESOURCE), the daemon used to fail with EMFILE. Inodes now give their
+/// `O_PATH` fds back past a budget and find their objects again by name: a tree bigger than
+/// the limit stays usable, through renames (of files and of their directory), hard links,
+/// attribute changes, xattrs and symlinks, and the daemon stays under its limit.
+#[test]
+fn a_tree_bigger_than_the_hard_fd_limit_stays_usable() {
+    let mut m = Mounted::new();
+    m.unmount();
+    m.mount_via(&["prlimit", "--nofile=256:256", "--"], &[]);
+    sh(
+        &m.mnt,
+        "mkdir -p d/sub && for i in $(seq 1 300); do echo $i > d/f$i; echo s$i > d/sub/g$i; done \
+         && ln -s f1 d/link",
+    );
+    let xattr = m.path("d/f6");
+    rustix::fs::setxattr(&xattr, "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
+    // Every name once more: the kernel now holds more than 600 inodes.
+    let sum = sh(
+        &m.mnt,
+        "find d -type f | xargs cat | grep -v s | paste -sd+ | bc",
+    );
+    assert_eq!(sum.trim(), (1..=300).sum::<u32>().to_string());
+    // The first files were created longest ago: their fds went first.
+    sh(
+        &m.mnt,
+        "chmod 600 d/f1 && touch -d @1000 d/f3 && test \"$(readlink d/link)\" = f1 \
+         && mv d/f4 d/f4-renamed && mv d/sub d/sub2 && ln d/f5 d/f5b && rm d/f5b \
+         && ln d/f7 d/f7b && rm d/f7",
+    );
+    for i in 1..=300 {
+        assert_eq!(
+            std::fs::read_to_string(m.path(&format!("d/sub2/g{i}"))).unwrap(),
+            format!("s{i}\n")
+        );
+    }
+    let st = |p: &str| std::fs::metadata(m.path(p)).unwrap();
+    assert_eq!(st("d/f1").permissions().mode() & 0o777, 0o600);
+    assert_eq!(st("d/f3").mtime(), 1000);
+    assert_eq!(std::fs::read(m.path("d/f4-renamed")).unwrap(), b"4\n");
+    assert_eq!(std::fs::read(m.path("d/f5")).unwrap(), b"5\n");
+    assert_eq!(std::fs::read(m.path("d/f7b")).unwrap(), b"7\n");
+    let mut v = [0u8; 8];
+    let n = rustix::fs::getxattr(&xattr, "user.k", &mut v).unwrap();
+    assert_eq!(&v[..n], b"v");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.daemon_pid().unwrap()))
+        .unwrap()
+        .count();
+    assert!(fds < 256, "the daemon holds {fds} fds");
+}
+
+/// Fraction of the pages of `path` in the page cache (mincore on a shared read mapping).
+fn resident_fraction(path: &std::path::Path) -> f64 {
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let page = 4096;
+    let pages = len.div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: a read-only shared mapping of an open file, `len` bytes, unmapped below;
+    // mincore writes one byte per page into `vec`, which has exactly that many.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0);
+        libc::munmap(p, len);
+    }
+    vec.iter().filter(|&&b| b & 1 == 1).count() as f64 / pages as f64
+}
+
+/// A file read once stays in the page cache across opens (`FOPEN_KEEP_CACHE` when nothing
+/// changed it since the last close), unless a read would have to move its atime: then the
+/// cache is dropped so that the next read reaches the daemon.
+#[test]
+fn page_cache_is_kept_across_opens_unless_atime_is_due() {
+    let m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, vec![3u8; 1 << 20]).unwrap();
+    std::fs::read(&p).unwrap();
+    std::fs::read(&p).unwrap();
+    assert!(resident_fraction(&p) > 0.9, "cache dropped at open");
+
+    // atime older than mtime: relatime must update it at the next read.
+    let f = std::fs::File::open(&p).unwrap();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 100,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::futimens(&f, &times).unwrap();
+    drop(f);
+    assert!(resident_fraction(&p) < 0.1, "cache kept with an atime due");
+    std::fs::read(&p).unwrap();
+    assert!(std::fs::metadata(&p).unwrap().atime() > 5);
+}

@@ -11,6 +11,7 @@ pub mod passwd;
 pub mod password;
 pub mod reencrypt;
 pub mod rotate;
+pub mod speed;
 pub mod unlock;
 pub mod volume_args;
 
@@ -45,6 +46,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Replace the KEK: re-wrap every file key in one transaction (no content is touched).
     Rotate(rotate::RotateArgs),
+    /// Measure this machine: AES-256-GCM per chunk size, AES-SIV names, Argon2id unlock time.
+    Speed(speed::SpeedArgs),
 }
 
 /// An error for the user: a message and the exit code it maps to.
@@ -102,6 +105,7 @@ pub fn main() -> i32 {
         Command::Keys(a) => keys::run(a),
         Command::Passwd(a) => passwd::run(a),
         Command::Rotate(a) => rotate::run(a),
+        Command::Speed(a) => speed::run(a),
     };
     match result {
         Ok(()) => exit::OK,

@@ -51,6 +51,11 @@ pub struct MountArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
+    /// No kernel writeback cache: every write() reaches the daemon before it returns, so an
+    /// error such as ENOSPC is reported by that write() and not only by fsync() or close().
+    /// Slower for small writes.
+    #[arg(long)]
+    pub no_writeback_cache: bool,
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
@@ -191,6 +196,33 @@ fn report(ready: &mut Option<OwnedFd>, code: i32, message: &str) {
     }
 }
 
+/// Raises the open-file limit as far as allowed: every inode the kernel holds costs the
+/// daemon one `O_PATH` fd (see `fs/inodes.rs`), so the usual soft limit (1024) would fail a
+/// big tree with EMFILE. As root the hard limit goes up to `fs.nr_open`; otherwise the soft
+/// limit goes up to the hard one (what libfuse's passthrough_ll and gocryptfs do). Returns
+/// the limit now in force (`None`: unlimited).
+fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let old = getrlimit(Resource::Nofile);
+    let to = |n: Option<u64>| Rlimit {
+        current: n,
+        maximum: n,
+    };
+    let raised = nr_open
+        .filter(|&n| old.maximum.is_some_and(|max| n > max))
+        .is_some_and(|n| setrlimit(Resource::Nofile, to(Some(n))).is_ok())
+        || setrlimit(Resource::Nofile, to(old.maximum)).is_ok();
+    if !raised {
+        log::warn!("could not raise the open-file limit ({:?})", old.current);
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    log::info!("open-file limit: {now:?}");
+    now
+}
+
 /// Opens the volume, mounts, serves until unmounted.
 fn serve(
     a: &MountArgs,
@@ -212,12 +244,15 @@ fn serve(
             .map_err(|e| fail(&mut ready, e.into()))?;
     }
     rustix::process::umask(rustix::fs::Mode::empty());
+    let fd_limit = raise_fd_limit();
     sys::block_termination_signals()
         .map_err(|e| fail(&mut ready, CliError::new(exit::OTHER, e.to_string())))?;
     let fs = CofferFs::new(
         vol.clone(),
         FsOptions {
             read_only: a.ro,
+            path_fd_budget: FsOptions::path_fd_budget_for(fd_limit),
+            writeback_cache: !a.no_writeback_cache,
             ..FsOptions::default()
         },
     )

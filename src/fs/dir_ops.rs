@@ -34,7 +34,7 @@ impl CofferFs {
         let dir_id = self.dir_id(&inode)?;
         let in_root = ino == fuser::INodeNo::ROOT.0;
         let fd = rustix::fs::openat(
-            inode.fd(),
+            inode.fd()?,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),

@@ -1,18 +1,18 @@
 //! Workers for file content: create, open, read, write, release, fsync, truncate,
-//! fallocate, lseek. Every open handle of an inode shares one `ChunkedFile`.
+//! fallocate. Every open handle of an inode shares one `ChunkedFile`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use fuser::FileAttr;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 
 use super::CofferFs;
 use super::errno::os;
 use super::handles::FileHandle;
-use super::inodes::{Inode, Kind};
+use super::inodes::{CacheStamp, Inode, Kind};
 use crate::volume::{ChunkedFile, Result};
 
 impl CofferFs {
@@ -57,6 +57,11 @@ impl CofferFs {
         if content.opens > 0 {
             return Ok(());
         }
+        content.cache_stamp = content
+            .file
+            .as_ref()
+            .and_then(|f| rustix::fs::fstat(f.backing()).ok())
+            .map(|st| CacheStamp::of(&st));
         let file = content.file.take();
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
@@ -66,12 +71,41 @@ impl CofferFs {
         Ok(())
     }
 
-    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
+    /// Whether writes through a handle opened with `flags` go to the end of the file. Under
+    /// the writeback cache the kernel positions `O_APPEND` writes itself (it owns the size),
+    /// as libfuse's passthrough_ll relies on: the daemon must then write where it is told.
+    fn append_mode(&self, flags: i32) -> bool {
+        flags & libc::O_APPEND != 0 && !self.writeback
+    }
+
+    /// Whether the kernel may keep the page cache of `inode` at this open (`FOPEN_KEEP_CACHE`):
+    /// the backing file is as the last release left it (nothing changed it behind the
+    /// kernel's back), and a read would not move the atime under `relatime` (atime newer than
+    /// mtime and ctime, and less than a day old), since reads served from the page cache never
+    /// reach the daemon, whose reads are what move the backing atime.
+    fn keep_cache(&self, inode: &Inode) -> bool {
+        let Some(stamp) = inode.content.lock().cache_stamp else {
+            return false;
+        };
+        let Ok(st) = inode.fd().and_then(|fd| Ok(rustix::fs::fstat(&fd)?)) else {
+            return false;
+        };
+        let atime = (st.st_atime, st.st_atime_nsec as i64);
+        let now = super::attr::timespec(std::time::SystemTime::now()).0;
+        CacheStamp::of(&st) == stamp
+            && atime > (st.st_mtime, st.st_mtime_nsec as i64)
+            && atime > (st.st_ctime, st.st_ctime_nsec as i64)
+            && now - st.st_atime < 24 * 3600
+    }
+
+    /// Opens `ino`; returns the handle and whether the kernel may keep its page cache.
+    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<(u64, bool)> {
         let inode = self.inode(ino)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writes || flags & libc::O_TRUNC != 0 {
             self.check_writable()?;
         }
+        let keep_cache = self.keep_cache(&inode);
         let file = self.acquire_content(&inode)?;
         if flags & libc::O_TRUNC != 0
             && writes
@@ -80,11 +114,13 @@ impl CofferFs {
             self.release_content(&inode)?;
             return Err(e);
         }
-        Ok(self.handles.add_file(FileHandle {
+        let fh = self.handles.add_file(FileHandle {
             inode,
             file,
-            append: flags & libc::O_APPEND != 0,
-        }))
+            append: self.append_mode(flags),
+            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
+        });
+        Ok((fh, keep_cache))
     }
 
     pub(super) fn do_create(
@@ -99,8 +135,9 @@ impl CofferFs {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
         let base = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let parent_fd = parent.fd()?;
         let created = rustix::fs::openat(
-            parent.fd(),
+            &parent_fd,
             &dn.name,
             base | OFlags::CREATE | OFlags::EXCL,
             Mode::from_raw_mode(mode & 0o7777),
@@ -110,14 +147,14 @@ impl CofferFs {
             Ok(fd) => fd,
             // Created by someone else meanwhile: open it, unless the caller asked for O_EXCL.
             Err(rustix::io::Errno::EXIST) if flags & libc::O_EXCL == 0 => {
-                rustix::fs::openat(parent.fd(), &dn.name, base, Mode::empty())?
+                rustix::fs::openat(&parent_fd, &dn.name, base, Mode::empty())?
             }
             Err(e) => return Err(e.into()),
         };
         let made = self.finish_create(&parent, &dn.name, fd, is_new, flags, (uid, gid));
         if made.is_err() && is_new {
             // A create that failed (ENOSPC from the header store, say) leaves no name behind.
-            let _ = rustix::fs::unlinkat(parent.fd(), &dn.name, rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&parent_fd, &dn.name, rustix::fs::AtFlags::empty());
             self.forget_long_name(&dn);
         }
         made
@@ -127,8 +164,8 @@ impl CofferFs {
     /// new file), `O_TRUNC`, and a handle.
     fn finish_create(
         &self,
-        parent: &Inode,
-        disk: &OsStr,
+        parent: &Arc<Inode>,
+        disk: &OsString,
         fd: rustix::fd::OwnedFd,
         is_new: bool,
         flags: i32,
@@ -140,8 +177,8 @@ impl CofferFs {
         }
         let st = rustix::fs::fstat(&path_fd)?;
         let ino = self.inodes.node_id(st.st_ino);
-        let inode = self.inodes.remember(ino, path_fd, Kind::File);
-        let opened = self.open_created(&inode, fd, !is_new && flags & libc::O_TRUNC != 0);
+        let inode = self.inodes.remember(&st, path_fd, parent, disk);
+        let opened = self.open_created(&inode, fd, is_new, !is_new && flags & libc::O_TRUNC != 0);
         let (file, attr) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -153,18 +190,21 @@ impl CofferFs {
         let fh = self.handles.add_file(FileHandle {
             inode,
             file,
-            append: flags & libc::O_APPEND != 0,
+            append: self.append_mode(flags),
+            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
         });
         Ok((attr, fh))
     }
 
     /// The content of a node just created or found by `create`: shared with other opens, or
-    /// opened from `fd` (a 0-byte file gets its key row and header here: see FORMAT.md, a
-    /// 0-byte file without a row is a valid empty file).
+    /// opened from `fd`. A new file gets its key row and header directly; an existing 0-byte
+    /// file gets them in `open_file` (see FORMAT.md: a 0-byte file without a row is a valid
+    /// empty file).
     fn open_created(
         &self,
         inode: &Arc<Inode>,
         fd: rustix::fd::OwnedFd,
+        is_new: bool,
         truncate: bool,
     ) -> Result<(Arc<ChunkedFile>, FileAttr)> {
         let file = {
@@ -175,7 +215,12 @@ impl CofferFs {
                     f
                 }
                 None => {
-                    let f = Arc::new(self.vol.open_file(File::from(fd))?);
+                    let f = if is_new {
+                        self.vol.create_file(File::from(fd))?
+                    } else {
+                        self.vol.open_file(File::from(fd))?
+                    };
+                    let f = Arc::new(f);
                     content.file = Some(f.clone());
                     content.opens = 1;
                     f
@@ -203,19 +248,60 @@ impl CofferFs {
     pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
         let h = self.handle(fh)?;
         let mut buf = vec![0u8; size as usize];
-        let n = h.file.read_at(&mut buf, off)?;
+        let n = if h.write_only {
+            h.file.read_at_quietly(&mut buf, off)?
+        } else {
+            h.file.read_at(&mut buf, off)?
+        };
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// Runs `change`, a change of `inode`'s content through `file`, keeping the backing mtime
+    /// under the writeback cache. The kernel then owns a cached file's mtime: it stamps it at
+    /// `write()` (or truncate, fallocate) time and sends it with SETATTR when it changed. The
+    /// daemon's `pwrite` comes later, at writeback, and would move the backing mtime past the
+    /// kernel's, or alone when the kernel saw no change (a write in the clock tick of the last
+    /// mtime): the mtime would jump at the next remount. So under the writeback cache only
+    /// SETATTR moves a regular file's backing mtime.
+    fn keeping_mtime<T>(
+        &self,
+        inode: &Inode,
+        file: &ChunkedFile,
+        change: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if !self.writeback {
+            return change();
+        }
+        let _g = inode.mtime_lock.lock();
+        let st = rustix::fs::fstat(file.backing())?;
+        let result = change();
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        let kept = rustix::fs::futimens(file.backing(), &times);
+        let value = result?;
+        kept?;
+        Ok(value)
     }
 
     pub(super) fn do_write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
         self.check_writable()?;
         let h = self.handle(fh)?;
-        if h.append {
-            h.file.append(data)?;
-        } else {
-            h.file.write_at(data, off)?;
-        }
+        self.keeping_mtime(&h.inode, &h.file, || {
+            if h.append {
+                h.file.append(data).map(drop)
+            } else {
+                h.file.write_at(data, off)
+            }
+        })?;
         Ok(data.len() as u32)
     }
 
@@ -236,10 +322,10 @@ impl CofferFs {
     pub(super) fn do_truncate(&self, inode: &Arc<Inode>, fh: Option<u64>, size: u64) -> Result<()> {
         self.check_writable()?;
         if let Some(h) = fh.and_then(|fh| self.handles.file(fh)) {
-            return h.file.set_len(size);
+            return self.keeping_mtime(inode, &h.file, || h.file.set_len(size));
         }
         let file = self.acquire_content(inode)?;
-        let r = file.set_len(size);
+        let r = self.keeping_mtime(inode, &file, || file.set_len(size));
         self.release_content(inode)?;
         r
     }
@@ -248,28 +334,18 @@ impl CofferFs {
         self.check_writable()?;
         let h = self.handle(fh)?;
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
-        match mode & !libc::FALLOC_FL_KEEP_SIZE {
-            0 => {
-                let end = off.checked_add(len).ok_or_else(|| os(libc::EFBIG))?;
-                if !keep_size && end > h.file.plain_size()? {
-                    h.file.set_len(end)?;
+        self.keeping_mtime(&h.inode, &h.file, || {
+            match mode & !libc::FALLOC_FL_KEEP_SIZE {
+                0 => {
+                    let end = off.checked_add(len).ok_or_else(|| os(libc::EFBIG))?;
+                    if !keep_size && end > h.file.plain_size()? {
+                        h.file.set_len(end)?;
+                    }
+                    Ok(())
                 }
-                Ok(())
+                libc::FALLOC_FL_PUNCH_HOLE if keep_size => h.file.punch_hole(off, len),
+                _ => Err(os(libc::EOPNOTSUPP)),
             }
-            libc::FALLOC_FL_PUNCH_HOLE if keep_size => h.file.punch_hole(off, len),
-            _ => Err(os(libc::EOPNOTSUPP)),
-        }
-    }
-
-    pub(super) fn do_lseek(&self, fh: u64, off: i64, whence: i32) -> Result<i64> {
-        let h = self.handle(fh)?;
-        let size = h.file.plain_size()? as i64;
-        match whence {
-            // The whole file counts as data (holes are an on-disk detail).
-            libc::SEEK_DATA if off < size => Ok(off),
-            libc::SEEK_HOLE if off < size => Ok(size),
-            libc::SEEK_DATA | libc::SEEK_HOLE => Err(os(libc::ENXIO)),
-            _ => Err(os(libc::EINVAL)),
-        }
+        })
     }
 }

@@ -23,8 +23,11 @@ pub struct FileHandle {
     pub inode: Arc<Inode>,
     /// The shared content.
     pub file: Arc<ChunkedFile>,
-    /// Opened with `O_APPEND`: every write goes to the end.
+    /// Opened with `O_APPEND` (and no writeback cache): every write goes to the end.
     pub append: bool,
+    /// Opened `O_WRONLY`: a read through it is the kernel filling a page for a partial
+    /// write (writeback cache), never a user's read, so it must not move the atime.
+    pub write_only: bool,
 }
 
 /// One directory entry in a listing snapshot.

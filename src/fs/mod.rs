@@ -10,11 +10,12 @@ mod file_ops;
 pub mod handles;
 pub mod inodes;
 mod node_ops;
+mod path_fds;
 mod shims;
 mod xattr_ops;
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,15 +37,34 @@ pub struct FsOptions {
     pub read_only: bool,
     /// How long the kernel may cache attributes and entries. Everything that changes the
     /// volume goes through this daemon (the single-writer rule), so the kernel's caches are
-    /// invalidated by its own operations and a long timeout is safe.
+    /// invalidated by its own operations and a long timeout is safe; it only bounds how long
+    /// a change made behind the mount's back (which the rule forbids) stays invisible.
     pub ttl: Duration,
+    /// Ask for the kernel's writeback cache (`FUSE_WRITEBACK_CACHE`): small writes are
+    /// gathered in the page cache and arrive as large requests; the kernel then owns the
+    /// file size, mtime and `O_APPEND` positioning while the file is cached.
+    pub writeback_cache: bool,
+    /// How many `O_PATH` fds the inode table may hold (see `path_fds.rs`); a mount takes
+    /// half of its open-file limit.
+    pub path_fd_budget: usize,
+}
+
+impl FsOptions {
+    /// The `O_PATH` fd budget of a process allowed `limit` open files (`None`: unlimited):
+    /// half of them, the rest being left for open files (two fds each), directory listings,
+    /// SQLite and `/dev/fuse`.
+    pub fn path_fd_budget_for(limit: Option<u64>) -> usize {
+        limit.map_or(1 << 20, |l| usize::try_from(l / 2).unwrap_or(usize::MAX))
+    }
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
             read_only: false,
-            ttl: Duration::from_secs(1),
+            ttl: Duration::from_secs(60),
+            writeback_cache: true,
+            path_fd_budget: 4096,
         }
     }
 }
@@ -57,6 +77,8 @@ pub struct CofferFs {
     /// `/proc/self/fd`, to reopen an inode's `O_PATH` fd with real access modes.
     proc_fd: OwnedFd,
     opts: FsOptions,
+    /// The kernel granted the writeback cache (set once, in `init`).
+    writeback: bool,
     daemon_is_root: bool,
     activity: Arc<Activity>,
 }
@@ -126,12 +148,13 @@ impl CofferFs {
         )?;
         let activity = Arc::new(Activity::new());
         Ok(CofferFs {
-            inodes: InodeTable::new(root, st.st_ino),
+            inodes: InodeTable::new(root, &st, opts.path_fd_budget),
             handles: HandleTable::new(activity.clone()),
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
             vol,
             opts,
+            writeback: false,
             activity,
         })
     }
@@ -170,7 +193,7 @@ impl CofferFs {
         if let Some(id) = dir.dir_id.get() {
             return Ok(*id);
         }
-        let id = read_or_renew_dir_id(dir.fd(), !self.opts.read_only)?;
+        let id = read_or_renew_dir_id(dir.fd()?.as_fd(), !self.opts.read_only)?;
         Ok(*dir.dir_id.get_or_init(|| id))
     }
 
@@ -200,7 +223,7 @@ impl CofferFs {
     /// inode keeps on its backing object.
     fn open_path(dir: &Inode, disk: &OsStr) -> Result<OwnedFd> {
         Ok(rustix::fs::openat(
-            dir.fd(),
+            dir.fd()?,
             disk,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -217,17 +240,16 @@ impl CofferFs {
     }
 
     /// Looks up `disk` in `parent` and records a kernel reference to it.
-    fn lookup_disk(&self, parent: &Inode, disk: &OsStr) -> Result<FileAttr> {
+    fn lookup_disk(&self, parent: &Arc<Inode>, disk: &OsStr) -> Result<FileAttr> {
         let fd = Self::open_path(parent, disk)?;
         let st = rustix::fs::fstat(&fd)?;
-        let ino = self.inodes.node_id(st.st_ino);
-        self.inodes.remember(ino, fd, attr::kind_of(&st));
-        Ok(self.attr_of(ino, &st))
+        let inode = self.inodes.remember(&st, fd, parent, &disk.to_owned());
+        Ok(self.attr_of(inode.ino, &st))
     }
 
     /// Current attributes of an inode.
     fn stat_inode(&self, inode: &Inode) -> Result<FileAttr> {
-        let st = rustix::fs::fstat(inode.fd())?;
+        let st = rustix::fs::fstat(inode.fd()?)?;
         Ok(self.attr_of(inode.ino, &st))
     }
 
@@ -238,9 +260,10 @@ impl CofferFs {
 
     /// Reopens an inode with real access flags (the `O_PATH` fd cannot read or write).
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        let fd = inode.fd()?;
         Ok(rustix::fs::openat(
             &self.proc_fd,
-            Self::proc_name(inode.fd()),
+            Self::proc_name(fd.as_fd()),
             flags | OFlags::CLOEXEC,
             Mode::empty(),
         )?)
@@ -252,7 +275,7 @@ impl CofferFs {
         if !self.daemon_is_root {
             return Ok(());
         }
-        let pst = rustix::fs::fstat(parent.fd())?;
+        let pst = rustix::fs::fstat(parent.fd()?)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 {
             pst.st_gid
         } else {

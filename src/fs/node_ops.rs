@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use fuser::{FileAttr, TimeOrNow};
@@ -93,20 +94,21 @@ impl CofferFs {
 
     /// Mode, owner and times (the size is handled by the caller through the content).
     pub(super) fn change_attrs(&self, inode: &Inode, c: &AttrChange) -> Result<()> {
+        let fd = inode.fd()?;
         if let Some(mode) = c.mode {
             if inode.kind == Kind::Symlink {
                 return Err(os(libc::EOPNOTSUPP));
             }
             rustix::fs::chmodat(
                 &self.proc_fd,
-                Self::proc_name(inode.fd()),
+                Self::proc_name(fd.as_fd()),
                 Mode::from_raw_mode(mode & 0o7777),
                 AtFlags::empty(),
             )?;
         }
         if c.uid.is_some() || c.gid.is_some() {
             rustix::fs::chownat(
-                inode.fd(),
+                &fd,
                 "",
                 c.uid.map(rustix::fs::Uid::from_raw),
                 c.gid.map(rustix::fs::Gid::from_raw),
@@ -118,7 +120,8 @@ impl CofferFs {
                 last_access: time_arg(c.atime),
                 last_modification: time_arg(c.mtime),
             };
-            rustix::fs::utimensat(inode.fd(), "", &times, AtFlags::EMPTY_PATH)?;
+            let _g = inode.mtime_lock.lock();
+            rustix::fs::utimensat(&fd, "", &times, AtFlags::EMPTY_PATH)?;
         }
         Ok(())
     }
@@ -133,12 +136,13 @@ impl CofferFs {
     ) -> Result<FileAttr> {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
+        let parent_fd = parent.fd()?;
         // Create private, write the directory id, then set the exact bits asked for: the
         // metadata file must not leak into the permission bits (gocryptfs forces u+rwx).
-        rustix::fs::mkdirat(parent.fd(), &dn.name, Mode::from_raw_mode(0o700))?;
+        rustix::fs::mkdirat(&parent_fd, &dn.name, Mode::from_raw_mode(0o700))?;
         let made = (|| -> Result<FileAttr> {
             let fd = rustix::fs::openat(
-                parent.fd(),
+                &parent_fd,
                 &dn.name,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
@@ -148,7 +152,7 @@ impl CofferFs {
             } else {
                 None
             };
-            let pst = rustix::fs::fstat(parent.fd())?;
+            let pst = rustix::fs::fstat(&parent_fd)?;
             let sgid = if pst.st_mode & libc::S_ISGID != 0 {
                 libc::S_ISGID
             } else {
@@ -162,20 +166,19 @@ impl CofferFs {
             )?;
             self.set_owner(&parent, fd.as_fd(), uid, gid)?;
             let st = rustix::fs::fstat(&fd)?;
-            let ino = self.inodes.node_id(st.st_ino);
-            let inode = self.inodes.remember(ino, fd, Kind::Dir);
+            let inode = self.inodes.remember(&st, fd, &parent, &dn.name);
             if let Some(id) = id {
                 let _ = inode.dir_id.set(id);
             }
-            Ok(self.attr_of(ino, &st))
+            Ok(self.attr_of(inode.ino, &st))
         })();
         if made.is_err() {
             let _ = rustix::fs::unlinkat(
-                parent.fd(),
+                &parent_fd,
                 format!("{}/{DIR_ID_FILE}", dn.name.to_string_lossy()),
                 AtFlags::empty(),
             );
-            let _ = rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::REMOVEDIR);
+            let _ = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR);
         }
         made
     }
@@ -198,7 +201,7 @@ impl CofferFs {
         }
         let dn = self.disk_name_for_create(&parent_inode, name)?;
         rustix::fs::mknodat(
-            parent_inode.fd(),
+            parent_inode.fd()?,
             &dn.name,
             file_type,
             Mode::from_raw_mode(mode & 0o7777),
@@ -210,7 +213,7 @@ impl CofferFs {
     /// Takes ownership of a node just created under `dn` and reports it.
     fn finish_new_node(
         &self,
-        parent: &Inode,
+        parent: &Arc<Inode>,
         dn: &DiskName,
         uid: u32,
         gid: u32,
@@ -218,9 +221,8 @@ impl CofferFs {
         let fd = Self::open_path(parent, &dn.name)?;
         self.set_owner(parent, fd.as_fd(), uid, gid)?;
         let st = rustix::fs::fstat(&fd)?;
-        let ino = self.inodes.node_id(st.st_ino);
-        self.inodes.remember(ino, fd, super::attr::kind_of(&st));
-        Ok(self.attr_of(ino, &st))
+        let inode = self.inodes.remember(&st, fd, parent, &dn.name);
+        Ok(self.attr_of(inode.ino, &st))
     }
 
     pub(super) fn do_symlink(
@@ -240,7 +242,7 @@ impl CofferFs {
             return Err(os(libc::ENAMETOOLONG));
         }
         let dn = self.disk_name_for_create(&parent, name)?;
-        rustix::fs::symlinkat(&stored, parent.fd(), &dn.name)?;
+        rustix::fs::symlinkat(&stored, parent.fd()?, &dn.name)?;
         self.finish_new_node(&parent, &dn, uid, gid)
     }
 
@@ -249,7 +251,7 @@ impl CofferFs {
         if inode.kind != Kind::Symlink {
             return Err(os(libc::EINVAL));
         }
-        let stored = rustix::fs::readlinkat(inode.fd(), "", Vec::new())?.into_bytes();
+        let stored = rustix::fs::readlinkat(inode.fd()?, "", Vec::new())?.into_bytes();
         let Some(c) = self.vol.names().cipher() else {
             return Ok(stored);
         };
@@ -268,10 +270,11 @@ impl CofferFs {
             return Err(os(libc::EPERM));
         }
         let dn = self.disk_name_for_create(&parent, newname)?;
+        let fd = inode.fd()?;
         rustix::fs::linkat(
             &self.proc_fd,
-            Self::proc_name(inode.fd()),
-            parent.fd(),
+            Self::proc_name(fd.as_fd()),
+            parent.fd()?,
             &dn.name,
             AtFlags::SYMLINK_FOLLOW,
         )?;
@@ -293,22 +296,32 @@ impl CofferFs {
         FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
     }
 
-    /// If the entry `disk` in `parent` is the last link of a regular file, its node id and
-    /// file id: the key to shred once the entry is gone. `except_ino` is a node that must not
-    /// be shredded (the source of a rename onto one of its own links).
-    fn last_link(
+    /// The node id of the entry `disk` in `parent` (if there is one) and, if it is the last
+    /// link of a regular file, its file id: the key to shred once the entry is gone.
+    /// `except_ino` is a node that must not be shredded (the source of a rename onto one of
+    /// its own links).
+    fn entry_to_remove(
         &self,
         parent: &Inode,
         disk: &OsStr,
         except_ino: Option<u64>,
-    ) -> Option<(u64, FileId)> {
+    ) -> Option<(u64, Option<FileId>)> {
         let fd = Self::open_path(parent, disk).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
-        if super::attr::kind_of(&st) != Kind::File || st.st_nlink != 1 || except_ino == Some(ino) {
-            return None;
+        let last_link = super::attr::kind_of(&st) == Kind::File && st.st_nlink == 1;
+        if !last_link || except_ino == Some(ino) {
+            return Some((ino, None));
         }
-        Some((ino, self.file_id_at(fd.as_fd())?))
+        Some((ino, self.file_id_at(fd.as_fd())))
+    }
+
+    /// After the name `ino` was found under went away: if it had other links, the name its
+    /// inode recorded may be the one that went, so it must keep its fd.
+    fn name_removed(&self, ino: u64) {
+        if let Some(inode) = self.inodes.get(ino) {
+            inode.clear_origin();
+        }
     }
 
     /// Destroys the key of a file whose last name is gone: now, or at the last release if the
@@ -336,11 +349,14 @@ impl CofferFs {
     pub(super) fn do_unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
-        let shred = self.last_link(&parent, &dn.name, None);
-        rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::empty())?;
+        let victim = self.entry_to_remove(&parent, &dn.name, None);
+        rustix::fs::unlinkat(parent.fd()?, &dn.name, AtFlags::empty())?;
         self.forget_long_name(&dn);
-        if let Some((ino, id)) = shred {
-            self.shred_after_unlink(ino, id)?;
+        if let Some((ino, shred)) = victim {
+            self.name_removed(ino);
+            if let Some(id) = shred {
+                self.shred_after_unlink(ino, id)?;
+            }
         }
         Ok(())
     }
@@ -348,8 +364,9 @@ impl CofferFs {
     pub(super) fn do_rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
+        let parent_fd = parent.fd()?;
         let dir = rustix::fs::openat(
-            parent.fd(),
+            &parent_fd,
             &dn.name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -368,7 +385,7 @@ impl CofferFs {
         } else {
             None
         };
-        if let Err(e) = rustix::fs::unlinkat(parent.fd(), &dn.name, AtFlags::REMOVEDIR) {
+        if let Err(e) = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR) {
             // Put the id back, or every name inside would become unreadable.
             if let Some(id) = id {
                 write_dir_id(dir.as_fd(), &id)?;
@@ -395,13 +412,10 @@ impl CofferFs {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let src = self.disk_name(&from_dir, name)?;
         let dst = self.disk_name_for_create(&to_dir, newname)?;
-        let src_ino = rustix::fs::statat(from_dir.fd(), &src.name, AtFlags::SYMLINK_NOFOLLOW)
+        let (from_fd, to_fd) = (from_dir.fd()?, to_dir.fd()?);
+        let src_ino = rustix::fs::statat(&from_fd, &src.name, AtFlags::SYMLINK_NOFOLLOW)
             .map(|st| self.inodes.node_id(st.st_ino))?;
-        let shred = if exchange {
-            None
-        } else {
-            self.last_link(&to_dir, &dst.name, Some(src_ino))
-        };
+        let victim = self.entry_to_remove(&to_dir, &dst.name, Some(src_ino));
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
             if let Some((digest, encoded)) = &src.long {
@@ -409,23 +423,38 @@ impl CofferFs {
             }
         }
         rustix::fs::renameat_with(
-            from_dir.fd(),
+            &from_fd,
             &src.name,
-            to_dir.fd(),
+            &to_fd,
             &dst.name,
             rustix::fs::RenameFlags::from_bits_retain(flags),
         )?;
         if !exchange && src.name != dst.name {
             self.forget_long_name(&src);
         }
-        if let Some((ino, id)) = shred {
-            self.shred_after_unlink(ino, id)?;
+        if let Some(inode) = self.inodes.get(src_ino) {
+            inode.set_origin(&to_dir, &dst.name);
+        }
+        match victim {
+            Some((ino, _)) if ino == src_ino => {}
+            Some((ino, _)) if exchange => {
+                if let Some(inode) = self.inodes.get(ino) {
+                    inode.set_origin(&from_dir, &src.name);
+                }
+            }
+            Some((ino, shred)) => {
+                self.name_removed(ino);
+                if let Some(id) = shred {
+                    self.shred_after_unlink(ino, id)?;
+                }
+            }
+            None => {}
         }
         Ok(())
     }
 
     pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {
         let root = self.inode(fuser::INodeNo::ROOT.0)?;
-        Ok(rustix::fs::fstatvfs(root.fd())?)
+        Ok(rustix::fs::fstatvfs(root.fd()?)?)
     }
 }

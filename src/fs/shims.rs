@@ -47,6 +47,14 @@ impl Filesystem for CofferFs {
                 log::debug!("kernel lacks {cap:?}");
             }
         }
+        if self.opts.writeback_cache && !self.opts.read_only {
+            self.writeback = config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok();
+            if !self.writeback {
+                log::info!("kernel lacks the writeback cache");
+            }
+        }
         let _ = config.set_max_write(1 << 20);
         Ok(())
     }
@@ -253,7 +261,14 @@ impl Filesystem for CofferFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.touch();
         match self.do_open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, keep_cache)) => {
+                let flags = if keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), flags);
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -514,18 +529,19 @@ impl Filesystem for CofferFs {
         }
     }
 
+    /// Not implemented on purpose: with ENOSYS the kernel answers `SEEK_DATA`/`SEEK_HOLE`
+    /// itself from its own size (the whole file is data, the hole is at the end), which is
+    /// what cofferfs would say, except that under the writeback cache only the kernel knows
+    /// the size of a file with unflushed writes.
     fn lseek(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.do_lseek(fh.0, offset, whence) {
-            Ok(o) => reply.offset(o),
-            Err(e) => reply.error(errno(&e)),
-        }
+        reply.error(Errno::ENOSYS);
     }
 }

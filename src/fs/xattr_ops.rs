@@ -5,7 +5,9 @@
 //! Plaintext-names volumes pass attributes through unchanged.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use rustix::fs::XattrFlags;
 
@@ -19,8 +21,12 @@ use crate::volume::{Result, VolumeError};
 const BACKING_PREFIX: &str = "user.cofferfs.";
 
 impl CofferFs {
-    fn xattr_path(inode: &Inode) -> String {
-        format!("/proc/self/fd/{}", Self::proc_name(inode.fd()))
+    /// The `/proc/self/fd` path of the inode's fd, with the fd it names (keep it alive while
+    /// the path is used).
+    fn xattr_path(inode: &Inode) -> Result<(Arc<OwnedFd>, String)> {
+        let fd = inode.fd()?;
+        let path = format!("/proc/self/fd/{}", Self::proc_name(fd.as_fd()));
+        Ok((fd, path))
     }
 
     /// The backing attribute name of `name`.
@@ -45,7 +51,7 @@ impl CofferFs {
             Err(_) => return Err(os(libc::ENODATA)),
             Ok(b) => b,
         };
-        let path = Self::xattr_path(&inode);
+        let (_fd, path) = Self::xattr_path(&inode)?;
         let mut buf = vec![0u8; 65_536 + 64];
         let n = rustix::fs::getxattr(path.as_str(), backing.as_os_str(), &mut buf[..])
             .map_err(Self::map_xattr_err)?;
@@ -71,8 +77,9 @@ impl CofferFs {
             Some(c) => c.seal(&[XATTR_VALUE_LABEL, name.as_bytes()], value),
             None => value.to_vec(),
         };
+        let (_fd, path) = Self::xattr_path(&inode)?;
         rustix::fs::setxattr(
-            Self::xattr_path(&inode).as_str(),
+            path.as_str(),
             backing.as_os_str(),
             &stored,
             XattrFlags::from_bits_retain(flags as u32),
@@ -82,7 +89,7 @@ impl CofferFs {
 
     pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
         let inode = self.inode(ino)?;
-        let path = Self::xattr_path(&inode);
+        let (_fd, path) = Self::xattr_path(&inode)?;
         let mut buf = vec![0u8; 65_536];
         let n = rustix::fs::listxattr(path.as_str(), &mut buf[..]).map_err(Self::map_xattr_err)?;
         buf.truncate(n);
@@ -116,7 +123,7 @@ impl CofferFs {
             Err(_) => return Err(os(libc::ENODATA)),
             Ok(b) => b,
         };
-        rustix::fs::removexattr(Self::xattr_path(&inode).as_str(), backing.as_os_str())
-            .map_err(Self::map_xattr_err)
+        let (_fd, path) = Self::xattr_path(&inode)?;
+        rustix::fs::removexattr(path.as_str(), backing.as_os_str()).map_err(Self::map_xattr_err)
     }
 }

@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -37,6 +37,10 @@ pub struct ChunkedFile {
     layout: Layout,
     /// False while this file's key row may still sit only in the un-synced WAL.
     key_durable: AtomicBool,
+    /// The backing file's size, kept here so that a request costs no `fstat`: written only
+    /// with `lock` held exclusively, after each change of the backing size (this
+    /// `ChunkedFile` is the only writer of its backing file).
+    cipher_size: AtomicU64,
     /// Guards the content: readers share it, writers and `set_len` hold it exclusively.
     lock: RwLock<()>,
 }
@@ -85,6 +89,7 @@ impl ChunkedFile {
             cipher: ChunkCipher::new(&fek, header),
             layout,
             key_durable: AtomicBool::new(false),
+            cipher_size: AtomicU64::new(HEADER_LEN as u64),
             lock: RwLock::new(()),
         })
     }
@@ -104,6 +109,7 @@ impl ChunkedFile {
         })?;
         let fek = keyring.fek(&header.file_id)?;
         Ok(ChunkedFile {
+            cipher_size: AtomicU64::new(file.metadata()?.len()),
             file,
             quiet,
             cipher: ChunkCipher::new(&fek, header),
@@ -129,7 +135,20 @@ impl ChunkedFile {
     }
 
     fn cipher_size(&self) -> Result<u64> {
-        Ok(self.file.metadata()?.len())
+        Ok(self.cipher_size.load(Ordering::Acquire))
+    }
+
+    /// Records the backing size after a change made under the write lock: `expected` if the
+    /// change succeeded, else whatever the file now says (a failed write may have extended it).
+    fn size_changed<T>(&self, result: std::io::Result<T>, expected: u64) -> std::io::Result<T> {
+        let size = match &result {
+            Ok(_) => Some(expected),
+            Err(_) => self.file.metadata().ok().map(|m| m.len()),
+        };
+        if let Some(size) = size {
+            self.cipher_size.store(size, Ordering::Release);
+        }
+        result
     }
 
     fn plain_size_locked(&self) -> Result<u64> {
@@ -213,6 +232,16 @@ impl ChunkedFile {
     /// Reads up to `buf.len()` plaintext bytes at `off`; returns how many (0 at or past EOF).
     /// A chunk that fails authentication fails the whole read with `CorruptChunk`.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_through(&self.file, buf, off)
+    }
+
+    /// Like [`read_at`](Self::read_at), for a read no user asked for (the kernel filling a
+    /// page before a partial write): the atime does not move.
+    pub fn read_at_quietly(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_through(&self.quiet, buf, off)
+    }
+
+    fn read_through(&self, from: &File, buf: &mut [u8], off: u64) -> Result<usize> {
         let _g = self.lock.read();
         let size = self.plain_size_locked()?;
         if off >= size || buf.is_empty() {
@@ -222,14 +251,7 @@ impl ChunkedFile {
         let first = self.layout.plain_off_to_chunk_index(off);
         let last = self.layout.plain_off_to_chunk_index(off + n as u64 - 1);
         let skip = (off - first * self.layout.chunk_len() as u64) as usize;
-        self.read_chunks(
-            &self.file,
-            first,
-            last - first + 1,
-            size,
-            skip,
-            &mut buf[..n],
-        )?;
+        self.read_chunks(from, first, last - first + 1, size, skip, &mut buf[..n])?;
         Ok(n)
     }
 
@@ -267,8 +289,9 @@ impl ChunkedFile {
                 );
                 pos += chunk.len();
             }
-            self.file
-                .write_all_at(out, self.layout.chunk_index_to_cipher_off(first))?;
+            let at = self.layout.chunk_index_to_cipher_off(first);
+            let end = (at + out.len() as u64).max(self.cipher_size.load(Ordering::Acquire));
+            self.size_changed(self.file.write_all_at(out, at), end)?;
             Ok(())
         })
     }
@@ -344,7 +367,7 @@ impl ChunkedFile {
         }
         let result = write();
         if result.is_err() {
-            let mut undo = self.file.set_len(cipher_size);
+            let mut undo = self.size_changed(self.file.set_len(cipher_size), cipher_size);
             if undo.is_ok() && !tail.is_empty() {
                 undo = self.file.write_all_at(&tail, tail_off);
             }
@@ -455,8 +478,7 @@ impl ChunkedFile {
             (None, false) => {}
         }
         if !self.cipher.has_final_flag() {
-            self.file
-                .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+            self.set_cipher_len(new_size)?;
         }
         Ok(())
     }
@@ -474,12 +496,17 @@ impl ChunkedFile {
             Some(index) => self.resized_chunk(index, size, new_size)?,
             None => Vec::new(),
         };
-        self.file
-            .set_len(self.layout.plain_size_to_cipher_size(new_size))?;
+        self.set_cipher_len(new_size)?;
         if let Some(index) = reseal {
             self.write_chunks(index, &[&plain], new_size)?;
         }
         Ok(())
+    }
+
+    /// Cuts or extends the backing file to the ciphertext size of `plain_size` bytes.
+    fn set_cipher_len(&self, plain_size: u64) -> Result<()> {
+        let len = self.layout.plain_size_to_cipher_size(plain_size);
+        Ok(self.size_changed(self.file.set_len(len), len)?)
     }
 
     /// Zeroes `[off, off + len)` inside the file without changing its size

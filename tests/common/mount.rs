@@ -159,16 +159,23 @@ impl Mounted {
 
     /// Mounts the volume again (after `unmount`).
     pub fn mount(&mut self, flags: &[&str]) {
+        self.mount_via(&[], flags);
+    }
+
+    /// Mounts with the daemon started through `launcher` (a command that runs its
+    /// arguments, e.g. `["prlimit", "--nofile=128:20000", "--"]`); empty: directly.
+    pub fn mount_via(&mut self, launcher: &[&str], flags: &[&str]) {
         assert!(self.daemon.is_none(), "already mounted");
-        let mut args: Vec<&str> = vec!["mount", "-f"];
+        let mut args: Vec<&str> = launcher.to_vec();
+        args.extend_from_slice(&[bin(), "mount", "-f"]);
         if let Some(store) = &self.header_store {
             args.extend(["--header-store", store.to_str().unwrap()]);
         }
         args.extend_from_slice(flags);
         let (c, m) = (self.cipherdir.to_str().unwrap(), self.mnt.to_str().unwrap());
         args.extend_from_slice(&[c, m]);
-        let mut child = Command::new(bin())
-            .args(&args)
+        let mut child = Command::new(args[0])
+            .args(&args[1..])
             .stdin(Stdio::piped())
             .spawn()
             .expect("spawn mount");
@@ -188,6 +195,11 @@ impl Mounted {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.daemon = Some(child);
+    }
+
+    /// The daemon's process id, while mounted.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
     }
 
     /// Path inside the mount.
