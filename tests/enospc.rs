@@ -173,6 +173,19 @@ fn create_until_full(m: &Mounted) {
     panic!("creates never ran out of space");
 }
 
+/// Deleting a file frees space on the full disk and a new file can be written; then the
+/// volume is unmounted and `fsck` must find it clean.
+fn free_space_and_write_again(m: &mut Mounted, files: &mut Vec<(String, Vec<u8>)>) {
+    let (freed, _) = files.pop().unwrap();
+    std::fs::remove_file(m.path(&freed)).unwrap();
+    let again = ("again".to_owned(), content(1000, 32 << 10));
+    write_file(&m.path(&again.0), &again.1).expect("writing after a delete");
+    files.push(again);
+    check(m, files, "after freeing space");
+    m.unmount();
+    fsck_clean(&m.cipherdir);
+}
+
 fn fsck_clean(cipherdir: &Path) {
     let (code, out, err) = cofferfs(&["fsck", cipherdir.to_str().unwrap()]);
     assert!(code == 0 && out.contains("clean"), "fsck: {out}{err}");
@@ -201,14 +214,7 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
     m.mount(&[]);
     check(m, &files, "after a remount on the full disk");
 
-    let (freed, _) = files.pop().unwrap();
-    std::fs::remove_file(m.path(&freed)).unwrap();
-    let again = ("again".to_owned(), content(1000, 32 << 10));
-    write_file(&m.path(&again.0), &again.1).expect("writing after a delete");
-    files.push(again);
-    check(m, &files, "after freeing space");
-    m.unmount();
-    fsck_clean(&m.cipherdir);
+    free_space_and_write_again(m, &mut files);
     m.mount(&[]);
     check(m, &files, "after the last remount");
     m.unmount();
@@ -251,12 +257,5 @@ fn with_the_writeback_cache_enospc_comes_at_close_and_nothing_closed_is_lost() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{failed}: {e}"),
     }
     let _ = std::fs::remove_file(m.path(&failed));
-    let (freed, _) = files.pop().unwrap();
-    std::fs::remove_file(m.path(&freed)).unwrap();
-    let again = ("again".to_owned(), content(1000, 32 << 10));
-    write_file(&m.path(&again.0), &again.1).expect("writing after a delete");
-    files.push(again);
-    check(m, &files, "after freeing space");
-    m.unmount();
-    fsck_clean(&m.cipherdir);
+    free_space_and_write_again(m, &mut files);
 }

@@ -114,12 +114,7 @@ impl CofferFs {
             self.release_content(&inode)?;
             return Err(e);
         }
-        let fh = self.handles.add_file(FileHandle {
-            inode,
-            file,
-            append: self.append_mode(flags),
-            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
-        });
+        let fh = self.new_handle(inode, file, flags);
         Ok((fh, keep_cache))
     }
 
@@ -187,12 +182,7 @@ impl CofferFs {
                 return Err(e);
             }
         };
-        let fh = self.handles.add_file(FileHandle {
-            inode,
-            file,
-            append: self.append_mode(flags),
-            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
-        });
+        let fh = self.new_handle(inode, file, flags);
         Ok((attr, fh))
     }
 
@@ -239,6 +229,17 @@ impl CofferFs {
                 Err(e)
             }
         }
+    }
+
+    /// Registers an open file handle; `flags` are the open flags (they decide how writes are
+    /// positioned and whether the kernel may read through a write-only handle).
+    fn new_handle(&self, inode: Arc<Inode>, file: Arc<ChunkedFile>, flags: i32) -> u64 {
+        self.handles.add_file(FileHandle {
+            inode,
+            file,
+            append: self.append_mode(flags),
+            write_only: flags & libc::O_ACCMODE == libc::O_WRONLY,
+        })
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
