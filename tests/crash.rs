@@ -13,8 +13,9 @@
 //! - `orphan key row`: at most one per writer per kill (a create interrupted between its key
 //!   row and its header; an unlink or a rename over a file interrupted between removing the
 //!   file and deleting its row);
-//! - `chunk N fails authentication` or `invalid size` on a file that was in flight and read as
-//!   `EIO` after that kill (a torn write).
+//! - `chunk N fails authentication`, `invalid size`, or (format v2) `truncated: …` /
+//!   `extended: …` on a file that was in flight and read as `EIO` after that kill (a torn
+//!   write, or a growth torn between re-sealing the old last chunk and writing the new one).
 //!
 //! A file without its key row, a directory without its id, a name that does not decrypt or a
 //! header store that does not open fails the test. The seed is printed; rerun one with
@@ -524,7 +525,11 @@ fn fsck_findings(out: &str, damaged: &BTreeSet<String>) -> (usize, Vec<String>) 
         let torn = line.split_once(": ").is_some_and(|(path, what)| {
             damaged.contains(path.trim_start_matches('/'))
                 && ((what.starts_with("chunk ") && what.ends_with(" fails authentication"))
-                    || what.starts_with("invalid size "))
+                    || what.starts_with("invalid size ")
+                    // Format v2: a growth torn between re-sealing the old last chunk and
+                    // writing the new one (FORMAT.md, crash safety: "Truncate", "Append").
+                    || what.starts_with("truncated: ")
+                    || what.starts_with("extended: "))
         });
         if !torn {
             bad.push(line.to_owned());
