@@ -1,20 +1,15 @@
 //! CLI transcripts: the real `cofferfs` binary with the password piped on stdin or given by
 //! `--passfile`/`--extpass`, checking stdout, stderr and the exit status (src/cli/exit.rs).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::mount::CHEAP_KDF;
+
 const PASSWORD: &str = "Tr0ub4dor&3-cli-test";
-/// Cheap Argon2id parameters: the defaults take seconds in a debug build.
-const CHEAP_KDF: [&str; 6] = [
-    "--argon2-memory",
-    "1024",
-    "--argon2-time",
-    "1",
-    "--argon2-lanes",
-    "1",
-];
 
 /// Exit codes from src/cli/exit.rs (never renumbered).
 const OK: i32 = 0;

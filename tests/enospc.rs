@@ -104,8 +104,12 @@ fn check(m: &Mounted, files: &[(String, Vec<u8>)], when: &str) {
     }
 }
 
-/// Writes 64 KiB files until one fails; returns the files written and closed.
-fn fill(m: &Mounted) -> Vec<(String, Vec<u8>)> {
+/// A file that a full disk did not let through: the step that failed, its name and content.
+type Failed = (&'static str, String, Vec<u8>);
+
+/// Writes 64 KiB files until one fails, which must be with ENOSPC; returns the files
+/// written and closed, and the one that failed.
+fn fill_until_enospc(m: &Mounted) -> (Vec<(String, Vec<u8>)>, Failed) {
     let mut files = Vec::new();
     for i in 0..100 {
         let name = format!("f{i}");
@@ -114,23 +118,29 @@ fn fill(m: &Mounted) -> Vec<(String, Vec<u8>)> {
             Ok(()) => files.push((name, data)),
             Err((step, e)) => {
                 assert_enospc(&format!("{step} of {name}"), &e);
-                // Whatever part of the failed file was kept reads without error.
-                if step != "create" {
-                    let got = std::fs::read(m.path(&name))
-                        .unwrap_or_else(|e| panic!("{name}, whose write failed: {e}"));
-                    assert!(
-                        data.starts_with(&got),
-                        "{name}: not a prefix of what was written"
-                    );
-                    // Deleting must work on a full disk: it is how space comes back.
-                    std::fs::remove_file(m.path(&name)).unwrap();
-                }
                 assert!(files.len() > 5, "the disk filled too early");
-                return files;
+                return (files, (step, name, data));
             }
         }
     }
     panic!("2 MiB took 100 files of 64 KiB without ENOSPC");
+}
+
+/// `fill_until_enospc`, then the failed file (if it was created) reads without error as a
+/// prefix of what was written, and deleting it works on the full disk.
+fn fill(m: &Mounted) -> Vec<(String, Vec<u8>)> {
+    let (files, (step, name, data)) = fill_until_enospc(m);
+    if step != "create" {
+        let got = std::fs::read(m.path(&name))
+            .unwrap_or_else(|e| panic!("{name}, whose write failed: {e}"));
+        assert!(
+            data.starts_with(&got),
+            "{name}: not a prefix of what was written"
+        );
+        // Deleting must work on a full disk: it is how space comes back.
+        std::fs::remove_file(m.path(&name)).unwrap();
+    }
+    files
 }
 
 /// Appends to `name` until a write fails with ENOSPC: the old content stays.
@@ -229,22 +239,7 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
 fn with_the_writeback_cache_enospc_comes_at_close_and_nothing_closed_is_lost() {
     let mut v = TinyVolume::new(&[]);
     let m = &mut v.m;
-    let mut files = Vec::new();
-    let mut failed = None;
-    for i in 0..100 {
-        let name = format!("f{i}");
-        let data = content(i, 64 << 10);
-        match write_file(&m.path(&name), &data) {
-            Ok(()) => files.push((name, data)),
-            Err((step, e)) => {
-                assert_enospc(&format!("{step} of {name}"), &e);
-                failed = Some((name, data));
-                break;
-            }
-        }
-    }
-    let (failed, data) = failed.expect("2 MiB took 100 files of 64 KiB without ENOSPC");
-    assert!(files.len() > 5, "the disk filled too early");
+    let (mut files, (_, failed, data)) = fill_until_enospc(m);
     check(m, &files, "after ENOSPC");
     m.unmount();
     m.mount(&[]);

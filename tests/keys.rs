@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,37 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use cofferfs::crypto::{CryptoError, Kek, wrap};
 use cofferfs::keystore::{KeystoreError, SlotKind};
 use cofferfs::volume::{Volume, VolumeError};
-use common::mount::{Mounted, bin, init_volume};
+use common::mount::{CHEAP_KDF as CHEAP, Mounted, bin, init_volume, run_with_stdin as run};
 use common::{PASSWORD, TestVolume, rw};
 
 const PW: &str = "correct horse";
-const CHEAP: [&str; 6] = [
-    "--argon2-memory",
-    "1024",
-    "--argon2-time",
-    "1",
-    "--argon2-lanes",
-    "1",
-];
-
-/// Runs `cofferfs ARGS` with `stdin`; returns (status, stdout, stderr).
-fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cofferfs");
-    // A command that refuses early never reads its stdin: a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn ok(args: &[&str], stdin: &str) -> String {
     let (code, out, err) = run(args, stdin);

@@ -20,6 +20,12 @@ pub fn cofferfs(args: &[&str]) -> (i32, String, String) {
 
 /// Runs `cofferfs ARGS` with `password` on stdin; returns (status, stdout, stderr).
 pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
+    run_with_stdin(args, &format!("{password}\n"))
+}
+
+/// Runs `cofferfs ARGS` with exactly `stdin` on its standard input; returns (status, stdout,
+/// stderr).
+pub fn run_with_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(bin())
         .args(args)
@@ -30,11 +36,7 @@ pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
         .expect("spawn cofferfs");
     // The command may exit before reading its input (e.g. a bad mountpoint): a broken pipe
     // is fine.
-    let _ = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes());
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -43,18 +45,21 @@ pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
     )
 }
 
+/// Cheap Argon2id parameters for test volumes: the defaults take seconds in a debug build.
+pub const CHEAP_KDF: [&str; 6] = [
+    "--argon2-memory",
+    "1024",
+    "--argon2-time",
+    "1",
+    "--argon2-lanes",
+    "1",
+];
+
 /// Creates a volume at `cipherdir` with cheap Argon2 parameters and extra `init` flags.
 pub fn init_volume(cipherdir: &Path, extra: &[&str]) {
     let c = cipherdir.to_str().unwrap();
-    let mut args = vec![
-        "init",
-        "--argon2-memory",
-        "1024",
-        "--argon2-time",
-        "1",
-        "--argon2-lanes",
-        "1",
-    ];
+    let mut args = vec!["init"];
+    args.extend_from_slice(&CHEAP_KDF);
     args.extend_from_slice(extra);
     args.push(c);
     let (code, out, err) = cofferfs(&args);
