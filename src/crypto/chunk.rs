@@ -7,10 +7,11 @@
 //! chunk at the old or new end fail. The caller's duties: a fresh random nonce for every seal
 //! (see [`super::random_nonce`]), a (FEK, nonce) pair must **never** repeat; and `is_final` must
 //! be true exactly for the last chunk of the file as its size will be once the write lands.
-//! Imports `format` and RustCrypto only.
+//! Imports `format`, `ring` (the AEAD of the content, see [`ChunkCipher`]) and `zeroize` only.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use std::mem::ManuallyDrop;
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
 use super::{CryptoError, Fek};
 use crate::format::layout::{NONCE_LEN, TAG_LEN};
@@ -46,10 +47,46 @@ pub fn chunk_aad(file_id: &FileId, chunk_index: u64, is_final: bool) -> [u8; CHU
 
 /// AES-256-GCM keyed with one file's FEK, with the key schedule computed once per open file,
 /// sealing and opening by the rules of the file's format version.
+///
+/// The content AEAD is *ring*'s (BoringSSL's assembly: AES-NI/VAES with CLMUL GHASH): profiles
+/// of sequential reads showed RustCrypto's `aes-gcm` taking half of the daemon's CPU, and ring
+/// seals 4 KiB chunks 2.2 times faster on this machine (4.9 vs 2.2 GB/s, `cofferfs speed`).
+/// The bytes on disk are the same standard AES-256-GCM (FORMAT.md's vectors check it). ring
+/// does not wipe its key schedule on drop, so [`SecretKey`] does.
 pub struct ChunkCipher {
-    aead: Aes256Gcm,
+    key: SecretKey,
     file_id: FileId,
     version: u16,
+}
+
+/// ring's AES-256-GCM key (expanded key schedule and GHASH table, held inline: no heap data),
+/// zeroed in place when dropped. Boxed so moves of the cipher never copy the schedule.
+struct SecretKey(Box<ManuallyDrop<LessSafeKey>>);
+
+impl SecretKey {
+    fn new(key: &[u8; 32]) -> Self {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key");
+        SecretKey(Box::new(ManuallyDrop::new(LessSafeKey::new(unbound))))
+    }
+}
+
+impl std::ops::Deref for SecretKey {
+    type Target = LessSafeKey;
+    fn deref(&self) -> &LessSafeKey {
+        &self.0
+    }
+}
+
+impl Drop for SecretKey {
+    // The crate's only unsafe outside `sys.rs`: wiping a foreign type's bytes.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let key: &mut LessSafeKey = &mut self.0;
+        // SAFETY: `LessSafeKey` holds plain data only (round keys, GHASH powers, a `&'static`
+        // algorithm), no heap pointers or resources; it sits in a `ManuallyDrop`, so no drop
+        // glue ever reads it after the wipe, and the box frees it as raw memory.
+        unsafe { zeroize::zeroize_flat_type(key as *mut LessSafeKey) };
+    }
 }
 
 impl std::fmt::Debug for ChunkCipher {
@@ -62,9 +99,8 @@ impl ChunkCipher {
     /// A cipher for the chunks of the file whose (decoded or new) header is `header`, under
     /// `fek`. Version 1 seals without the final flag; every later version with it.
     pub fn new(fek: &Fek, header: FileHeader) -> Self {
-        let aead = Aes256Gcm::new_from_slice(fek.expose()).expect("a Fek is exactly 32 bytes");
         ChunkCipher {
-            aead,
+            key: SecretKey::new(fek.expose()),
             file_id: header.file_id,
             version: header.version,
         }
@@ -115,14 +151,14 @@ impl ChunkCipher {
         let tag_at = chunk.len() - TAG_LEN;
         chunk[..NONCE_LEN].copy_from_slice(nonce);
         let tag = self
-            .aead
-            .encrypt_inout_detached(
-                &Nonce::from(*nonce),
-                &aad[..aad_len],
-                (&mut chunk[NONCE_LEN..tag_at]).into(),
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(&aad[..aad_len]),
+                &mut chunk[NONCE_LEN..tag_at],
             )
             .expect("AES-GCM accepts any chunk up to 1 MiB");
-        chunk[tag_at..].copy_from_slice(&tag);
+        chunk[tag_at..].copy_from_slice(tag.as_ref());
     }
 
     /// Opens an on-disk chunk in place, expecting it to be the file's last chunk or not as
@@ -139,12 +175,17 @@ impl ChunkCipher {
         }
         let (aad, aad_len) = self.aad(chunk_index, is_final);
         let tag_at = chunk.len() - TAG_LEN;
-        let nonce = Nonce::try_from(&chunk[..NONCE_LEN]).expect("NONCE_LEN bytes");
+        let nonce = Nonce::try_assume_unique_for_key(&chunk[..NONCE_LEN]).expect("NONCE_LEN bytes");
         let tag = Tag::try_from(&chunk[tag_at..]).expect("TAG_LEN bytes");
-        let (_, rest) = chunk.split_at_mut(NONCE_LEN);
-        let (body, _) = rest.split_at_mut(tag_at - NONCE_LEN);
-        self.aead
-            .decrypt_inout_detached(&nonce, &aad[..aad_len], body.into(), &tag)
+        self.key
+            .open_in_place_separate_tag(
+                nonce,
+                Aad::from(&aad[..aad_len]),
+                tag,
+                &mut chunk[NONCE_LEN..tag_at],
+                0..,
+            )
+            .map(drop)
             .map_err(|_| CryptoError::AuthFailed)
     }
 }
