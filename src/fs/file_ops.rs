@@ -13,6 +13,7 @@ use super::CofferFs;
 use super::errno::os;
 use super::handles::FileHandle;
 use super::inodes::{CacheStamp, Inode, Kind};
+use crate::volume::chunked::with_plaintext_buffer;
 use crate::volume::{ChunkedFile, Result};
 
 impl CofferFs {
@@ -167,10 +168,11 @@ impl CofferFs {
         (uid, gid): (u32, u32),
     ) -> Result<(FileAttr, u64)> {
         let path_fd = Self::open_path(parent, disk)?;
-        if is_new {
-            self.set_owner(parent, path_fd.as_fd(), uid, gid)?;
-        }
-        let st = rustix::fs::fstat(&path_fd)?;
+        let st = if is_new {
+            self.own_new_node(parent, path_fd.as_fd(), uid, gid)?
+        } else {
+            rustix::fs::fstat(&path_fd)?
+        };
         let ino = self.inodes.node_id(st.st_ino);
         let inode = self.inodes.remember(&st, path_fd, parent, disk);
         let opened = self.open_created(&inode, fd, is_new, !is_new && flags & libc::O_TRUNC != 0);
@@ -246,16 +248,27 @@ impl CofferFs {
         self.handles.file(fh).ok_or_else(|| os(libc::EBADF))
     }
 
-    pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
-        let h = self.handle(fh)?;
-        let mut buf = vec![0u8; size as usize];
-        let n = if h.write_only {
-            h.file.read_at_quietly(&mut buf, off)?
-        } else {
-            h.file.read_at(&mut buf, off)?
+    /// Reads up to `size` bytes at `off` and hands them (or the error) to `reply`, from a
+    /// per-thread buffer: no allocation per request.
+    pub(super) fn with_read<T>(
+        &self,
+        fh: u64,
+        off: u64,
+        size: u32,
+        reply: impl FnOnce(Result<&[u8]>) -> T,
+    ) -> T {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply(Err(e)),
         };
-        buf.truncate(n);
-        Ok(buf)
+        with_plaintext_buffer(size as usize, |buf| {
+            let n = if h.write_only {
+                h.file.read_at_quietly(buf, off)
+            } else {
+                h.file.read_at(buf, off)
+            };
+            reply(n.map(|n| &buf[..n]))
+        })
     }
 
     /// Runs `change`, a change of `inode`'s content through `file`, keeping the backing mtime

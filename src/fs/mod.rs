@@ -270,17 +270,26 @@ impl CofferFs {
     }
 
     /// Gives a new node the caller's ownership (the daemon creates as itself), honouring a
-    /// set-group-id parent as the kernel would.
-    fn set_owner(&self, parent: &Inode, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+    /// set-group-id parent as the kernel would, and returns the node's attributes after that.
+    /// The backing filesystem already gave the node the daemon's uid and the group its own
+    /// set-group-id rule picks, so in the common case (a caller with the daemon's ids) this
+    /// is one `fstat`: the parent is only looked at when the group differs, and `chown` runs
+    /// only when something must change.
+    fn own_new_node(&self, parent: &Inode, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<Stat> {
+        let st = rustix::fs::fstat(fd)?;
         if !self.daemon_is_root {
-            return Ok(());
+            return Ok(st);
         }
-        let pst = rustix::fs::fstat(parent.fd()?)?;
-        let gid = if pst.st_mode & libc::S_ISGID != 0 {
-            pst.st_gid
-        } else {
-            gid
-        };
+        let gid =
+            if st.st_gid != gid && rustix::fs::fstat(parent.fd()?)?.st_mode & libc::S_ISGID != 0 {
+                // Inherited from the set-group-id parent by the backing filesystem: keep it.
+                st.st_gid
+            } else {
+                gid
+            };
+        if (st.st_uid, st.st_gid) == (uid, gid) {
+            return Ok(st);
+        }
         rustix::fs::chownat(
             fd,
             "",
@@ -288,7 +297,7 @@ impl CofferFs {
             Some(rustix::fs::Gid::from_raw(gid)),
             rustix::fs::AtFlags::EMPTY_PATH | rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
-        Ok(())
+        Ok(rustix::fs::fstat(fd)?)
     }
 
     fn require_dir(inode: &Inode) -> Result<()> {

@@ -2,7 +2,7 @@
 //! link, unlink, rmdir, rename, statfs. Each returns `Result`; the shims reply.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -164,8 +164,7 @@ impl CofferFs {
                 Mode::from_raw_mode((mode & 0o7777) | sgid),
                 AtFlags::empty(),
             )?;
-            self.set_owner(&parent, fd.as_fd(), uid, gid)?;
-            let st = rustix::fs::fstat(&fd)?;
+            let st = self.own_new_node(&parent, fd.as_fd(), uid, gid)?;
             let inode = self.inodes.remember(&st, fd, &parent, &dn.name);
             if let Some(id) = id {
                 let _ = inode.dir_id.set(id);
@@ -219,8 +218,7 @@ impl CofferFs {
         gid: u32,
     ) -> Result<FileAttr> {
         let fd = Self::open_path(parent, &dn.name)?;
-        self.set_owner(parent, fd.as_fd(), uid, gid)?;
-        let st = rustix::fs::fstat(&fd)?;
+        let st = self.own_new_node(parent, fd.as_fd(), uid, gid)?;
         let inode = self.inodes.remember(&st, fd, parent, &dn.name);
         Ok(self.attr_of(inode.ino, &st))
     }
@@ -281,14 +279,23 @@ impl CofferFs {
         self.lookup_disk(&parent, &dn.name)
     }
 
-    /// The file id in a regular file's header, if it has one.
-    fn file_id_at(&self, fd: BorrowedFd<'_>) -> Option<FileId> {
-        let f = rustix::fs::openat(
-            &self.proc_fd,
-            Self::proc_name(fd),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
+    /// The file id of the regular file `disk` in `parent`, if it has one: from its open
+    /// content if the file is open, else from its header (read without moving the atime).
+    fn file_id_of(&self, parent: &Inode, disk: &OsStr, ino: u64) -> Option<FileId> {
+        if let Some(inode) = self.inodes.get(ino)
+            && let Some(f) = &inode.content.lock().file
+        {
+            return Some(f.file_id());
+        }
+        let parent_fd = parent.fd().ok()?;
+        let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let f = match rustix::fs::openat(&parent_fd, disk, base | OFlags::NOATIME, Mode::empty()) {
+            // O_NOATIME needs the file's owner (or CAP_FOWNER).
+            Err(rustix::io::Errno::PERM) => {
+                rustix::fs::openat(&parent_fd, disk, base, Mode::empty())
+            }
+            other => other,
+        }
         .ok()?;
         let f = std::fs::File::from(f);
         let mut h = [0u8; HEADER_LEN];
@@ -299,21 +306,21 @@ impl CofferFs {
     /// The node id of the entry `disk` in `parent` (if there is one) and, if it is the last
     /// link of a regular file, its file id: the key to shred once the entry is gone.
     /// `except_ino` is a node that must not be shredded (the source of a rename onto one of
-    /// its own links).
+    /// its own links). The kernel holds `parent` locked for the unlink or rename that asks,
+    /// so the name cannot change between these steps.
     fn entry_to_remove(
         &self,
         parent: &Inode,
         disk: &OsStr,
         except_ino: Option<u64>,
     ) -> Option<(u64, Option<FileId>)> {
-        let fd = Self::open_path(parent, disk).ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
+        let st = rustix::fs::statat(parent.fd().ok()?, disk, AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
         let last_link = super::attr::kind_of(&st) == Kind::File && st.st_nlink == 1;
         if !last_link || except_ino == Some(ino) {
             return Some((ino, None));
         }
-        Some((ino, self.file_id_at(fd.as_fd())))
+        Some((ino, self.file_id_of(parent, disk, ino)))
     }
 
     /// After the name `ino` was found under went away: if it had other links, the name its
