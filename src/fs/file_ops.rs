@@ -67,7 +67,7 @@ impl CofferFs {
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
         if let (true, Some(f)) = (shred, file) {
-            self.vol.keyring().shred(&f.file_id())?;
+            self.shreds.push(f.file_id());
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod inodes;
 mod node_ops;
 mod path_fds;
 mod shims;
+mod shred_queue;
 mod xattr_ops;
 
 use std::ffi::OsStr;
@@ -81,6 +82,8 @@ pub struct CofferFs {
     writeback: bool,
     daemon_is_root: bool,
     activity: Arc<Activity>,
+    /// Key rows of deleted files, deleted in batches (see `shred_queue.rs`).
+    shreds: shred_queue::ShredQueue,
 }
 
 /// When the filesystem was last used, shared with the `--idle` watchdog.
@@ -152,6 +155,7 @@ impl CofferFs {
             handles: HandleTable::new(activity.clone()),
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
+            shreds: shred_queue::ShredQueue::start(vol.clone()),
             vol,
             opts,
             writeback: false,

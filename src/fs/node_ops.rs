@@ -331,8 +331,9 @@ impl CofferFs {
         }
     }
 
-    /// Destroys the key of a file whose last name is gone: now, or at the last release if the
-    /// file is still open (an unlinked open file stays readable, as POSIX requires).
+    /// Destroys the key of a file whose last name is gone: queued now (the row goes within
+    /// `shred_queue::GATHER`), or at the last release if the file is still open (an unlinked
+    /// open file stays readable, as POSIX requires).
     fn shred_after_unlink(&self, ino: u64, file_id: FileId) -> Result<()> {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
@@ -341,7 +342,7 @@ impl CofferFs {
                 return Ok(());
             }
         }
-        self.vol.keyring().shred(&file_id)?;
+        self.shreds.push(file_id);
         Ok(())
     }
 

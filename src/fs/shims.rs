@@ -60,6 +60,9 @@ impl Filesystem for CofferFs {
     }
 
     fn destroy(&mut self) {
+        if let Err(e) = self.shreds.finish() {
+            log::error!("key rows of deleted files left in the header store: {e}");
+        }
         if let Err(e) = self.vol.keyring().store().checkpoint() {
             log::error!("final header store checkpoint failed: {e}");
         }

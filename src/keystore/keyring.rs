@@ -108,6 +108,24 @@ impl Keyring {
         Ok(())
     }
 
+    /// Drops a file's FEK from the cache (its row is about to be deleted, see `shred_many`).
+    pub fn forget_fek(&self, file_id: &FileId) {
+        self.feks.lock().pop(file_id);
+    }
+
+    /// Destroys the keys of many files at once: one transaction for all their rows (the
+    /// daemon's deferred shredding after `unlink`).
+    pub fn shred_many(&self, file_ids: &[FileId]) -> Result<()> {
+        {
+            let mut feks = self.feks.lock();
+            for id in file_ids {
+                feks.pop(id);
+            }
+        }
+        self.store.delete_file_keys(file_ids)?;
+        Ok(())
+    }
+
     /// Drops every cached FEK (their memory is zeroized once no open file holds them).
     pub fn clear_cache(&self) {
         self.feks.lock().clear();

@@ -529,6 +529,22 @@ impl HeaderStore {
         Ok(n > 0)
     }
 
+    /// Deletes the key rows of many files in one transaction; returns how many existed.
+    pub fn delete_file_keys(&self, file_ids: &[FileId]) -> Result<usize> {
+        self.write_retrying_when_full(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut n = 0;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM file_keys WHERE file_id = ?1")?;
+                for id in file_ids {
+                    n += stmt.execute([&id.0[..]])?;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
     /// Every file id with a key row, for fsck.
     pub fn file_ids(&self) -> Result<Vec<FileId>> {
         let conn = self.conn.lock();
