@@ -137,8 +137,8 @@ fn altered_or_deleted_key_rows_are_reported() {
     let tv = setup();
     let (id_a, id_b) = {
         let vol = tv.open();
-        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id();
-        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id();
+        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id().unwrap();
+        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id().unwrap();
         (a, b)
     };
     with_db(
@@ -164,8 +164,8 @@ fn swapped_key_rows_fail_authentication() {
     let tv = setup();
     let (id_a, id_b) = {
         let vol = tv.open();
-        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id();
-        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id();
+        let a = vol.open_file(rw(&tv.blob("a"))).unwrap().file_id().unwrap();
+        let b = vol.open_file(rw(&tv.blob("b"))).unwrap().file_id().unwrap();
         (a, b)
     };
     with_db(

@@ -66,8 +66,8 @@ impl CofferFs {
         let file = content.file.take();
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
-        if let (true, Some(f)) = (shred, file) {
-            self.shreds.push(f.file_id());
+        if let (true, Some(id)) = (shred, file.and_then(|f| f.file_id())) {
+            self.shreds.push(id);
         }
         Ok(())
     }
@@ -208,7 +208,7 @@ impl CofferFs {
                 }
                 None => {
                     let f = if is_new {
-                        self.vol.create_file(File::from(fd))?
+                        self.vol.create_file_keyless(File::from(fd))
                     } else {
                         self.vol.open_file(File::from(fd))?
                     };

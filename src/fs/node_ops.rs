@@ -285,7 +285,7 @@ impl CofferFs {
         if let Some(inode) = self.inodes.get(ino)
             && let Some(f) = &inode.content.lock().file
         {
-            return Some(f.file_id());
+            return f.file_id();
         }
         let parent_fd = parent.fd().ok()?;
         let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

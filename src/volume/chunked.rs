@@ -16,8 +16,8 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
@@ -35,7 +35,12 @@ pub struct ChunkedFile {
     /// a chunk being rewritten): only a read asked for by a user may move the atime. Opened
     /// on first use: a new file that is only written (an untar) never needs it.
     quiet: OnceLock<File>,
-    cipher: ChunkCipher,
+    /// The file's cipher. Empty while the file is a 0-byte file without a key (a new file not
+    /// written yet, FORMAT.md: a valid empty file): the first change gives it its key row and
+    /// header ([`keyed`](Self::keyed)), so `touch` costs no key, no header and no transaction.
+    cipher: OnceLock<ChunkCipher>,
+    /// Where a keyless file gets its key.
+    keyring: Arc<Keyring>,
     layout: Layout,
     /// False while this file's key row may still sit only in the un-synced WAL.
     key_durable: AtomicBool,
@@ -49,7 +54,10 @@ pub struct ChunkedFile {
 
 impl std::fmt::Debug for ChunkedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChunkedFile({})", self.cipher.file_id())
+        match self.file_id() {
+            Some(id) => write!(f, "ChunkedFile({id})"),
+            None => write!(f, "ChunkedFile(no key yet)"),
+        }
     }
 }
 
@@ -77,33 +85,68 @@ fn quiet_reopen(file: &File) -> std::io::Result<File> {
 impl ChunkedFile {
     /// Makes `file` (empty, just created) a new ciphertext file: a new key row is committed
     /// first, then the header is written.
-    pub fn create(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
-        let (file_id, fek) = keyring.new_file_key()?;
-        let header = FileHeader::new(file_id);
-        if let Err(e) = file.write_all_at(&header.encode(), 0) {
-            // No file will carry this key (a full disk, say): best effort, fsck drops it too.
-            let _ = keyring.shred(&file_id);
-            return Err(e.into());
-        }
-        Ok(ChunkedFile {
+    pub fn create(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
+        let f = Self::create_keyless(keyring, layout, file);
+        f.keyed()?;
+        Ok(f)
+    }
+
+    /// Takes `file` (empty, just created) as a new file that gets its key row and header at
+    /// its first change: until then it is a valid empty file and costs nothing in the store.
+    pub fn create_keyless(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Self {
+        ChunkedFile {
             quiet: OnceLock::new(),
             file,
-            cipher: ChunkCipher::new(&fek, header),
+            cipher: OnceLock::new(),
+            keyring: keyring.clone(),
             layout,
-            key_durable: AtomicBool::new(false),
-            cipher_size: AtomicU64::new(HEADER_LEN as u64),
+            key_durable: AtomicBool::new(true),
+            cipher_size: AtomicU64::new(0),
             lock: RwLock::new(()),
+        }
+    }
+
+    /// The file's cipher, creating its key row and header first if it has none: called with
+    /// the write lock held, before any change. The row is committed before the header is
+    /// written (a crash leaves an orphan row at worst); a header that cannot be written (a
+    /// full disk) leaves the file empty and keyless again.
+    fn keyed(&self) -> Result<&ChunkCipher> {
+        if let Some(c) = self.cipher.get() {
+            return Ok(c);
+        }
+        let (file_id, fek) = self.keyring.new_file_key()?;
+        let header = FileHeader::new(file_id);
+        if let Err(e) = self.file.write_all_at(&header.encode(), 0) {
+            // No file will carry this key: best effort, fsck drops it too.
+            let _ = self.keyring.shred(&file_id);
+            let _ = self.file.set_len(0);
+            return Err(e.into());
+        }
+        self.cipher_size.store(HEADER_LEN as u64, Ordering::Release);
+        self.key_durable.store(false, Ordering::Release);
+        Ok(self.cipher.get_or_init(|| ChunkCipher::new(&fek, header)))
+    }
+
+    /// The cipher of a file that has content (a keyless file has none, so no read reaches
+    /// a chunk).
+    fn cipher(&self) -> Result<&ChunkCipher> {
+        self.cipher.get().ok_or_else(|| VolumeError::CorruptFile {
+            file_id: None,
+            reason: "content without a key".into(),
         })
     }
 
     /// Opens an existing ciphertext file: reads its header and fetches its FEK. A 0-byte file
-    /// (a create interrupted before its header) is given a header and key now, if writable.
-    pub fn open(keyring: &Keyring, layout: Layout, file: File) -> Result<Self> {
+    /// (never written, or a create interrupted before its header) stays keyless until its
+    /// first change: opening it writes nothing.
+    pub fn open(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
         let quiet = quiet_reopen(&file)?;
         let mut header = [0u8; HEADER_LEN];
         let n = read_full_at(&quiet, &mut header, 0)?;
         if n == 0 {
-            return Self::create(keyring, layout, file);
+            let f = Self::create_keyless(keyring, layout, file);
+            let _ = f.quiet.set(quiet);
+            return Ok(f);
         }
         let header = FileHeader::decode(&header[..n]).map_err(|e| VolumeError::CorruptFile {
             file_id: None,
@@ -114,7 +157,8 @@ impl ChunkedFile {
             cipher_size: AtomicU64::new(file.metadata()?.len()),
             file,
             quiet: OnceLock::from(quiet),
-            cipher: ChunkCipher::new(&fek, header),
+            cipher: OnceLock::from(ChunkCipher::new(&fek, header)),
+            keyring: keyring.clone(),
             layout,
             key_durable: AtomicBool::new(true),
             lock: RwLock::new(()),
@@ -130,14 +174,17 @@ impl ChunkedFile {
         Ok(self.quiet.get_or_init(|| f))
     }
 
-    /// The file's id.
-    pub fn file_id(&self) -> FileId {
-        self.cipher.file_id()
+    /// The file's id; `None` while it has no key (an empty file never written).
+    pub fn file_id(&self) -> Option<FileId> {
+        self.cipher.get().map(ChunkCipher::file_id)
     }
 
-    /// The format version the file was created with (it keeps it until `reencrypt`).
+    /// The format version the file was created with (it keeps it until `reencrypt`); a
+    /// keyless file will be written in the current one.
     pub fn format_version(&self) -> u16 {
-        self.cipher.version()
+        self.cipher
+            .get()
+            .map_or(crate::format::FORMAT_VERSION, ChunkCipher::version)
     }
 
     /// The backing file (for fstat, fchmod and friends).
@@ -167,7 +214,7 @@ impl ChunkedFile {
         self.layout
             .cipher_size_to_plain_size(cs)
             .map_err(|e| VolumeError::CorruptFile {
-                file_id: Some(self.file_id()),
+                file_id: self.file_id(),
                 reason: e.to_string(),
             })
     }
@@ -180,7 +227,8 @@ impl ChunkedFile {
 
     fn corrupt_chunk(&self, chunk_index: u64) -> VolumeError {
         VolumeError::CorruptChunk {
-            file_id: self.file_id(),
+            // Only a file with content has chunks, and content comes with a key.
+            file_id: self.file_id().unwrap_or(FileId([0; 16])),
             chunk_index,
         }
     }
@@ -207,6 +255,7 @@ impl ChunkedFile {
         let last_plain = self.layout.chunk_plain_len(last, plain_size);
         let cipher_len = (count as usize - 1) * cc + last_plain + CHUNK_OVERHEAD_LEN as usize;
         let final_index = self.layout.last_chunk_index(plain_size);
+        let cipher = self.cipher()?;
         with_buffer(cipher_len, |buf| {
             let n = read_full_at(from, buf, start)?;
             if n != cipher_len {
@@ -224,13 +273,13 @@ impl ChunkedFile {
                 let dst = &mut out[lo - skip..hi - skip];
                 let is_final = Some(index) == final_index;
                 if is_hole(chunk) {
-                    if is_final && self.cipher.has_final_flag() {
+                    if is_final && cipher.has_final_flag() {
                         return Err(self.corrupt_chunk(index));
                     }
                     dst.fill(0);
                     continue;
                 }
-                self.cipher
+                cipher
                     .open_in_place(index, is_final, chunk)
                     .map_err(|_| self.corrupt_chunk(index))?;
                 let from_at = NONCE_LEN + lo - k * c;
@@ -286,18 +335,14 @@ impl ChunkedFile {
             .map(|p| p.len() + CHUNK_OVERHEAD_LEN as usize)
             .sum();
         let final_index = self.layout.last_chunk_index(new_size);
+        let cipher = self.cipher()?;
         with_buffer(total, |out| {
             let mut pos = 0;
             for (k, p) in plains.iter().enumerate() {
                 let index = first + k as u64;
                 let chunk = &mut out[pos..pos + p.len() + NONCE_LEN + TAG_LEN];
                 chunk[NONCE_LEN..NONCE_LEN + p.len()].copy_from_slice(p);
-                self.cipher.seal_in_place(
-                    index,
-                    Some(index) == final_index,
-                    &random_nonce(),
-                    chunk,
-                );
+                cipher.seal_in_place(index, Some(index) == final_index, &random_nonce(), chunk);
                 pos += chunk.len();
             }
             let at = self.layout.chunk_index_to_cipher_off(first);
@@ -316,7 +361,8 @@ impl ChunkedFile {
         let old_last = self.layout.last_chunk_index(size)?;
         let partial = !size.is_multiple_of(self.layout.chunk_len() as u64);
         let grows_past = self.layout.last_chunk_index(new_size) > Some(old_last);
-        (grows_past && (partial || self.cipher.has_final_flag())).then_some(old_last)
+        let final_flag = self.cipher.get().is_some_and(ChunkCipher::has_final_flag);
+        (grows_past && (partial || final_flag)).then_some(old_last)
     }
 
     /// Chunk `index` of a file of `size` bytes, resized (padded with zeros or cut) to its
@@ -349,6 +395,7 @@ impl ChunkedFile {
     }
 
     fn write_locked(&self, data: &[u8], off: u64) -> Result<()> {
+        self.keyed()?;
         let size = self.plain_size_locked()?;
         let end = off + data.len() as u64;
         self.undo_growth_on_error(size, end, || self.write_merged(data, off, size))
@@ -383,7 +430,7 @@ impl ChunkedFile {
                 undo = self.file.write_all_at(&tail, tail_off);
             }
             if let Err(e) = undo {
-                log::error!("file {}: undoing a failed write: {e}", self.file_id());
+                log::error!("file {:?}: undoing a failed write: {e}", self.file_id());
             }
         }
         result
@@ -442,6 +489,9 @@ impl ChunkedFile {
     /// exactly, extension reads as zeros.
     pub fn set_len(&self, new_size: u64) -> Result<()> {
         let _g = self.lock.write();
+        if new_size > 0 {
+            self.keyed()?;
+        }
         let size = self.plain_size_locked()?;
         match new_size.cmp(&size) {
             std::cmp::Ordering::Greater => {
@@ -470,7 +520,7 @@ impl ChunkedFile {
             Some(old) => self.resized_chunk(old, size, new_size)?,
             None => Vec::new(),
         };
-        let seal_new_last = self.cipher.has_final_flag() && old_last != Some(new_last);
+        let seal_new_last = self.cipher()?.has_final_flag() && old_last != Some(new_last);
         let zeros = if seal_new_last {
             vec![0u8; self.layout.chunk_plain_len(new_last, new_size)]
         } else {
@@ -488,7 +538,7 @@ impl ChunkedFile {
             (None, true) => self.write_chunks(new_last, &[&zeros], new_size)?,
             (None, false) => {}
         }
-        if !self.cipher.has_final_flag() {
+        if !self.cipher()?.has_final_flag() {
             self.set_cipher_len(new_size)?;
         }
         Ok(())
@@ -499,10 +549,11 @@ impl ChunkedFile {
     /// the final flag, even when the cut is on a chunk boundary or the chunk was a hole).
     fn shrink(&self, size: u64, new_size: u64) -> Result<()> {
         let c = self.layout.chunk_len() as u64;
+        let final_flag = self.cipher()?.has_final_flag();
         let reseal = self
             .layout
             .last_chunk_index(new_size)
-            .filter(|_| self.cipher.has_final_flag() || !new_size.is_multiple_of(c));
+            .filter(|_| final_flag || !new_size.is_multiple_of(c));
         let plain = match reseal {
             Some(index) => self.resized_chunk(index, size, new_size)?,
             None => Vec::new(),
@@ -536,7 +587,8 @@ impl ChunkedFile {
             let chunk_len = self.layout.chunk_plain_len(span.chunk_index, size);
             let at = self.layout.chunk_index_to_cipher_off(span.chunk_index);
             let whole = span.offset_in_chunk == 0 && span.len == chunk_len;
-            let keep_sealed = self.cipher.has_final_flag() && Some(span.chunk_index) == final_index;
+            let keep_sealed =
+                self.cipher()?.has_final_flag() && Some(span.chunk_index) == final_index;
             if whole && keep_sealed {
                 self.write_chunks(span.chunk_index, &[&vec![0u8; chunk_len]], size)?;
             } else if whole {

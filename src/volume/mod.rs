@@ -11,6 +11,7 @@ pub mod walk;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use chunked::ChunkedFile;
 pub use location::{Location, lock_probe_path};
@@ -301,7 +302,8 @@ impl Drop for RootTimes {
 #[derive(Debug)]
 pub struct Volume {
     root: PathBuf,
-    keyring: Keyring,
+    /// Shared with every open `ChunkedFile`, which may need a key for a file created keyless.
+    keyring: Arc<Keyring>,
     layout: Layout,
     names: NameMap,
     slot_id: u32,
@@ -358,7 +360,7 @@ impl Volume {
         Ok(Volume {
             root: cipherdir.to_owned(),
             names: NameMap::new(cipher),
-            keyring,
+            keyring: Arc::new(keyring),
             layout,
             slot_id,
             _lock: lock,
@@ -376,9 +378,11 @@ impl Volume {
         &self.keyring
     }
 
-    /// Keys and the header store, for management commands that change the KEK.
+    /// Keys and the header store, for management commands that change the KEK. They run
+    /// with no file open, so the keyring is not shared then.
     pub fn keyring_mut(&mut self) -> &mut Keyring {
-        &mut self.keyring
+        Arc::get_mut(&mut self.keyring)
+            .expect("no open file shares the keyring during a KEK change")
     }
 
     /// Chunk geometry.
@@ -418,5 +422,11 @@ impl Volume {
     /// Turns a newly created, empty file into a ciphertext file with its own key.
     pub fn create_file(&self, file: File) -> Result<ChunkedFile> {
         ChunkedFile::create(&self.keyring, self.layout, file)
+    }
+
+    /// Takes a newly created, empty file as one that gets its key at its first change (the
+    /// mount's `create`: an empty file costs no key row, header or transaction).
+    pub fn create_file_keyless(&self, file: File) -> ChunkedFile {
+        ChunkedFile::create_keyless(&self.keyring, self.layout, file)
     }
 }

@@ -129,6 +129,14 @@ pub fn reencrypt_file(
             return Err(e);
         }
     };
+    // A non-empty file has a header and `create_file` made the new key: both have ids.
+    let (Some(old_id), Some(new_id)) = (old.file_id(), new.file_id()) else {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(VolumeError::CorruptFile {
+            file_id: old.file_id(),
+            reason: "a non-empty file without a key".into(),
+        });
+    };
     let done = rewrite(vol, &old, &new, &meta, progress).and_then(|()| {
         std::fs::rename(&tmp_path, &path)?;
         File::open(&dir)?.sync_all()?;
@@ -136,13 +144,13 @@ pub fn reencrypt_file(
     });
     if let Err(e) = done {
         let _ = std::fs::remove_file(&tmp_path);
-        let _ = vol.keyring().shred(&new.file_id());
+        let _ = vol.keyring().shred(&new_id);
         return Err(e);
     }
-    vol.keyring().shred(&old.file_id())?;
+    vol.keyring().shred(&old_id)?;
     Ok(Outcome::Reencrypted {
-        old: old.file_id(),
-        new: new.file_id(),
+        old: old_id,
+        new: new_id,
     })
 }
 
@@ -162,7 +170,7 @@ fn rewrite(
         let n = old.read_at(&mut buf, off)?;
         if n == 0 {
             return Err(VolumeError::CorruptFile {
-                file_id: Some(old.file_id()),
+                file_id: old.file_id(),
                 reason: "file shrank while being re-encrypted".into(),
             });
         }
