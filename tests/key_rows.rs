@@ -144,3 +144,35 @@ fn an_empty_file_gets_its_key_at_its_first_change() {
     std::fs::remove_file(m.path("gone")).unwrap();
     assert_eq!(rows_become(&m, 2), 2);
 }
+
+/// A file created, unlinked while open and only then written (what `tmpfile()` does without
+/// `O_TMPFILE`) gets its key through the open handle: that key goes at the last close.
+#[test]
+fn a_file_unlinked_before_its_first_write_is_shredded_at_close() {
+    use std::io::{Read, Seek, Write};
+    let m = Mounted::new();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.path("tmp"))
+        .unwrap();
+    std::fs::remove_file(m.path("tmp")).unwrap();
+    f.write_all(b"scratch data").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(
+        key_row_ids(&m.cipherdir).len(),
+        1,
+        "the first write made a key"
+    );
+    f.rewind().unwrap();
+    let mut back = String::new();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "scratch data");
+    drop(f);
+    assert_eq!(
+        rows_become(&m, 0),
+        0,
+        "the key of the unlinked file went at its last close"
+    );
+}

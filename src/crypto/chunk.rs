@@ -9,7 +9,7 @@
 //! be true exactly for the last chunk of the file as its size will be once the write lands.
 //! Imports `format`, `ring` (the AEAD of the content, see [`ChunkCipher`]) and `zeroize` only.
 
-use std::mem::ManuallyDrop;
+use std::mem::MaybeUninit;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
@@ -59,33 +59,43 @@ pub struct ChunkCipher {
     version: u16,
 }
 
-/// ring's AES-256-GCM key (expanded key schedule and GHASH table, held inline: no heap data),
-/// zeroed in place when dropped. Boxed so moves of the cipher never copy the schedule.
-struct SecretKey(Box<ManuallyDrop<LessSafeKey>>);
+/// ring's AES-256-GCM key (expanded key schedule and GHASH table, held inline) in a heap slot
+/// that is zeroed when dropped: ring does not wipe its keys. The slot is `MaybeUninit` because a
+/// wiped key is no longer a valid value (it holds a reference and enums) and must never be
+/// read or dropped as one. Boxed so that moves of the cipher never copy the schedule; the
+/// copies made on the stack while ring builds it are not wiped (as with any library).
+struct SecretKey(Box<MaybeUninit<LessSafeKey>>);
+
+// The wipe skips ring's drop: sound only while the key has no drop glue (owns no heap data).
+const _: () = assert!(!std::mem::needs_drop::<LessSafeKey>());
 
 impl SecretKey {
     fn new(key: &[u8; 32]) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key");
-        SecretKey(Box::new(ManuallyDrop::new(LessSafeKey::new(unbound))))
+        let mut slot = Box::new(MaybeUninit::uninit());
+        slot.write(LessSafeKey::new(unbound));
+        SecretKey(slot)
     }
 }
 
 impl std::ops::Deref for SecretKey {
     type Target = LessSafeKey;
+    // One of the two unsafe blocks outside `sys.rs`, both for this wipe.
+    #[allow(unsafe_code)]
     fn deref(&self) -> &LessSafeKey {
-        &self.0
+        // SAFETY: `new` initialised the slot and only `drop` wipes it.
+        unsafe { self.0.assume_init_ref() }
     }
 }
 
 impl Drop for SecretKey {
-    // The crate's only unsafe outside `sys.rs`: wiping a foreign type's bytes.
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        let key: &mut LessSafeKey = &mut self.0;
-        // SAFETY: `LessSafeKey` holds plain data only (round keys, GHASH powers, a `&'static`
-        // algorithm), no heap pointers or resources; it sits in a `ManuallyDrop`, so no drop
-        // glue ever reads it after the wipe, and the box frees it as raw memory.
-        unsafe { zeroize::zeroize_flat_type(key as *mut LessSafeKey) };
+        let slot: *mut MaybeUninit<LessSafeKey> = &mut *self.0;
+        // SAFETY: the slot is ours and any bytes are a valid `MaybeUninit`; the key needs no
+        // drop (checked at compile time above), and the box frees the slot as raw memory
+        // without reading it.
+        unsafe { zeroize::zeroize_flat_type(slot) };
     }
 }
 

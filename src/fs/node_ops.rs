@@ -73,6 +73,10 @@ pub struct AttrChange {
     pub mtime: Option<TimeOrNow>,
 }
 
+/// The last link of a regular file is going: its key, if it has one yet (a file never written
+/// has none).
+struct LastLink(Option<FileId>);
+
 impl CofferFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr> {
         let parent = self.inode(parent)?;
@@ -304,7 +308,7 @@ impl CofferFs {
     }
 
     /// The node id of the entry `disk` in `parent` (if there is one) and, if it is the last
-    /// link of a regular file, its file id: the key to shred once the entry is gone.
+    /// link of a regular file, its key to shred once the entry is gone.
     /// `except_ino` is a node that must not be shredded (the source of a rename onto one of
     /// its own links). The kernel holds `parent` locked for the unlink or rename that asks,
     /// so the name cannot change between these steps.
@@ -313,14 +317,14 @@ impl CofferFs {
         parent: &Inode,
         disk: &OsStr,
         except_ino: Option<u64>,
-    ) -> Option<(u64, Option<FileId>)> {
+    ) -> Option<(u64, Option<LastLink>)> {
         let st = rustix::fs::statat(parent.fd().ok()?, disk, AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
         let last_link = super::attr::kind_of(&st) == Kind::File && st.st_nlink == 1;
         if !last_link || except_ino == Some(ino) {
             return Some((ino, None));
         }
-        Some((ino, self.file_id_of(parent, disk, ino)))
+        Some((ino, Some(LastLink(self.file_id_of(parent, disk, ino)))))
     }
 
     /// After the name `ino` was found under went away: if it had other links, the name its
@@ -333,8 +337,9 @@ impl CofferFs {
 
     /// Destroys the key of a file whose last name is gone: queued now (the row goes within
     /// `shred_queue::GATHER`), or at the last release if the file is still open (an unlinked
-    /// open file stays readable, as POSIX requires).
-    fn shred_after_unlink(&self, ino: u64, file_id: FileId) -> Result<()> {
+    /// open file stays readable, as POSIX requires). An open file is shredded at release even
+    /// when it has no key yet: a write through a handle still open may give it one.
+    fn shred_after_unlink(&self, ino: u64, last: LastLink) -> Result<()> {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
             if content.opens > 0 {
@@ -342,7 +347,9 @@ impl CofferFs {
                 return Ok(());
             }
         }
-        self.shreds.push(file_id);
+        if let LastLink(Some(id)) = last {
+            self.shreds.push(id);
+        }
         Ok(())
     }
 
@@ -360,10 +367,10 @@ impl CofferFs {
         let victim = self.entry_to_remove(&parent, &dn.name, None);
         rustix::fs::unlinkat(parent.fd()?, &dn.name, AtFlags::empty())?;
         self.forget_long_name(&dn);
-        if let Some((ino, shred)) = victim {
+        if let Some((ino, last)) = victim {
             self.name_removed(ino);
-            if let Some(id) = shred {
-                self.shred_after_unlink(ino, id)?;
+            if let Some(last) = last {
+                self.shred_after_unlink(ino, last)?;
             }
         }
         Ok(())
@@ -450,10 +457,10 @@ impl CofferFs {
                     inode.set_origin(&from_dir, &src.name);
                 }
             }
-            Some((ino, shred)) => {
+            Some((ino, last)) => {
                 self.name_removed(ino);
-                if let Some(id) = shred {
-                    self.shred_after_unlink(ino, id)?;
+                if let Some(last) = last {
+                    self.shred_after_unlink(ino, last)?;
                 }
             }
             None => {}

@@ -114,6 +114,9 @@ impl ChunkedFile {
         if let Some(c) = self.cipher.get() {
             return Ok(c);
         }
+        // Before the row exists: an fsync racing this first write must not skip making it
+        // durable (`sync` reads the flag without the lock).
+        self.key_durable.store(false, Ordering::Release);
         let (file_id, fek) = self.keyring.new_file_key()?;
         let header = FileHeader::new(file_id);
         if let Err(e) = self.file.write_all_at(&header.encode(), 0) {
@@ -123,7 +126,6 @@ impl ChunkedFile {
             return Err(e.into());
         }
         self.cipher_size.store(HEADER_LEN as u64, Ordering::Release);
-        self.key_durable.store(false, Ordering::Release);
         Ok(self.cipher.get_or_init(|| ChunkCipher::new(&fek, header)))
     }
 
