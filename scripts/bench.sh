@@ -12,7 +12,7 @@
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
 #              create+stat); a partial run never writes docs/PERFORMANCE.md unless --out says so
 #   --no-fresh-fs  put every backing directory straight on the disk under /var/tmp instead of on
-#              a fresh ext4 made for each target and round (see fresh_fs below)
+#              a fresh ext4 made for each target and round (see scripts/fresh-fs.sh)
 #   --out      where the report goes; default docs/PERFORMANCE.md for a full run, none for
 #              --quick (the report is always printed too)
 set -euo pipefail
@@ -72,36 +72,14 @@ TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
 TAR_COUNT=$(tar -tf "$TARBALL" | grep -vc '/$')
 
 MNT=$WORK/mnt
-FS=$WORK/fs
-LOOP=""
+source scripts/fresh-fs.sh
 PID=""
-release_fs() {
-    if grep -q " $FS " /proc/mounts; then umount "$FS" 2>/dev/null || umount -l "$FS"; fi
-    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-    LOOP=""
-    rm -f "$WORK/fs.img"
-}
 cleanup() {
     if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
     release_fs
 }
 trap cleanup EXIT
-
-# fresh_fs: a new ext4 (with a journal, inode tables written at mkfs) on a loop device with
-# direct I/O over a sparse file, mounted at $FS, for each target and round. Measured on this
-# machine's disk (ext4 without a journal): its inode allocator skips inodes freed in the last
-# 60-360 s, scanning bitmaps for each create, so a create-heavy step after any big rm -rf ran up
-# to 2.4 times slower, by timing alone (the same binary untarred in 12 s or 29 s). A fresh
-# filesystem gives every target the same start; the loop layer costs every target alike.
-fresh_fs() {
-    release_fs
-    mkdir -p "$FS"
-    truncate -s 6G "$WORK/fs.img"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/fs.img"
-    LOOP=$(losetup --direct-io=on -f --show "$WORK/fs.img")
-    mount "$LOOP" "$FS"
-}
 
 wait_mounted() {
     for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && return 0; sleep 0.05; done
@@ -276,17 +254,18 @@ if "cofferfs" in targets:
     print("\n## Ratios\n")
     print("Time: anchor seconds / cofferfs seconds (> 1: cofferfs faster). "
           "CPU: cofferfs daemon CPU seconds / anchor daemon CPU seconds (< 1: cofferfs cheaper).\n")
-    print("| step | " + " | ".join(f"{a} time" for a in anchors)
-          + " | " + " | ".join(f"{a} CPU" for a in anchors if a != "plain") + " |")
-    print("|---" * (2 * len(anchors) + 1 - ("plain" in anchors)) + "|")
+    daemons = [a for a in anchors if a != "plain"]
+    cols = [f"{a} time" for a in anchors] + [f"{a} CPU" for a in daemons]
+    print("| step | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "–"
     for s in steps:
         if s in MEM:
             continue
         c, cc = med(secs, ("cofferfs", s)), med(cpu, ("cofferfs", s))
-        print(f"| {s} | " + " | ".join(ratio(med(secs, (a, s)), c) for a in anchors)
-              + " | " + " | ".join(ratio(cc, med(cpu, (a, s))) for a in anchors if a != "plain")
-              + " |")
+        cells = [ratio(med(secs, (a, s)), c) for a in anchors]
+        cells += [ratio(cc, med(cpu, (a, s))) for a in daemons]
+        print(f"| {s} | " + " | ".join(cells) + " |")
 PY
 } > "$REPORT"
 cat "$REPORT"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Where the daemon's time goes in one step of the benchmark: mounts a fresh cofferfs volume (on a
+# fresh ext4, as bench.sh), prepares what the step needs, then runs the step once under
+#   - `perf record -g` of the daemon: top symbols (self time) and the syscalls by total time;
+#   - the kernel's fuse:fuse_request_send tracepoint: FUSE requests by opcode;
+# and prints the wall time and the daemon's CPU seconds. This is how the profiles quoted in
+# docs/PERFORMANCE.md's commits and issue notes were taken.
+#
+# usage: scripts/profile.sh STEP [--files N] [--keep DIR]
+#   STEP     untar | ls | readall | rm | create | seqwrite | seqread
+#   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
+#            default 10000); seqwrite/seqread use 1 GiB
+#   --keep   copy perf.data files there (default: deleted)
+# Needs root (mounts, drop_caches), perf, fusermount3; builds release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEP=${1:?usage: scripts/profile.sh STEP [--files N] [--keep DIR]}; shift
+FILES=""
+KEEP=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --files) FILES=$2; shift 2 ;;
+        --keep) KEEP=$2; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+case $STEP in untar|ls|readall|rm|create|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
+command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
+
+cargo build --release --locked --quiet
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
+WORK=/var/tmp/cofferfs-profile
+mkdir -p "$WORK"
+MNT=$WORK/mnt
+PID=""
+source scripts/fresh-fs.sh
+cleanup() {
+    if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    release_fs
+    rm -f "$WORK"/*.data
+}
+trap cleanup EXIT
+
+# The same reproducible tree as bench.sh.
+N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
+TARBALL=$WORK/tree-$N.tar
+if [ "$STEP" != create ] && [ ! -f "$TARBALL" ]; then
+    (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
+        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | awk -v n="$N" 'NR <= n') > "$WORK/list"
+    tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TARBALL" -T "$WORK/list"
+fi
+
+fresh_fs
+echo "profile password" > "$WORK/pass"
+"$BIN" init --passfile "$WORK/pass" "$FS/back" >/dev/null
+rm -rf "$MNT"; mkdir -p "$MNT"
+"$BIN" mount -f --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" &
+PID=$!
+for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && break; sleep 0.05; done
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+case $STEP in
+    ls|readall|rm) tar -xf "$TARBALL" -C "$MNT"; drop_caches ;;
+    seqread) dd if=/dev/zero of="$MNT/big" bs=1M count=1024 conv=fsync status=none; drop_caches ;;
+esac
+[ "$STEP" = rm ] && (cd "$MNT" && find . -type f -print0 | xargs -0 cat > /dev/null)
+
+run_step() {
+    case $STEP in
+        untar) tar -xf "$TARBALL" -C "$MNT" && sync ;;
+        ls) ls -lR "$MNT" > /dev/null ;;
+        readall) (cd "$MNT" && find . -type f -print0 | xargs -0 cat > /dev/null) ;;
+        rm) rm -rf "$MNT/usr" ;;
+        create) mkdir -p "$MNT/c" && (cd "$MNT/c" && seq 1 "$N" | xargs touch && find . -type f | xargs stat > /dev/null) ;;
+        seqwrite) dd if=/dev/zero of="$MNT/big" bs=1M count=1024 conv=fsync status=none ;;
+        seqread) dd if="$MNT/big" of=/dev/null bs=1M status=none ;;
+    esac
+}
+cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+
+perf record -q -g -o "$WORK/daemon.data" -p "$PID" 2>/dev/null &
+PERF=$!
+perf record -q -e fuse:fuse_request_send -a -o "$WORK/fuse.data" 2>/dev/null &
+TRACE=$!
+sleep 1
+c0=$(cpu); t0=$(date +%s.%N)
+run_step
+t1=$(date +%s.%N); c1=$(cpu)
+kill -INT "$PERF" "$TRACE"; wait "$PERF" "$TRACE" 2>/dev/null || true
+
+set +o pipefail # the reports below end in `head`
+echo "== $STEP: $(echo "$t1 - $t0" | bc) s wall, $(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l | cut -c1-5) s daemon CPU"
+echo
+echo "== FUSE requests by opcode (all mounts on the machine during the step)"
+perf script -i "$WORK/fuse.data" 2>/dev/null | grep -o 'FUSE_[A-Z_]*\|opcode=[^ ]*' | sort | uniq -c | sort -rn | head -15
+echo
+echo "== daemon: top symbols, self time"
+perf report -i "$WORK/daemon.data" --no-children --sort symbol -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+echo
+echo "== daemon: system calls and SQLite, total time (with callees)"
+perf report -i "$WORK/daemon.data" --children --sort symbol -g none 2>/dev/null \
+    | grep -E '__x64_sys_|__do_sys_|sqlite3_step|fuse_dev_(read|write)' | head -20
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.data "$KEEP"/; echo; echo "perf data kept in $KEEP"; fi
+"$BIN" umount "$MNT"
+wait "$PID" 2>/dev/null || true
+PID=""
