@@ -54,8 +54,9 @@ fn mb_per_s(bytes: usize, (calls, spent): (u64, Duration)) -> f64 {
     (bytes as f64 * calls as f64) / spent.as_secs_f64() / 1e6
 }
 
-/// The CPU features AES-GCM and AES-SIV speed depends on. The `aes` and `polyval` crates pick
-/// AES-NI and carry-less multiplication at run time, so a generic build uses them too.
+/// The CPU features AES-GCM and AES-SIV speed depends on. ring (content) and the `aes` and
+/// `polyval` crates (names, key wrapping) pick AES-NI, VAES and carry-less multiplication at run
+/// time, so a generic build uses them too.
 fn cpu_line() -> String {
     #[cfg(target_arch = "x86_64")]
     {

@@ -1,6 +1,7 @@
 //! The cryptography of cofferfs: key newtypes, chunk sealing, key wrapping, the password KDF
-//! and name encryption. Pure functions over bytes built on audited RustCrypto primitives
-//! (AES-256-GCM, AES-SIV, Argon2id); no I/O, no FUSE, no SQLite.
+//! and name encryption. Pure functions over bytes built on audited primitives: ring's
+//! AES-256-GCM for file content (the hot path, see `chunk.rs`), RustCrypto's AES-256-GCM for
+//! key wrapping, AES-SIV for names and Argon2id for passwords; no I/O, no FUSE, no SQLite.
 
 pub mod chunk;
 pub mod kdf;
