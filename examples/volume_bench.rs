@@ -73,12 +73,11 @@ impl Target for Plain {
     }
 }
 
-struct Encrypted<'a> {
-    vol: &'a Volume,
+struct Encrypted {
     file: volume::ChunkedFile,
 }
 
-impl Target for Encrypted<'_> {
+impl Target for Encrypted {
     fn write_at(&self, data: &[u8], off: u64) {
         self.file.write_at(data, off).expect("volume write");
     }
@@ -87,9 +86,7 @@ impl Target for Encrypted<'_> {
         assert_eq!(n, buf.len(), "short read at {off}");
     }
     fn sync(&self) {
-        self.file
-            .sync(self.vol.keyring(), false)
-            .expect("volume fsync");
+        self.file.sync(false).expect("volume fsync");
     }
 }
 
@@ -193,7 +190,7 @@ fn bench_volume(dir: &Path, chunk: u32, size: usize, ops: usize) {
     let file = vol
         .create_file(rw(&cipherdir.join("data")))
         .expect("create");
-    let t = Encrypted { vol: &vol, file };
+    let t = Encrypted { file };
     bench(&format!("chunk {chunk}"), &t, size, ops);
     drop(t);
     drop(vol);

@@ -12,7 +12,7 @@
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
 #              create+stat); a partial run never writes docs/PERFORMANCE.md unless --out says so
 #   --no-fresh-fs  put every backing directory straight on the disk under /var/tmp instead of on
-#              a fresh ext4 made for each target and round (see scripts/fresh-fs.sh)
+#              a fresh ext4 made for each target and round (see scripts/bench-lib.sh)
 #   --out      where the report goes; default docs/PERFORMANCE.md for a full run, none for
 #              --quick (the report is always printed too)
 set -euo pipefail
@@ -60,19 +60,13 @@ echo "bench password" > "$PASS"
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 
-# The source tree: the first $TREE_FILES files (sorted) of a fixed list of system directories,
-# tarred reproducibly. Its file count and checksum are printed with the results.
-TARBALL=$WORK/tree-$TREE_FILES.tar
-if [ ! -f "$TARBALL" ]; then
-    (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
-        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | awk -v n="$TREE_FILES" 'NR <= n') > "$WORK/list"
-    tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TARBALL" -T "$WORK/list"
-fi
+# The source tree (bench-lib.sh): its file count and checksum are printed with the results.
+source scripts/bench-lib.sh
+TARBALL=$(tree_tarball "$TREE_FILES")
 TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
 TAR_COUNT=$(tar -tf "$TARBALL" | grep -vc '/$')
 
 MNT=$WORK/mnt
-source scripts/fresh-fs.sh
 PID=""
 cleanup() {
     if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
@@ -126,7 +120,6 @@ cpu_ticks() { # utime+stime of the daemon, in clock ticks (0 for the plain dir)
         awk '{print $14 + $15}' "/proc/$PID/stat"
     else echo 0; fi
 }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 TICKS=$(getconf CLK_TCK)
 
 # step TARGET ROUND NAME COMMAND...: times COMMAND, records seconds and daemon CPU seconds.

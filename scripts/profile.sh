@@ -34,7 +34,7 @@ WORK=/var/tmp/cofferfs-profile
 mkdir -p "$WORK"
 MNT=$WORK/mnt
 PID=""
-source scripts/fresh-fs.sh
+source scripts/bench-lib.sh
 cleanup() {
     if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
@@ -45,12 +45,7 @@ trap cleanup EXIT
 
 # The same reproducible tree as bench.sh.
 N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
-TARBALL=$WORK/tree-$N.tar
-if [ "$STEP" != create ] && [ ! -f "$TARBALL" ]; then
-    (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
-        usr/share/man -type f 2>/dev/null | LC_ALL=C sort | awk -v n="$N" 'NR <= n') > "$WORK/list"
-    tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TARBALL" -T "$WORK/list"
-fi
+[ "$STEP" = create ] || TARBALL=$(tree_tarball "$N")
 
 fresh_fs
 echo "profile password" > "$WORK/pass"
@@ -59,7 +54,6 @@ rm -rf "$MNT"; mkdir -p "$MNT"
 "$BIN" mount -f --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" &
 PID=$!
 for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && break; sleep 0.05; done
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 case $STEP in
     ls|readall|rm) tar -xf "$TARBALL" -C "$MNT"; drop_caches ;;

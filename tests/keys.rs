@@ -66,7 +66,7 @@ fn write_files(vol: &Volume, c: &Path, n: usize) -> BTreeMap<String, Vec<u8>> {
         let data = pattern(i * 1777 + 1, i as u8);
         let f = vol.create_file(rw(&c.join(&name))).unwrap();
         f.write_at(&data, 0).unwrap();
-        f.sync(vol.keyring(), false).unwrap();
+        f.sync(false).unwrap();
         files.insert(name, data);
     }
     files

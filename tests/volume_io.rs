@@ -61,7 +61,7 @@ fn data_survives_closing_the_volume() {
         let vol = tv.open();
         let f = vol.create_file(rw(&tv.blob("x"))).unwrap();
         f.write_at(&data, 0).unwrap();
-        f.sync(vol.keyring(), false).unwrap();
+        f.sync(false).unwrap();
     }
     let vol = tv.open();
     assert_eq!(read_all(&vol.open_file(rw(&tv.blob("x"))).unwrap()), data);

@@ -328,7 +328,7 @@ impl CofferFs {
 
     pub(super) fn do_fsync(&self, fh: u64, datasync: bool) -> Result<()> {
         let h = self.handle(fh)?;
-        h.file.sync(self.vol.keyring(), datasync)
+        h.file.sync(datasync)
     }
 
     /// `truncate`/`ftruncate`: through the handle if there is one, else through a temporary

@@ -616,9 +616,9 @@ impl ChunkedFile {
 
     /// Makes content and the key row durable (`fsync`): the key row first, so a synced file
     /// never outlives its key.
-    pub fn sync(&self, keyring: &Keyring, data_only: bool) -> Result<()> {
+    pub fn sync(&self, data_only: bool) -> Result<()> {
         if !self.key_durable.load(Ordering::Acquire) {
-            keyring.store().make_durable()?;
+            self.keyring.store().make_durable()?;
             self.key_durable.store(true, Ordering::Release);
         }
         if data_only {

@@ -188,7 +188,7 @@ fn rewrite(
     }
     new.set_len(size)?;
     copy_metadata(old.backing(), new.backing(), meta)?;
-    new.sync(vol.keyring(), false)
+    new.sync(false)
 }
 
 /// Splits `data` into maximal runs of whole `chunk_len` pieces (the last may be short) that are

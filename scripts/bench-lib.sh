@@ -1,4 +1,9 @@
-# Sourced by bench.sh and profile.sh: a fresh filesystem for each measured target.
+# Sourced by bench.sh and profile.sh: the source tree they untar, dropping the page cache, and
+# a fresh filesystem for each measured target.
+#
+# tree_tarball N: prints the path of the tree tarball of N files, making it once: the first N
+# files (sorted) of a fixed list of system directories, tarred reproducibly, kept in
+# /var/tmp/cofferfs-bench so both scripts use the same one.
 #
 # fresh_fs: a new ext4 (with a journal, inode tables written at mkfs) on a loop device with
 # direct I/O over a sparse file $WORK/fs.img, mounted at $FS. Measured on this machine's disk
@@ -26,3 +31,17 @@ fresh_fs() {
     LOOP=$(losetup --direct-io=on -f --show "$WORK/fs.img")
     mount "$LOOP" "$FS"
 }
+
+tree_tarball() {
+    local n=$1 dir=/var/tmp/cofferfs-bench
+    local tarball=$dir/tree-$n.tar
+    if [ ! -f "$tarball" ]; then
+        mkdir -p "$dir"
+        (cd / && find usr/include usr/lib/python3.11 usr/share/doc usr/share/perl usr/share/zoneinfo \
+            usr/share/man -type f 2>/dev/null | LC_ALL=C sort | awk -v n="$n" 'NR <= n') > "$dir/list-$n"
+        tar -C / --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" -T "$dir/list-$n"
+    fi
+    echo "$tarball"
+}
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
