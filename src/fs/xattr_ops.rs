@@ -29,7 +29,12 @@ impl CofferFs {
         Ok((fd, path))
     }
 
-    /// The backing attribute name of `name`.
+    /// The backing attribute name of `name`. A name outside `user.` is refused with
+    /// `EOPNOTSUPP` on get and remove as well as on set: the namespace is not supported, and
+    /// saying so (rather than `ENODATA`, "not set") lets programs stop asking. coreutils
+    /// `ls -l` remembers it per device, so a long listing no longer costs two FUSE round trips
+    /// per file (`security.selinux`, `system.posix_acl_access`). The kernel treats
+    /// `EOPNOTSUPP` for `security.capability` as "no capabilities" at exec and write.
     fn backing_xattr_name(&self, name: &OsStr) -> Result<OsString> {
         let Some(c) = self.vol.names().cipher() else {
             return Ok(name.to_owned());
@@ -47,10 +52,7 @@ impl CofferFs {
 
     pub(super) fn do_getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
         let inode = self.inode(ino)?;
-        let backing = match self.backing_xattr_name(name) {
-            Err(_) => return Err(os(libc::ENODATA)),
-            Ok(b) => b,
-        };
+        let backing = self.backing_xattr_name(name)?;
         let (_fd, path) = Self::xattr_path(&inode)?;
         let mut buf = vec![0u8; 65_536 + 64];
         let n = rustix::fs::getxattr(path.as_str(), backing.as_os_str(), &mut buf[..])
@@ -119,10 +121,7 @@ impl CofferFs {
     pub(super) fn do_removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
         self.check_writable()?;
         let inode = self.inode(ino)?;
-        let backing = match self.backing_xattr_name(name) {
-            Err(_) => return Err(os(libc::ENODATA)),
-            Ok(b) => b,
-        };
+        let backing = self.backing_xattr_name(name)?;
         let (_fd, path) = Self::xattr_path(&inode)?;
         rustix::fs::removexattr(path.as_str(), backing.as_os_str()).map_err(Self::map_xattr_err)
     }

@@ -1,0 +1,185 @@
+//! Extended attributes through a real mount: the `user.` namespace round-trips with the usual
+//! flags and errors and is stored encrypted; every other namespace is refused with
+//! `EOPNOTSUPP` on get, set and remove alike, so programs that probe them (coreutils `ls -l`
+//! asks every file for `security.selinux` and `system.posix_acl_access`) learn once per mount
+//! that the filesystem has none, as they do on other filesystems without them.
+
+mod common;
+
+use rustix::fs::{XattrFlags, getxattr, listxattr, removexattr, setxattr};
+use rustix::io::Errno;
+
+use common::mount::Mounted;
+
+fn names(path: &std::path::Path) -> Vec<String> {
+    let mut buf = vec![0u8; 4096];
+    let n = listxattr(path, &mut buf).unwrap();
+    let mut v: Vec<String> = buf[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// getxattr(2) with a zero size: the value's length (rustix clamps its answer to the buffer).
+fn size_of_value(path: &std::path::Path, name: &str) -> isize {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: both strings are NUL-terminated and outlive the call; a zero size reads nothing.
+    unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) }
+}
+
+#[test]
+fn user_attributes_round_trip_with_posix_flags_and_errors() {
+    let m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, b"content").unwrap();
+
+    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
+    setxattr(&p, "user.empty", b"", XattrFlags::empty()).unwrap();
+    assert_eq!(
+        setxattr(&p, "user.colour", b"x", XattrFlags::CREATE),
+        Err(Errno::EXIST)
+    );
+    assert_eq!(
+        setxattr(&p, "user.absent", b"x", XattrFlags::REPLACE),
+        Err(Errno::NODATA)
+    );
+
+    // Size query, exact buffer, short buffer.
+    assert_eq!(size_of_value(&p, "user.colour"), 9);
+    let mut buf = [0u8; 9];
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
+    assert_eq!(&buf, b"deep blue");
+    let mut short = [0u8; 4];
+    assert_eq!(getxattr(&p, "user.colour", &mut short), Err(Errno::RANGE));
+    assert_eq!(getxattr(&p, "user.empty", &mut buf), Ok(0));
+    assert_eq!(getxattr(&p, "user.absent", &mut buf), Err(Errno::NODATA));
+
+    setxattr(&p, "user.colour", b"red", XattrFlags::REPLACE).unwrap();
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(3));
+    assert_eq!(&buf[..3], b"red");
+    assert_eq!(names(&p), ["user.colour", "user.empty"]);
+
+    removexattr(&p, "user.empty").unwrap();
+    assert_eq!(removexattr(&p, "user.empty"), Err(Errno::NODATA));
+    assert_eq!(names(&p), ["user.colour"]);
+
+    // Directories carry attributes too, and everything survives a remount.
+    std::fs::create_dir(m.path("d")).unwrap();
+    setxattr(m.path("d"), "user.dir", b"1", XattrFlags::empty()).unwrap();
+    let mut m = m;
+    m.unmount();
+    m.mount(&[]);
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(3));
+    assert_eq!(&buf[..3], b"red");
+    assert_eq!(names(&m.path("d")), ["user.dir"]);
+
+    // The backing objects hold neither the names nor the values in clear: there are two backing
+    // attributes, both under cofferfs's own prefix.
+    let backing = backing_attributes(&m.cipherdir);
+    assert_eq!(backing.len(), 2, "{backing:?}");
+    for (name, value) in &backing {
+        assert!(name.starts_with("user.cofferfs."), "{name}");
+        for clear in ["colour", "dir"] {
+            assert!(!name.contains(clear), "{name}");
+        }
+        assert!(!value.windows(3).any(|w| w == b"red"), "{name}");
+    }
+}
+
+/// Every extended attribute on the objects under `dir` (not following symlinks).
+fn backing_attributes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut buf = vec![0u8; 65_536];
+        let n = rustix::fs::llistxattr(&path, &mut buf).unwrap();
+        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+            let name = String::from_utf8(name.to_vec()).unwrap();
+            let mut value = vec![0u8; 65_536];
+            let len = rustix::fs::lgetxattr(&path, name.as_str(), &mut value).unwrap();
+            value.truncate(len);
+            out.push((name, value));
+        }
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(backing_attributes(&path));
+        }
+    }
+    out
+}
+
+/// A value the kernel accepts for `name` (it validates capabilities and ACLs before asking
+/// the filesystem), so a refusal comes from cofferfs.
+fn valid_value(name: &str) -> Vec<u8> {
+    if name == "security.capability" {
+        // vfs_cap_data revision 2, no capabilities.
+        let mut v = vec![0, 0, 0, 2];
+        v.resize(20, 0);
+        return v;
+    }
+    if name.starts_with("system.posix_acl") {
+        // The kernel's little-endian posix_acl_xattr layout: version 2, then (tag u16,
+        // perm u16, id u32) entries USER_OBJ rw-, GROUP_OBJ r--, OTHER r--.
+        #[rustfmt::skip]
+        let v = vec![
+            2, 0, 0, 0,
+            0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+            0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+            0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+        ];
+        return v;
+    }
+    b"value".to_vec()
+}
+
+#[test]
+fn other_namespaces_are_refused_alike_on_get_set_and_remove() {
+    let m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, b"x").unwrap();
+    std::fs::create_dir(m.path("d")).unwrap();
+    let mut buf = [0u8; 64];
+    for target in [p.clone(), m.path("d")] {
+        for name in [
+            "security.selinux",
+            "security.capability",
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+            "trusted.overlay.opaque",
+        ] {
+            assert_eq!(
+                getxattr(&target, name, &mut buf),
+                Err(Errno::OPNOTSUPP),
+                "get {name}"
+            );
+            if target.is_file() && name == "system.posix_acl_default" {
+                // The kernel answers itself for a default ACL on a non-directory: EACCES on
+                // set, success on remove.
+                continue;
+            }
+            assert_eq!(
+                setxattr(&target, name, &valid_value(name), XattrFlags::empty()),
+                Err(Errno::OPNOTSUPP),
+                "set {name}"
+            );
+            assert_eq!(
+                removexattr(&target, name),
+                Err(Errno::OPNOTSUPP),
+                "remove {name}"
+            );
+        }
+    }
+    // Refusing them breaks nothing that ordinary programs do: a long listing, a copy that
+    // preserves everything it can, and executing a file (the kernel asks for
+    // security.capability at exec).
+    std::fs::write(m.path("run.sh"), b"#!/bin/sh\necho ran\n").unwrap();
+    let out = common::mount::sh(
+        &m.mnt,
+        "chmod 755 run.sh && ls -l f d run.sh >/dev/null && cp -a f f2 && cmp f f2 && ./run.sh",
+    );
+    assert_eq!(out.trim(), "ran");
+}
