@@ -176,3 +176,34 @@ fn a_file_unlinked_before_its_first_write_is_shredded_at_close() {
         "the key of the unlinked file went at its last close"
     );
 }
+
+/// Unlinking the last name finds the key row to shred however the daemon knows the file's id:
+/// remembered from the file's last close (files written or read since the mount), read from
+/// the header (files untouched since the mount), or read again after the fd budget closed the
+/// file's fd (which drops what was remembered, as the backing inode is no longer pinned).
+#[test]
+fn the_last_unlink_shreds_the_row_whether_the_id_is_remembered_or_read() {
+    let mut m = Mounted::new();
+    for i in 0..20 {
+        std::fs::write(m.path(&format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    m.unmount();
+    // A budget of 128 O_PATH fds (half the limit) for 300 files.
+    m.mount_via(&["prlimit", "--nofile=256:256", "--"], &[]);
+    for i in 0..10 {
+        assert_eq!(
+            std::fs::read(m.path(&format!("f{i}"))).unwrap(),
+            format!("content {i}").as_bytes()
+        );
+    }
+    for i in 20..300 {
+        std::fs::write(m.path(&format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    assert_eq!(key_row_ids(&m.cipherdir).len(), 300);
+    // f0..f9 read (remembered, unless their fds went), f10..f19 untouched since the mount,
+    // the rest written now (the first of them surely lost their fds to the budget).
+    for i in 0..300 {
+        std::fs::remove_file(m.path(&format!("f{i}"))).unwrap();
+    }
+    assert_eq!(rows_become(&m, 0), 0, "every row went with its last name");
+}

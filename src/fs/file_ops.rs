@@ -63,11 +63,13 @@ impl CofferFs {
             .as_ref()
             .and_then(|f| rustix::fs::fstat(f.backing()).ok())
             .map(|st| CacheStamp::of(&st));
-        let file = content.file.take();
+        let id = content.file.take().and_then(|f| f.file_id());
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
-        if let (true, Some(id)) = (shred, file.and_then(|f| f.file_id())) {
-            self.shreds.push(id);
+        match (shred, id) {
+            (true, Some(id)) => self.shreds.push(id),
+            (true, None) => {}
+            (false, id) => inode.remember_file_id(id),
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use rustix::fs::{Mode, OFlags, Stat};
 
 use super::errno::os;
 use super::path_fds::{Closed, PathFds};
+use crate::format::FileId;
 use crate::volume::names::DirId;
 use crate::volume::{ChunkedFile, Result};
 
@@ -89,6 +90,10 @@ struct PathState {
     fd: Option<Arc<OwnedFd>>,
     /// Where to reopen it; `None` when no name is known for sure (the fd is then kept).
     origin: Option<Origin>,
+    /// The file id the content had at its last release. A keyed file keeps its id for as
+    /// long as the volume is mounted, and the fd pins the backing inode (its number cannot
+    /// go to another file), so the id is trusted while this fd stays open: it goes with it.
+    file_id: Option<FileId>,
 }
 
 /// One inode known to the kernel.
@@ -133,6 +138,7 @@ impl Inode {
             path: Mutex::new(PathState {
                 fd: Some(Arc::new(fd)),
                 origin,
+                file_id: None,
             }),
             fds,
             me: me.clone(),
@@ -182,6 +188,20 @@ impl Inode {
         }
     }
 
+    /// Remembers the file id of a released content (see `PathState::file_id`), so that
+    /// unlinking the last name needs no header read to find the key row to shred.
+    pub fn remember_file_id(&self, id: Option<FileId>) {
+        let mut path = self.path.lock();
+        if path.fd.is_some() {
+            path.file_id = id;
+        }
+    }
+
+    /// The file id remembered at the last release, if the fd stayed open since.
+    pub fn known_file_id(&self) -> Option<FileId> {
+        self.path.lock().file_id
+    }
+
     /// Forgets the origin (a name of the object went away: the one recorded may be it), so
     /// the fd is kept until a lookup records a name again.
     pub fn clear_origin(&self) {
@@ -206,6 +226,7 @@ impl Inode {
             }
         }
         path.fd = None;
+        path.file_id = None;
         Closed::Yes
     }
 }

@@ -284,12 +284,16 @@ impl CofferFs {
     }
 
     /// The file id of the regular file `disk` in `parent`, if it has one: from its open
-    /// content if the file is open, else from its header (read without moving the atime).
+    /// content if the file is open, else as its last release left it (`known_file_id`), else
+    /// from its header (read without moving the atime).
     fn file_id_of(&self, parent: &Inode, disk: &OsStr, ino: u64) -> Option<FileId> {
-        if let Some(inode) = self.inodes.get(ino)
-            && let Some(f) = &inode.content.lock().file
-        {
-            return f.file_id();
+        if let Some(inode) = self.inodes.get(ino) {
+            if let Some(f) = &inode.content.lock().file {
+                return f.file_id();
+            }
+            if let Some(id) = inode.known_file_id() {
+                return Some(id);
+            }
         }
         let parent_fd = parent.fd().ok()?;
         let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
