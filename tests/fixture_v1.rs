@@ -56,6 +56,16 @@ fn the_v1_fixture_stays_writable_and_its_files_stay_v1() {
     );
     m.unmount();
     assert_eq!(volume_format_version(&m.cipherdir), "1", "after --ro");
+    // `-o ro` is the same request as `--ro`, alone or among other options.
+    for opts in ["ro", "noatime,ro"] {
+        m.mount(&["-o", opts]);
+        assert_eq!(
+            std::fs::read(m.path("hello.txt")).unwrap(),
+            b"hello, cofferfs v1\n"
+        );
+        m.unmount();
+        assert_eq!(volume_format_version(&m.cipherdir), "1", "after -o {opts}");
+    }
 
     m.mount(&[]);
     std::fs::OpenOptions::new()

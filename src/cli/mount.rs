@@ -113,7 +113,8 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
             "dirsync" => MountOption::DirSync,
-            "ro" => MountOption::RO,
+            // Pushed above: `run` turns it into `--ro`.
+            "ro" => continue,
             other => {
                 return Err(CliError::new(
                     exit::USAGE,
@@ -138,7 +139,14 @@ fn check_mountpoint(p: &Path) -> Result<(), CliError> {
 }
 
 /// Runs `mount`.
-pub fn run(a: MountArgs) -> Result<(), CliError> {
+pub fn run(mut a: MountArgs) -> Result<(), CliError> {
+    // `-o ro` must mean what `--ro` means to the daemon too (no format upgrade, no writes
+    // even if the mount is later remounted read-write), not only to the kernel.
+    a.ro |= a
+        .options
+        .iter()
+        .flat_map(|s| s.split(','))
+        .any(|o| o == "ro");
     let loc = a.volume.locate()?;
     volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
