@@ -242,6 +242,15 @@ def table(title, d, fmt, skip=()):
 MEM = ("peak_rss_mib", "end_rss_mib")
 table("Median seconds (*_rss_mib: MiB)", secs, lambda v: f"{v:.3f}")
 table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}", skip=MEM)
+# How far apart the rounds were: a ratio between two targets means little when it is
+# smaller than their spreads (this machine's disk latency drifts between rounds).
+spread = lambda d, k: max(d[k]) / min(d[k]) if d.get(k) and min(d[k]) > 0 else float("nan")
+print("\n## Spread of the rounds (slowest / fastest seconds)\n")
+print("| step | " + " | ".join(targets) + " |")
+print("|---" * (len(targets) + 1) + "|")
+for s in steps:
+    if s not in MEM:
+        print(f"| {s} | " + " | ".join(f"{spread(secs, (t, s)):.2f}" for t in targets) + " |")
 if "cofferfs" in targets:
     anchors = [t for t in targets if t != "cofferfs"]
     print("\n## Ratios\n")
