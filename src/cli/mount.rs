@@ -266,6 +266,7 @@ fn serve(
     )
     .map_err(|e| fail(&mut ready, e.into()))?;
     let activity = fs.activity();
+    let notifier = fs.notifier_slot();
     let mut cfg = Config::default();
     cfg.mount_options = options;
     cfg.n_threads = Some(4);
@@ -284,6 +285,7 @@ fn serve(
             ),
         )
     })?;
+    let _ = notifier.set(session.notifier());
     let bg = session
         .spawn()
         .map_err(|e| fail(&mut ready, CliError::new(exit::MOUNT, e.to_string())))?;

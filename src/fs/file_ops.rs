@@ -246,7 +246,7 @@ impl CofferFs {
         })
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
+    pub(super) fn handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
         self.handles.file(fh).ok_or_else(|| os(libc::EBADF))
     }
 

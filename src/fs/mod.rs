@@ -9,6 +9,7 @@ pub mod errno;
 mod file_ops;
 pub mod handles;
 pub mod inodes;
+mod killpriv;
 mod node_ops;
 mod path_fds;
 mod shims;
@@ -17,8 +18,8 @@ mod xattr_ops;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fuser::FileAttr;
@@ -82,6 +83,9 @@ pub struct CofferFs {
     writeback: bool,
     daemon_is_root: bool,
     activity: Arc<Activity>,
+    /// Tells the kernel to drop what it caches of an inode; set by the mount once the
+    /// session exists (see `notifier_slot`).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
     /// Key rows of deleted files, deleted in batches (see `shred_queue.rs`).
     shreds: shred_queue::ShredQueue,
 }
@@ -160,6 +164,7 @@ impl CofferFs {
             opts,
             writeback: false,
             activity,
+            notifier: Arc::new(OnceLock::new()),
         })
     }
 
@@ -171,6 +176,22 @@ impl CofferFs {
     /// The activity tracker, for an idle watchdog that outlives the borrow of `self`.
     pub fn activity(&self) -> Arc<Activity> {
         self.activity.clone()
+    }
+
+    /// Where the mount puts the session's notifier, before the session serves a request:
+    /// the session only exists once it owns this filesystem.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Makes the kernel ask for `ino`'s attributes again: for a change the kernel cannot
+    /// know of, made while answering a request whose reply carries no attributes.
+    fn attributes_changed(&self, ino: u64) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0)
+        {
+            log::debug!("could not invalidate the attributes of inode {ino}: {e}");
+        }
     }
 
     fn touch(&self) {

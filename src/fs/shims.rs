@@ -14,6 +14,7 @@ use fuser::{
 
 use super::CofferFs;
 use super::errno::errno;
+use super::killpriv::Caller;
 use super::node_ops::AttrChange;
 
 fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
@@ -42,6 +43,8 @@ impl Filesystem for CofferFs {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
+            // The daemon clears set-user-ID and set-group-ID bits itself (killpriv.rs).
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             if config.add_capabilities(cap).is_err() {
                 log::debug!("kernel lacks {cap:?}");
@@ -91,7 +94,7 @@ impl Filesystem for CofferFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -99,7 +102,7 @@ impl Filesystem for CofferFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -118,8 +121,21 @@ impl Filesystem for CofferFs {
             {
                 self.check_writable()?;
             }
+            let caller = Caller::of(req);
             if let Some(size) = size {
                 self.do_truncate(&inode, fh.map(|f| f.0), size)?;
+                if !caller.is_root() {
+                    self.drop_suid_sgid(&inode, &caller, false)?;
+                }
+            }
+            let chown_keeping_owners = ctime.is_some()
+                && [mode, uid, gid].iter().all(Option::is_none)
+                && size.is_none()
+                && atime.is_none()
+                && mtime.is_none();
+            if chown_keeping_owners {
+                // chown(f, -1, -1): nothing else changes the ctime alone (see killpriv.rs).
+                self.drop_suid_sgid(&inode, &caller, caller.is_root())?;
             }
             self.change_attrs(
                 &inode,
@@ -296,18 +312,26 @@ impl Filesystem for CofferFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         self.touch();
-        match self.do_write(fh.0, offset, data) {
+        let result = (|| {
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                // A caller without CAP_FSETID writes (see killpriv.rs).
+                let h = self.handle(fh.0)?;
+                self.drop_suid_sgid(&h.inode, &Caller::of(req), false)?;
+            }
+            self.do_write(fh.0, offset, data)
+        })();
+        match result {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }
