@@ -194,13 +194,16 @@ mk t2 6777; truncate -s 2 t2
 mk t3 6777; as_user sh -c ': > t3'
 mk t4 6777; as_user perl -e 'truncate("t4", 1) or die "$!"'
 mk t5 2767; as_user truncate -s 9 t5
+mk t6 6777; setpriv --inh-caps=-fsetid --bounding-set=-fsetid -- truncate -s 1 t6
+mk f1 6777; as_user fallocate -l 64 f1
+mk f2 6777; fallocate -l 64 f2
 mk c1 6755; chown 65534:65533 c1
 mk c2 2745; chown 65534:65533 c2
-mk c3 4755; chown '' c3
+mk c3 4755; perl -e 'chown(-1, -1, "c3") or die "$!"'
 mk c4 6755; chown 0:0 c4
 mk c5 6775; chown 65534:65534 c5; chmod 6775 c5; as_user chown :65534 c5
 rm -rf d1; mkdir d1; chmod 2755 d1; chown 65534:65533 d1
-stat -c '%n %a %u %g %s' w1 w2 w3 w4 w5 t1 t2 t3 t4 t5 c1 c2 c3 c4 c5 d1
+stat -c '%n %a %u %g %s' w1 w2 w3 w4 w5 t1 t2 t3 t4 t5 t6 f1 f2 c1 c2 c3 c4 c5 d1
 "#;
 
 /// cofferfs clears set-user-ID and set-group-ID bits itself (it takes
@@ -211,17 +214,32 @@ stat -c '%n %a %u %g %s' w1 w2 w3 w4 w5 t1 t2 t3 t4 t5 c1 c2 c3 c4 c5 d1
 #[test]
 fn privilege_bits_are_cleared_as_on_a_local_filesystem() {
     let local = tempfile::tempdir_in("/tmp").unwrap();
-    let m = Mounted::with(&[], &["--allow-other"]);
-    let mut outputs = Vec::new();
-    for dir in [local.path(), m.mnt.as_path()] {
+    let run = |dir: &std::path::Path| {
         // The other user must be able to reach the files.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        outputs.push(common::mount::sh(dir, PRIVILEGE_BIT_SCRIPT));
+        common::mount::sh(dir, PRIVILEGE_BIT_SCRIPT)
+    };
+    let reference = run(local.path());
+    for line in [
+        "w1 777 0 0 7",
+        "w3 6777 0 0 7",
+        "t6 777 0 0 1",
+        "c3 755 0 0 5",
+    ] {
+        assert!(
+            reference.contains(line),
+            "{line} in the reference run: {reference}"
+        );
     }
-    assert!(
-        outputs[0].contains("w1 777 0 0 7") && outputs[0].contains("w3 6777 0 0 7"),
-        "the reference run: {}",
-        outputs[0]
-    );
-    assert_eq!(outputs[1], outputs[0], "through the mount vs local");
+    for flags in [
+        &["--allow-other"][..],
+        &["--allow-other", "--no-writeback-cache"],
+    ] {
+        let m = Mounted::with(&[], flags);
+        assert_eq!(
+            run(&m.mnt),
+            reference,
+            "through the mount ({flags:?}) vs local"
+        );
+    }
 }

@@ -1,17 +1,20 @@
-//! Clearing the set-user-ID and set-group-ID bits of a file when it is written, truncated or
-//! chowned, which the daemon does itself: it asks for `FUSE_HANDLE_KILLPRIV_V2`. With that
-//! flag the kernel trusts the daemon to clear them, so it may skip asking for
-//! `security.capability` before every `write(2)` (without it, each small write cost one more
-//! round trip; `dd bs=4k` ran 2–3× slower).
+//! Clearing the set-user-ID and set-group-ID bits of a file when it is written, truncated,
+//! fallocated or chowned, which the daemon does itself: it asks for `FUSE_HANDLE_KILLPRIV_V2`.
+//! With that flag the kernel trusts the daemon to clear them, so it may mark an inode as
+//! having nothing to clear (`S_NOSEC`) and stop asking for `security.capability` before every
+//! `write(2)` (without it, each small write cost one more round trip; `dd bs=4k` ran 2–3×
+//! slower).
 //!
 //! The rules are the kernel's own (`setattr_should_drop_suidgid`): the set-user-ID bit goes;
 //! the set-group-ID bit goes if the group may execute the file, or if the caller is neither
-//! in the file's group nor privileged. They apply to a write or truncate by a caller without
-//! `CAP_FSETID`, and to every `chown` of a regular file. The kernel says so for a write
-//! (`FUSE_WRITE_KILL_SUIDGID`); fuser does not pass its flag on a truncate, so a caller other
-//! than root stands for "without `CAP_FSETID`" there. A `chown` that names a new owner or
-//! group clears the bits through the backing `fchownat` (same rules, daemon as the caller);
-//! `chown(f, -1, -1)` reaches the daemon as a change of the ctime alone.
+//! in the file's group nor holds `CAP_FSETID`. They apply to a write, truncate or fallocate
+//! by a caller without `CAP_FSETID`, and to every `chown` of a regular file whoever makes it.
+//! The kernel flags a write (`FUSE_WRITE_KILL_SUIDGID`); for a truncate or fallocate fuser
+//! passes no flag, so the daemon reads the caller's effective capabilities itself. A `chown`
+//! that names a new owner or group clears the bits through the backing `fchownat` (same rules,
+//! the daemon as the caller). What is left of the kernel's own request to clear them arrives
+//! as a SETATTR that changes nothing, or only the ctime: `chown(f, -1, -1)`, and the kernel's
+//! clearing before a fallocate or write, stripped of its flags under this option.
 
 use fuser::Request;
 use rustix::fs::{AtFlags, Mode};
@@ -39,24 +42,28 @@ impl Caller {
         }
     }
 
-    /// Root: stands for "has `CAP_FSETID`" where the kernel does not say.
-    pub(super) fn is_root(&self) -> bool {
-        self.uid == 0
+    /// Whether the caller holds `CAP_FSETID` (bit 4 of `CapEff` in `/proc/<pid>/status`);
+    /// if that cannot be read, whether it is root.
+    fn has_fsetid(&self) -> bool {
+        self.status_field("CapEff:")
+            .and_then(|caps| u64::from_str_radix(caps.trim(), 16).ok())
+            .map_or(self.uid == 0, |caps| caps & (1 << 4) != 0)
+    }
+
+    /// One line of the caller's `/proc/<pid>/status`, after `key`.
+    fn status_field(&self, key: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
     }
 
     /// Whether the caller is in group `gid`: its own group, or one of its supplementary
     /// groups (read from `/proc`; if that fails, "no", which clears the bit: the safe side).
     fn in_group(&self, gid: u32) -> bool {
-        if self.gid == gid {
-            return true;
-        }
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
-            return false;
-        };
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Groups:"))
-            .is_some_and(|groups| {
+        self.gid == gid
+            || self.status_field("Groups:").is_some_and(|groups| {
                 groups
                     .split_whitespace()
                     .any(|g| g.parse::<u32>() == Ok(gid))
@@ -64,8 +71,19 @@ impl Caller {
     }
 }
 
-/// The mode `mode` becomes when a caller clears its privilege bits; `in_group` is asked only
-/// when it matters (an unprivileged caller, set-group-ID without group execute).
+/// Why the bits may have to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Occasion {
+    /// A write the kernel flagged: its caller lacks `CAP_FSETID`.
+    FlaggedWrite,
+    /// A truncate or fallocate: nothing goes if the caller holds `CAP_FSETID`.
+    Change,
+    /// A chown, or what the kernel leaves of its own request to clear the bits.
+    Chown,
+}
+
+/// The mode `mode` becomes when its privilege bits are cleared for a caller (`privileged`:
+/// holds `CAP_FSETID`); `in_group` is asked only when it matters.
 fn cleared(mode: u32, privileged: bool, in_group: impl FnOnce() -> bool) -> u32 {
     let mut new = mode & !libc::S_ISUID;
     if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || (!privileged && !in_group())) {
@@ -76,16 +94,17 @@ fn cleared(mode: u32, privileged: bool, in_group: impl FnOnce() -> bool) -> u32 
 
 impl CofferFs {
     /// Clears the set-user-ID and set-group-ID bits of a regular file as the kernel would
-    /// for `caller` (`privileged`: has `CAP_FSETID`). Costs one `fstat` when there is
-    /// nothing to clear. The kernel is told to ask for the new mode: a write's reply carries
-    /// no attributes, and it would otherwise keep showing the old bits.
+    /// for `caller` on `occasion`. Costs one `fstat` when there is nothing to clear (the
+    /// caller's `/proc` status is read only when there is). The kernel is told to ask for the
+    /// new mode: a write's reply carries no attributes, and it would otherwise keep showing
+    /// the old bits.
     pub(super) fn drop_suid_sgid(
         &self,
         inode: &Inode,
         caller: &Caller,
-        privileged: bool,
+        occasion: Occasion,
     ) -> Result<()> {
-        if inode.kind != Kind::File {
+        if inode.kind != Kind::File || self.opts.read_only {
             return Ok(());
         }
         let fd = inode.fd()?;
@@ -94,6 +113,12 @@ impl CofferFs {
         if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
             return Ok(());
         }
+        let privileged = match occasion {
+            Occasion::FlaggedWrite => false,
+            Occasion::Change if caller.has_fsetid() => return Ok(()),
+            Occasion::Change => false,
+            Occasion::Chown => caller.has_fsetid(),
+        };
         let new = cleared(mode, privileged, || caller.in_group(st.st_gid));
         if new != mode {
             rustix::fs::chmodat(
@@ -102,6 +127,8 @@ impl CofferFs {
                 Mode::from_raw_mode(new),
                 AtFlags::empty(),
             )?;
+            // Offset -1: attributes only. Invalidating pages here would wait on the folios
+            // the kernel holds locked while this write is in flight.
             self.attributes_changed(inode.ino);
         }
         Ok(())

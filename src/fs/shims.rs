@@ -14,7 +14,7 @@ use fuser::{
 
 use super::CofferFs;
 use super::errno::errno;
-use super::killpriv::Caller;
+use super::killpriv::{Caller, Occasion};
 use super::node_ops::AttrChange;
 
 fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
@@ -102,7 +102,7 @@ impl Filesystem for CofferFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        ctime: Option<SystemTime>,
+        _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -124,18 +124,16 @@ impl Filesystem for CofferFs {
             let caller = Caller::of(req);
             if let Some(size) = size {
                 self.do_truncate(&inode, fh.map(|f| f.0), size)?;
-                if !caller.is_root() {
-                    self.drop_suid_sgid(&inode, &caller, false)?;
-                }
+                self.drop_suid_sgid(&inode, &caller, Occasion::Change)?;
             }
-            let chown_keeping_owners = ctime.is_some()
-                && [mode, uid, gid].iter().all(Option::is_none)
+            if [mode, uid, gid].iter().all(Option::is_none)
                 && size.is_none()
                 && atime.is_none()
-                && mtime.is_none();
-            if chown_keeping_owners {
-                // chown(f, -1, -1): nothing else changes the ctime alone (see killpriv.rs).
-                self.drop_suid_sgid(&inode, &caller, caller.is_root())?;
+                && mtime.is_none()
+            {
+                // Nothing to change but perhaps the ctime: chown(f, -1, -1), or the kernel's
+                // own request to clear the bits, stripped of its flags (see killpriv.rs).
+                self.drop_suid_sgid(&inode, &caller, Occasion::Chown)?;
             }
             self.change_attrs(
                 &inode,
@@ -327,7 +325,7 @@ impl Filesystem for CofferFs {
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
                 // A caller without CAP_FSETID writes (see killpriv.rs).
                 let h = self.handle(fh.0)?;
-                self.drop_suid_sgid(&h.inode, &Caller::of(req), false)?;
+                self.drop_suid_sgid(&h.inode, &Caller::of(req), Occasion::FlaggedWrite)?;
             }
             self.do_write(fh.0, offset, data)
         })();
@@ -545,7 +543,7 @@ impl Filesystem for CofferFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -554,7 +552,12 @@ impl Filesystem for CofferFs {
         reply: ReplyEmpty,
     ) {
         self.touch();
-        match self.do_fallocate(fh.0, offset, length, mode) {
+        let result = (|| {
+            let h = self.handle(fh.0)?;
+            self.drop_suid_sgid(&h.inode, &Caller::of(req), Occasion::Change)?;
+            self.do_fallocate(fh.0, offset, length, mode)
+        })();
+        match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
