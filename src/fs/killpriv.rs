@@ -17,7 +17,6 @@
 //! clearing before a fallocate or write, stripped of its flags under this option.
 
 use fuser::Request;
-use rustix::fs::{AtFlags, Mode};
 use std::os::fd::AsFd;
 
 use super::CofferFs;
@@ -121,12 +120,7 @@ impl CofferFs {
         };
         let new = cleared(mode, privileged, || caller.in_group(st.st_gid));
         if new != mode {
-            rustix::fs::chmodat(
-                &self.proc_fd,
-                Self::proc_name(fd.as_fd()),
-                Mode::from_raw_mode(new),
-                AtFlags::empty(),
-            )?;
+            self.chmod_backing(fd.as_fd(), new)?;
             // Offset -1: attributes only. Invalidating pages here would wait on the folios
             // the kernel holds locked while this write is in flight.
             self.attributes_changed(inode.ino);

@@ -283,6 +283,19 @@ impl CofferFs {
         fd.as_raw_fd().to_string()
     }
 
+    /// Sets the permission bits of the object behind an `O_PATH` fd, which `fchmod` refuses:
+    /// through its `/proc/self/fd` name, which names the object itself (never a path that
+    /// could have changed since).
+    fn chmod_backing(&self, fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+        rustix::fs::chmodat(
+            &self.proc_fd,
+            Self::proc_name(fd),
+            rustix::fs::Mode::from_raw_mode(mode & 0o7777),
+            rustix::fs::AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+
     /// Reopens an inode with real access flags (the `O_PATH` fd cannot read or write).
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
         let fd = inode.fd()?;

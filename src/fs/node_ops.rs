@@ -103,12 +103,7 @@ impl CofferFs {
             if inode.kind == Kind::Symlink {
                 return Err(os(libc::EOPNOTSUPP));
             }
-            rustix::fs::chmodat(
-                &self.proc_fd,
-                Self::proc_name(fd.as_fd()),
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )?;
+            self.chmod_backing(fd.as_fd(), mode)?;
         }
         if c.uid.is_some() || c.gid.is_some() {
             rustix::fs::chownat(
@@ -162,12 +157,7 @@ impl CofferFs {
             } else {
                 0
             };
-            rustix::fs::chmodat(
-                &self.proc_fd,
-                Self::proc_name(fd.as_fd()),
-                Mode::from_raw_mode((mode & 0o7777) | sgid),
-                AtFlags::empty(),
-            )?;
+            self.chmod_backing(fd.as_fd(), (mode & 0o7777) | sgid)?;
             let st = self.own_new_node(&parent, fd.as_fd(), uid, gid)?;
             let inode = self.inodes.remember(&st, fd, &parent, &dn.name);
             if let Some(id) = id {
