@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::mount::{Mounted, cofferfs};
+use common::mount::{Mounted, cofferfs, run_with_stdin};
 
 /// What a path is, byte for byte and time for time (atime aside: reads may move it).
 #[derive(PartialEq, Eq)]
@@ -278,12 +278,12 @@ fn a_copy_on_read_only_media_mounts_with_ro_and_passes_fsck() {
     assert_eq!(code, 0, "{out}{err}");
 
     // What needs to write says so, and why, instead of SQLite's "unable to open database
-    // file".
+    // file"; before it asks for the password (none is given here).
     for args in [
         vec!["mount", "-f", s(&bind.at), s(&ro.mnt)],
         vec!["fsck", "--repair", s(&bind.at)],
     ] {
-        let (code, out, err) = cofferfs(&args);
+        let (code, out, err) = run_with_stdin(&args, "");
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(
             err.contains("is on a read-only filesystem") && err.contains("mount --ro"),

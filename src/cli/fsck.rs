@@ -103,6 +103,9 @@ fn print_report(r: &Report) {
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
     volume::precheck(&loc)?;
+    if a.repair {
+        volume::check_writable_media(&loc)?;
+    }
     let pw = a.password.read("Password: ", false)?;
     // Without --repair nothing is written: the store is opened read-only, so a check
     // changes no byte of the volume and works on read-only media.

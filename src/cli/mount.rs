@@ -151,6 +151,9 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
     volume::check_not_locked(&loc)?;
+    if !a.ro {
+        volume::check_writable_media(&loc)?;
+    }
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {

@@ -198,10 +198,16 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     Ok(loc)
 }
 
-/// Refuses, with a message that says what works instead, to open for writing a volume whose
-/// cipherdir or header store `path` lies on a read-only filesystem (a backup disk, a
-/// snapshot, a read-only bind mount or NFS export): SQLite would only say "unable to open
-/// database file".
+/// Refuses, with a message that says what works instead, a volume to be opened for writing
+/// whose cipherdir or header store lies on a read-only filesystem (a backup disk, a snapshot,
+/// a read-only bind mount or NFS export): SQLite would only say "unable to open database
+/// file". Commands that will write call it before they ask for a secret; every read-write
+/// open checks again.
+pub fn check_writable_media(loc: &Location) -> Result<()> {
+    refuse_read_only_media(loc.cipherdir())?;
+    refuse_read_only_media(loc.store())
+}
+
 fn refuse_read_only_media(path: &Path) -> Result<()> {
     match rustix::fs::statvfs(path) {
         Ok(st) if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {
@@ -396,8 +402,7 @@ impl Volume {
     ) -> Result<Self> {
         let cipherdir = loc.cipherdir();
         if !read_only {
-            refuse_read_only_media(cipherdir)?;
-            refuse_read_only_media(loc.store())?;
+            check_writable_media(loc)?;
         }
         let lock = loc.lock()?;
         let root_times = RootTimes::capture(cipherdir);
