@@ -324,6 +324,17 @@ fn a_crash_between_the_two_steps_leaves_both_directories_usable() {
     m.unmount();
     let a_id = dir_id(&cipher_dir(&m, "a"));
     std::fs::remove_file(cipher_dir(&m, "b").join(DIR_ID_FILE)).unwrap();
+    // A read-only mount cannot give it a new id, and needs none: it lists as empty.
+    m.mount(&["--ro"]);
+    assert_eq!(names(&m.mnt), ["a", "b"]);
+    assert!(names(&m.path("b")).is_empty());
+    assert!(!m.path("b/x").exists());
+    assert_eq!(std::fs::read(m.path("a/f")).unwrap(), b"source");
+    m.unmount();
+    assert!(
+        !cipher_dir(&m, "b").join(DIR_ID_FILE).exists(),
+        "--ro wrote an id"
+    );
     m.mount(&[]);
     assert_eq!(names(&m.mnt), ["a", "b"]);
     assert!(names(&m.path("b")).is_empty());

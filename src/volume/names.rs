@@ -186,9 +186,12 @@ pub fn holds_only_id(dir: BorrowedFd<'_>) -> Result<bool> {
 
 /// Reads the id of directory `dir`; when its id file is missing or short and the directory
 /// holds nothing else, gives it a new id (if `writable`). That is what a crash leaves inside
-/// `mkdir` (directory made, id not yet written) or `rmdir` (id removed, directory not yet):
-/// no name is bound to the id of an empty directory, so a new one loses nothing. A directory
-/// with entries that lost its id is damage for `fsck --repair` (`CorruptFile`, so EIO).
+/// `mkdir` (directory made, id not yet written), `rmdir` or a `rename` over it (id removed,
+/// directory not yet): no name is bound to the id of an empty directory, so a new one loses
+/// nothing. Read-only (`mount --ro`, read-only media), such a directory gets a stand-in id
+/// that is never written: it has no name to decrypt, and nothing can be created in it. A
+/// directory with entries that lost its id is damage for `fsck --repair` (`CorruptFile`, so
+/// EIO).
 pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId> {
     if let Some(id) = read_dir_id_if_any(dir)? {
         return Ok(id);
@@ -197,11 +200,14 @@ pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId
     if let Some(id) = read_dir_id_if_any(dir)? {
         return Ok(id);
     }
-    if !writable || !holds_only_id(dir)? {
+    if !holds_only_id(dir)? {
         return Err(VolumeError::CorruptFile {
             file_id: None,
             reason: format!("directory id file {DIR_ID_FILE} is missing or damaged"),
         });
+    }
+    if !writable {
+        return Ok(DirId::default());
     }
     match rustix::fs::unlinkat(dir, DIR_ID_FILE, rustix::fs::AtFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => {}
