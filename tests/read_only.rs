@@ -295,6 +295,47 @@ fn a_copy_on_read_only_media_mounts_with_ro_and_passes_fsck() {
     assert_eq!(sqlite_sidecars(&copy), Vec::<String>::new());
 }
 
+#[test]
+fn a_volume_with_its_store_elsewhere_mounts_from_read_only_media() {
+    let mut m = Mounted::with_header_store(&[], &[]);
+    populate(&m);
+    m.unmount();
+    let store = m.header_store.clone().unwrap();
+    let (copy, keys) = (m.dir.path().join("copy"), m.dir.path().join("keys-copy"));
+    cp_a(&m.cipherdir, &copy);
+    cp_a(store.parent().unwrap(), &keys);
+    let blobs = ReadOnlyBind::new(&copy, &m.dir.path().join("ro"));
+    let vault = ReadOnlyBind::new(&keys, &m.dir.path().join("ro-keys"));
+    let ro_store = vault.at.join(store.file_name().unwrap());
+
+    let mut ro = Mounted::adopt_with_store(blobs.at.clone(), ro_store.clone());
+    ro.mount(&["--ro"]);
+    read_everything(&ro);
+    ro.unmount();
+    fsck_clean(&blobs.at, &["--header-store", s(&ro_store)]);
+    // Only the store on read-only media: a read-write mount is refused all the same.
+    let mnt = m.dir.path().join("mnt2");
+    std::fs::create_dir(&mnt).unwrap();
+    let args = [
+        "mount",
+        "-f",
+        "--header-store",
+        s(&ro_store),
+        s(&m.cipherdir),
+        s(&mnt),
+    ];
+    let (code, out, err) = run_with_stdin(&args, "");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is on a read-only filesystem",
+            ro_store.display()
+        )),
+        "{err}"
+    );
+    assert!(!common::mount::is_mounted(&mnt));
+}
+
 /// File key rows in the main database file alone, as a reader that ignores the WAL sees them.
 fn key_rows_without_wal(store: &Path) -> i64 {
     let uri = format!("file:{}?immutable=1", store.display());
