@@ -229,8 +229,8 @@ fn refuse_read_only_media(path: &Path) -> Result<()> {
 #[derive(Debug)]
 pub struct ReadOnlyStore {
     store: HeaderStore,
-    /// Dropped after `store`, whose closing may remove SQLite's -wal/-shm files (when it found
-    /// the store in use or left by a crash).
+    /// Dropped after `store`. A store at rest is opened without touching the root; one with a
+    /// write-ahead log may make SQLite create `-shm` there, whose mtime change this undoes.
     _root_times: RootTimes,
 }
 
