@@ -56,6 +56,7 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
         KeystoreError::Missing(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }
+        | KeystoreError::WalUnreadable(_)
         | KeystoreError::WrongPassword
         | KeystoreError::Crypto(_)
         | KeystoreError::Sqlite(_)

@@ -34,6 +34,15 @@ pub enum KeystoreError {
         /// Highest version this build reads.
         supported: u32,
     },
+    /// A read-only open of a store whose write-ahead log holds commits, where SQLite can
+    /// neither use nor create the `-shm` file it needs to read that log.
+    #[error(
+        "header store {0}: its write-ahead log ({0}-wal) holds changes that are not in the \
+         store file yet, and SQLite cannot read it here without {0}-shm, which is missing and \
+         cannot be created (read-only medium?): copy the cipherdir, with its -wal file, to \
+         writable storage and use the copy, or include the -shm file in the copy"
+    )]
+    WalUnreadable(std::path::PathBuf),
     /// No key slot opened with the given secret.
     #[error("wrong password or key: no key slot opens with it")]
     WrongPassword,
