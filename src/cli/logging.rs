@@ -82,7 +82,9 @@ pub fn switch_to_syslog(socket: Option<&Path>) {
             let _ = logger.syslog.set(syslog::BasicLogger::new(s));
         }
         Err(e) => log::warn!(
-            "no syslog ({e}): the daemon's warnings will be discarded (use -f to see them)"
+            "cannot reach syslog at {} ({e}): the daemon's warnings will be discarded (mount \
+             with -f to see them on stderr)",
+            socket.map_or("/dev/log".into(), |p| p.display().to_string())
         ),
     }
 }
