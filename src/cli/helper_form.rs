@@ -46,9 +46,9 @@ fn map(name: &str) -> Mapped {
         "no_writeback_cache" => Mapped::Flag("--no-writeback-cache"),
         "nosyslog" => Mapped::Flag("--nosyslog"),
         "allow_suid_dev" => Mapped::Flag("--allow-suid-dev"),
-        // mount(2) defaults, or always in force (`default_permissions`), or the helper's
-        // own (`subtype`): nothing to do.
-        "rw" | "defaults" | "default_permissions" | "subtype" => Mapped::Ignored,
+        // mount(2) defaults (`rw`, `relatime`), or always in force (`default_permissions`),
+        // or the helper's own (`subtype`): nothing to do.
+        "rw" | "relatime" | "defaults" | "default_permissions" | "subtype" => Mapped::Ignored,
         // For mount(8), fstab and systemd only; mount.fuse3 strips most of them itself.
         "_netdev" | "nofail" | "noauto" | "auto" | "user" | "users" | "nouser" | "owner"
         | "group" | "comment" => Mapped::Ignored,
@@ -196,7 +196,7 @@ mod tests {
                 "/c",
                 "/m",
                 "-o",
-                "rw,passfile=/etc/p,allow_other,idle=5m,noatime,dev,suid"
+                "rw,relatime,passfile=/etc/p,allow_other,idle=5m,noatime,dev,suid"
             ]),
             [
                 "cofferfs",
