@@ -89,7 +89,8 @@ fn in_private_mount_namespace(script: &str, env: &[(&str, &Path)]) -> String {
 }
 
 /// `mount -t fuse.cofferfs C M -o passfile=…,allow_other` and an fstab line through
-/// `mount -T FSTAB M`: mount(8) runs mount.fuse3 with a sanitized PATH, so `cofferfs` must be
+/// `mount -T FSTAB M` (its extpass command holds spaces, as fstab's `\040`, and a comma, in
+/// libmount's double quotes): mount(8) runs mount.fuse3 with a sanitized PATH, so `cofferfs` must be
 /// in a system directory. The test runs in a private mount namespace where a directory
 /// holding the binary under test is bound over /usr/local/sbin (nothing outside changes).
 #[test]
@@ -102,7 +103,7 @@ fn mount_t_fuse_cofferfs_and_an_fstab_line_mount_read_write_and_unmount() {
     std::fs::write(
         &fstab,
         format!(
-            "# cofferfs test\n{} {} fuse.cofferfs passfile={},allow_other,noatime,nofail,_netdev,x-systemd.automount,idle=1h 0 0\n",
+            "# cofferfs test\n{} {} fuse.cofferfs extpass=\"sed\\040-n\\0401,1p\\040{}\",allow_other,noatime,nofail,_netdev,x-systemd.automount,idle=1h 0 0\n",
             s(&t.cipherdir),
             s(&t.mnt),
             s(&t.passfile)
