@@ -59,6 +59,12 @@ pub struct MountArgs {
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
+    /// Keep the daemon's log off syslog: once in the background it is then discarded.
+    #[arg(long)]
+    pub nosyslog: bool,
+    /// The syslog socket instead of /dev/log (for tests, which bind their own).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub syslog_socket: Option<PathBuf>,
 }
 
 /// Parses `90`, `90s`, `10m`, `2h`.
@@ -305,6 +311,10 @@ fn serve(
         loc.cipherdir().display(),
         a.mountpoint.display()
     );
+    // From here on the daemon's stderr is /dev/null: its warnings go to syslog instead.
+    if ready.is_some() && !a.nosyslog {
+        super::logging::switch_to_syslog(a.syslog_socket.as_deref());
+    }
     report(&mut ready, 0, "mounted");
 
     let mnt = a.mountpoint.clone();
