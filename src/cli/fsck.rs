@@ -106,6 +106,10 @@ pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let pw = a.password.read("Password: ", false)?;
     let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
     drop(pw);
+    if a.repair {
+        // A repair writes: a v1/v2 volume is migrated first, as by a read-write mount.
+        vol.upgrade_format_version()?;
+    }
     let pb = progress_bar("checking");
     let report = fsck(&vol, a.repair, &mut |p| {
         pb.set_length(p.total);

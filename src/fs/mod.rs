@@ -222,6 +222,17 @@ impl CofferFs {
         Ok(*dir.dir_id.get_or_init(|| id))
     }
 
+    /// The owner digest of the entry `disk` in directory `dir` (see `volume::owners`).
+    fn entry_owner(&self, dir: &Inode, disk: &OsStr) -> Result<crate::keystore::Owner> {
+        Ok(self.vol.entry_owner(&self.dir_id(dir)?, disk))
+    }
+
+    /// The owner digest of the entry `inode` was last seen under, if that is known for sure.
+    fn origin_owner(&self, inode: &Inode) -> Option<crate::keystore::Owner> {
+        let (dir, name) = inode.origin()?;
+        self.entry_owner(&dir, &name).ok()
+    }
+
     /// The on-disk name of `name` in directory `parent`.
     fn disk_name(&self, parent: &Inode, name: &OsStr) -> Result<DiskName> {
         let id = self.dir_id(parent)?;

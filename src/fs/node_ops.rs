@@ -16,6 +16,7 @@ use super::errno::os;
 use super::inodes::{Inode, Kind};
 use crate::format::names::{self as fnames, DIR_ID_FILE};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::keystore::Owner;
 use crate::volume::chunked::read_full_at;
 use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
 use crate::volume::{Result, VolumeError};
@@ -74,8 +75,20 @@ pub struct AttrChange {
 }
 
 /// The last link of a regular file is going: its key, if it has one yet (a file never written
-/// has none).
-struct LastLink(Option<FileId>);
+/// has none), and the owner digest of the name going (the row is shredded only if it is the
+/// row's owner).
+struct LastLink(Option<FileId>, Owner);
+
+/// What removing a name of a regular file means for its key row.
+enum Removal {
+    /// Not a regular file, or the source of a rename onto one of its own links.
+    Nothing,
+    /// The last link: shred the row if this name owns it.
+    Last(LastLink),
+    /// One of several links: if this name (first owner) owns the row, the owner moves to the
+    /// second (another live link the mount knows), or becomes unknown without one.
+    OneOfSeveral(Option<FileId>, Owner, Option<Owner>),
+}
 
 impl CofferFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr> {
@@ -301,8 +314,9 @@ impl CofferFs {
         FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
     }
 
-    /// The node id of the entry `disk` in `parent` (if there is one) and, if it is the last
-    /// link of a regular file, its key to shred once the entry is gone.
+    /// The node id of the entry `disk` in `parent` (if there is one) and what removing it
+    /// means for its key row: for the last link of a regular file, its key to shred once the
+    /// entry is gone (if the entry owns the row); for one of several links, the owner to drop.
     /// `except_ino` is a node that must not be shredded (the source of a rename onto one of
     /// its own links). The kernel holds `parent` locked for the unlink or rename that asks,
     /// so the name cannot change between these steps.
@@ -311,14 +325,77 @@ impl CofferFs {
         parent: &Inode,
         disk: &OsStr,
         except_ino: Option<u64>,
-    ) -> Option<(u64, Option<LastLink>)> {
+    ) -> Option<(u64, Removal)> {
         let st = rustix::fs::statat(parent.fd().ok()?, disk, AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
-        let last_link = super::attr::kind_of(&st) == Kind::File && st.st_nlink == 1;
-        if !last_link || except_ino == Some(ino) {
-            return Some((ino, None));
+        if super::attr::kind_of(&st) != Kind::File || except_ino == Some(ino) {
+            return Some((ino, Removal::Nothing));
         }
-        Some((ino, Some(LastLink(self.file_id_of(parent, disk, ino)))))
+        let Ok(owner) = self.entry_owner(parent, disk) else {
+            return Some((ino, Removal::Nothing));
+        };
+        if st.st_nlink != 1 {
+            let id = self.file_id_of(parent, disk, ino);
+            let heir = self.other_link_owner(parent, disk, ino, st.st_ino);
+            return Some((ino, Removal::OneOfSeveral(id, owner, heir)));
+        }
+        Some((
+            ino,
+            Removal::Last(LastLink(self.file_id_of(parent, disk, ino), owner)),
+        ))
+    }
+
+    /// The name of an entry whose removal was described by `removal` (under node `ino`) is
+    /// gone: shred or disown its key row as the rules in `keystore::owners` say.
+    fn after_removal(&self, ino: u64, removal: Removal) -> Result<()> {
+        self.name_removed(ino);
+        match removal {
+            Removal::Nothing => Ok(()),
+            Removal::Last(last) => self.shred_after_unlink(ino, last),
+            Removal::OneOfSeveral(Some(id), owner, heir) => {
+                Ok(self.vol.link_removed(&id, &owner, heir.as_ref())?)
+            }
+            Removal::OneOfSeveral(None, ..) => Ok(()),
+        }
+    }
+
+    /// The owner digest of another live name of node `ino` (backing inode `backing_ino`) than
+    /// `disk` in `parent`: the name the mount last saw it under, checked to still be a link
+    /// of the same backing inode. `None` when no such name is known.
+    fn other_link_owner(
+        &self,
+        parent: &Inode,
+        disk: &OsStr,
+        ino: u64,
+        backing_ino: u64,
+    ) -> Option<Owner> {
+        let (dir, name) = self.inodes.get(ino)?.origin()?;
+        if dir.ino == parent.ino && name == disk {
+            return None;
+        }
+        let st = rustix::fs::statat(dir.fd().ok()?, &name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        if st.st_ino != backing_ino {
+            return None;
+        }
+        self.entry_owner(&dir, &name).ok()
+    }
+
+    /// The key of the regular file `disk` (node `ino`) in `dir`, which a rename is about to
+    /// give the name whose owner digest is `new_owner`: `None` while it has no key. A keyless
+    /// file open right now takes `new_owner` for the row its first write will create.
+    fn moving_file_id(
+        &self,
+        dir: &Inode,
+        disk: &OsStr,
+        ino: u64,
+        new_owner: Owner,
+    ) -> Option<FileId> {
+        if let Some(inode) = self.inodes.get(ino)
+            && let Some(f) = &inode.content.lock().file
+        {
+            return f.set_pending_owner(Some(new_owner));
+        }
+        self.file_id_of(dir, disk, ino)
     }
 
     /// After the name `ino` was found under went away: if it had other links, the name its
@@ -337,12 +414,12 @@ impl CofferFs {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
             if content.opens > 0 {
-                content.shred_on_release = true;
+                content.shred_on_release = Some(last.1);
                 return Ok(());
             }
         }
-        if let LastLink(Some(id)) = last {
-            self.shreds.push(id);
+        if let LastLink(Some(id), owner) = last {
+            self.shreds.push(id, owner);
         }
         Ok(())
     }
@@ -361,11 +438,8 @@ impl CofferFs {
         let victim = self.entry_to_remove(&parent, &dn.name, None);
         rustix::fs::unlinkat(parent.fd()?, &dn.name, AtFlags::empty())?;
         self.forget_long_name(&dn);
-        if let Some((ino, last)) = victim {
-            self.name_removed(ino);
-            if let Some(last) = last {
-                self.shred_after_unlink(ino, last)?;
-            }
+        if let Some((ino, removal)) = victim {
+            self.after_removal(ino, removal)?;
         }
         Ok(())
     }
@@ -422,9 +496,29 @@ impl CofferFs {
         let src = self.disk_name(&from_dir, name)?;
         let dst = self.disk_name_for_create(&to_dir, newname)?;
         let (from_fd, to_fd) = (from_dir.fd()?, to_dir.fd()?);
-        let src_ino = rustix::fs::statat(&from_fd, &src.name, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| self.inodes.node_id(st.st_ino))?;
+        let src_st = rustix::fs::statat(&from_fd, &src.name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let src_ino = self.inodes.node_id(src_st.st_ino);
         let victim = self.entry_to_remove(&to_dir, &dst.name, Some(src_ino));
+        // The owners before and after, for the key rows of regular files that move.
+        let src_is_file = super::attr::kind_of(&src_st) == Kind::File;
+        let owners = if src_is_file || exchange {
+            Some((
+                self.entry_owner(&from_dir, &src.name)?,
+                self.entry_owner(&to_dir, &dst.name)?,
+            ))
+        } else {
+            None
+        };
+        let src_id = match (src_is_file, owners) {
+            (true, Some((_, to))) => self.moving_file_id(&from_dir, &src.name, src_ino, to),
+            _ => None,
+        };
+        let dst_id = match (&victim, exchange, owners) {
+            (Some((ino, _)), true, Some((from, _))) if *ino != src_ino => {
+                self.moving_file_id(&to_dir, &dst.name, *ino, from)
+            }
+            _ => None,
+        };
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
             if let Some((digest, encoded)) = &src.long {
@@ -451,13 +545,21 @@ impl CofferFs {
                     inode.set_origin(&from_dir, &src.name);
                 }
             }
-            Some((ino, last)) => {
-                self.name_removed(ino);
-                if let Some(last) = last {
-                    self.shred_after_unlink(ino, last)?;
-                }
-            }
+            Some((ino, removal)) => self.after_removal(ino, removal)?,
             None => {}
+        }
+        // After the victim's shred is queued: the cancel below also covers a victim that
+        // carried the same id as the file moving onto its name.
+        if let Some((from, to)) = owners {
+            match (src_id, dst_id, exchange) {
+                (Some(a), Some(b), true) => self.vol.entries_exchanged((a, from), (b, to))?,
+                (Some(a), None, _) => self.vol.entry_renamed(&a, &from, &to)?,
+                (None, Some(b), true) => self.vol.entry_renamed(&b, &to, &from)?,
+                _ => {}
+            }
+            for id in [src_id, dst_id].into_iter().flatten() {
+                self.shreds.cancel(&id);
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! `keyring` adds the unlocked KEK and an LRU of unwrapped FEKs.
 
 pub mod keyring;
+pub mod migrate;
+pub mod owners;
 pub mod rotate;
 pub mod schema;
 mod slots;
@@ -10,7 +12,7 @@ pub mod store;
 
 pub use keyring::Keyring;
 pub use rotate::RotateReport;
-pub use store::{HeaderStore, SlotKind, SlotRecord, VolumeParams};
+pub use store::{HeaderStore, Owner, SlotKind, SlotRecord, VolumeParams};
 
 use crate::crypto::CryptoError;
 use crate::format::FileId;
@@ -34,6 +36,10 @@ pub enum KeystoreError {
         /// Highest version this build reads.
         supported: u32,
     },
+    /// The volume parameters (name mode, chunk size, format version, volume id) are not the
+    /// ones the KEK authenticated: the header store was altered.
+    #[error("volume parameters do not verify: header store tampered with? ({0})")]
+    ParamsDoNotVerify(String),
     /// No key slot opened with the given secret.
     #[error("wrong password or key: no key slot opens with it")]
     WrongPassword,

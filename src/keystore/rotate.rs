@@ -59,15 +59,11 @@ impl HeaderStore {
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let file_keys = rewrap_file_keys(&tx, old_kek, new_kek, generation, progress)?;
-            let name_key =
-                wrap::unwrap_name_key(old_kek, &params.wrapped_name_key, &params.volume_id)
-                    .map_err(|_| corrupt("name key fails authentication"))?;
+            // Re-wrapped as the volume's format requires: bound to every parameter from v3 on.
+            let name_key = params.unwrap_name_key(old_kek)?;
             tx.execute(
                 "UPDATE volume SET wrapped_name_key = ?1, kek_generation = ?2 WHERE id = 1",
-                params![
-                    wrap::wrap_name_key(new_kek, &name_key, &params.volume_id)?,
-                    generation as i64
-                ],
+                params![params.wrap_name_key(new_kek, &name_key)?, generation as i64],
             )?;
             let n = tx.execute(
                 "UPDATE slots SET kind = ?2, salt = ?3, argon2_m = ?4, argon2_t = ?5,
