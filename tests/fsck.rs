@@ -154,7 +154,9 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
     let (code, out, err) = fsck(&c, &["--repair"]);
     assert_eq!(code, 27, "{out}{err}");
     assert!(
-        out.contains(&format!("removed orphan key row {orphan}")),
+        out.contains(&format!(
+            "moved orphan key row {orphan} into the key quarantine"
+        )),
         "{out}"
     );
     assert!(out.contains("quarantined /docs/big.bin"), "{out}");

@@ -98,10 +98,14 @@ impl Keyring {
         if let Some(k) = self.feks.lock().get(file_id) {
             return Ok(k.clone());
         }
-        let (wrapped, _generation) = self
-            .store
-            .file_key(file_id)?
-            .ok_or(KeystoreError::MissingKey(*file_id))?;
+        // A row `fsck --repair` moved aside while its file was away still opens the file.
+        let (wrapped, _generation) = match self.store.file_key(file_id)? {
+            Some(row) => row,
+            None => self
+                .store
+                .quarantined_file_key(file_id)?
+                .ok_or(KeystoreError::MissingKey(*file_id))?,
+        };
         let fek = wrap::unwrap_fek(&self.kek, &wrapped, file_id).map_err(|e| match e {
             CryptoError::AuthFailed | CryptoError::Malformed(_) => {
                 KeystoreError::TamperedKey(*file_id)

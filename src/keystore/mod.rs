@@ -5,6 +5,7 @@
 pub mod keyring;
 pub mod migrate;
 pub mod owners;
+pub mod quarantine;
 pub mod rotate;
 pub mod schema;
 mod slots;

@@ -585,24 +585,11 @@ impl HeaderStore {
 
     /// A file's wrapped FEK and the KEK generation it was wrapped under.
     pub fn file_key(&self, file_id: &FileId) -> Result<Option<(Vec<u8>, u64)>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
+        wrapped_row(
+            &self.conn.lock(),
             "SELECT wrapped_fek, kek_generation FROM file_keys WHERE file_id = ?1",
-        )?;
-        let row = stmt
-            // as_bytes accepts TEXT too: a row rewritten as text by hand is tampered, and
-            // must fail authentication rather than surface as a type error.
-            .query_row([&file_id.0[..]], |r| {
-                Ok((
-                    r.get_ref(0)?
-                        .as_bytes()
-                        .map(<[u8]>::to_vec)
-                        .unwrap_or_default(),
-                    r.get::<_, i64>(1)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(|(w, g)| (w, g as u64)))
+            file_id,
+        )
     }
 
     /// Deletes a file's key row (crypto-shredding: `secure_delete` overwrites it).
@@ -743,6 +730,30 @@ impl HeaderStore {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// The `(wrapped_fek, kek_generation)` row of `file_id` that `sql` selects (from `file_keys`
+/// or `quarantined_keys`).
+pub(super) fn wrapped_row(
+    conn: &Connection,
+    sql: &str,
+    file_id: &FileId,
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let row = conn
+        .prepare_cached(sql)?
+        // as_bytes accepts TEXT too: a row rewritten as text by hand is tampered, and must
+        // fail authentication rather than surface as a type error.
+        .query_row([&file_id.0[..]], |r| {
+            Ok((
+                r.get_ref(0)?
+                    .as_bytes()
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+                r.get::<_, i64>(1)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(|(w, g)| (w, g as u64)))
 }
 
 /// Generates a new random volume id.
