@@ -252,7 +252,26 @@ impl CofferFs {
     }
 
     fn attr_of(&self, ino: u64, st: &Stat) -> FileAttr {
-        to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted())
+        let mut attr = to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted());
+        // A long symlink target's size is in its row, not in its backing link's length.
+        if attr.kind == fuser::FileType::Symlink
+            && self.vol.names().may_be_long_target(st.st_size as u64)
+            && let Some(len) = self.long_target_len(ino)
+        {
+            attr.size = len;
+        }
+        attr
+    }
+
+    /// The plaintext length of node `ino`'s long symlink target, if it is one.
+    fn long_target_len(&self, ino: u64) -> Option<u64> {
+        let fd = self.inodes.get(ino)?.fd().ok()?;
+        let backing = rustix::fs::readlinkat(&fd, "", Vec::new()).ok()?;
+        self.vol
+            .names()
+            .long_target_len(backing.as_bytes(), self.vol.keyring().store())
+            .ok()
+            .flatten()
     }
 
     /// An `O_PATH` fd on the entry `disk` of `dir`, not following a symlink: the handle every

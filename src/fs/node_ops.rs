@@ -1,9 +1,8 @@
 //! Workers for operations on names and nodes: lookup, attributes, mkdir, mknod, symlink,
 //! link, unlink, rmdir, rename, statfs. Each returns `Result`; the shims reply.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,15 +13,12 @@ use super::CofferFs;
 use super::attr::timespec;
 use super::errno::os;
 use super::inodes::{Inode, Kind};
-use crate::format::names::{self as fnames, DIR_ID_FILE};
+use crate::format::names::DIR_ID_FILE;
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::Owner;
 use crate::volume::chunked::read_full_at;
 use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
 use crate::volume::{Result, VolumeError};
-
-/// Longest symlink target the backing filesystem stores.
-const MAX_BACKING_TARGET_LEN: usize = 4095;
 
 /// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
 /// plus N ns (N > 0) fuser builds `EPOCH − (S s + N ns)`; the intended time is −S s + N ns.
@@ -239,15 +235,16 @@ impl CofferFs {
         gid: u32,
     ) -> Result<FileAttr> {
         let parent = self.writable_dir(parent)?;
-        let stored: OsString = match self.vol.names().cipher() {
-            Some(c) => fnames::encode(&c.encrypt_symlink(target.as_bytes())).into(),
-            None => target.to_owned(),
-        };
-        if stored.len() > MAX_BACKING_TARGET_LEN {
-            return Err(os(libc::ENAMETOOLONG));
-        }
+        let stored = self.vol.names().stored_target(target)?;
         let dn = self.disk_name_for_create(&parent, name)?;
-        rustix::fs::symlinkat(&stored, parent.fd()?, &dn.name)?;
+        if let Some((digest, encoded)) = &stored.long {
+            // The row first, as for long names: a crash leaves at worst an unused row.
+            self.vol
+                .keyring()
+                .store()
+                .put_long_target(digest, encoded)?;
+        }
+        rustix::fs::symlinkat(&stored.backing, parent.fd()?, &dn.name)?;
         self.finish_new_node(&parent, &dn, uid, gid)
     }
 
@@ -257,13 +254,9 @@ impl CofferFs {
             return Err(os(libc::EINVAL));
         }
         let stored = rustix::fs::readlinkat(inode.fd()?, "", Vec::new())?.into_bytes();
-        let Some(c) = self.vol.names().cipher() else {
-            return Ok(stored);
-        };
-        let bad = || VolumeError::CorruptName(format!("symlink target of inode {ino}"));
-        let text = std::str::from_utf8(&stored).map_err(|_| bad())?;
-        let enc = fnames::decode(text).map_err(|_| bad())?;
-        c.decrypt_symlink(&enc).map_err(|_| bad())
+        self.vol
+            .names()
+            .plain_target(&stored, self.vol.keyring().store())
     }
 
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<FileAttr> {

@@ -670,6 +670,32 @@ impl HeaderStore {
         Ok(())
     }
 
+    /// Records the full encoded form of a long symlink target under its digest (format v3).
+    pub fn put_long_target(&self, digest: &[u8; 32], encoded: &str) -> Result<()> {
+        if !self.has_v3_schema() {
+            return Err(corrupt(
+                "long symlink targets need a v3 store (migrate first)",
+            ));
+        }
+        self.write_retrying_when_full(|conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO long_targets (digest, target) VALUES (?1, ?2)",
+            )?
+            .execute(params![&digest[..], encoded])
+        })?;
+        Ok(())
+    }
+
+    /// The full encoded form of a long symlink target.
+    pub fn long_target(&self, digest: &[u8; 32]) -> Result<Option<String>> {
+        if !self.has_v3_schema() {
+            return Ok(None);
+        }
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached("SELECT target FROM long_targets WHERE digest = ?1")?;
+        Ok(stmt.query_row([&digest[..]], |r| r.get(0)).optional()?)
+    }
+
     /// Makes every commit so far durable. Commits use `synchronous=NORMAL`: their WAL frames
     /// are written but not synced. Syncing the WAL file itself makes them survive a power cut
     /// (recovery replays the WAL); a checkpoint would not do, as SQLite skips its sync when a

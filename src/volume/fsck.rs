@@ -16,7 +16,7 @@ use super::walk::{Entry, EntryKind, Loc, long_name_digest, walk};
 use super::{Result, Volume, VolumeError};
 use crate::crypto::ChunkCipher;
 use crate::format::layout::CHUNK_OVERHEAD_LEN;
-use crate::format::names::{self as fnames, DIR_ID_FILE, QUARANTINE_DIR};
+use crate::format::names::{DIR_ID_FILE, QUARANTINE_DIR};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::KeystoreError;
 
@@ -512,17 +512,18 @@ fn quarantine_contents(vol: &Volume) -> Result<QuarantineContents> {
     Ok(q)
 }
 
+/// True when the symlink's target decrypts (a long target: its row exists and matches its
+/// digest, see `volume::symlinks`).
 fn symlink_ok(vol: &Volume, e: &Entry) -> bool {
-    let Some(c) = vol.names().cipher() else {
+    if !vol.names().encrypted() {
         return true;
-    };
+    }
     let Ok(target) = std::fs::read_link(vol.root().join(&e.loc.cipher)) else {
         return false;
     };
-    target
-        .to_str()
-        .and_then(|t| fnames::decode(t).ok())
-        .is_some_and(|enc| c.decrypt_symlink(&enc).is_ok())
+    vol.names()
+        .plain_target(target.as_os_str().as_encoded_bytes(), vol.keyring().store())
+        .is_ok()
 }
 
 /// Checks one ciphertext file: header, key row, size, every chunk. `progress` gets the bytes

@@ -7,6 +7,7 @@ pub mod location;
 pub mod names;
 pub mod owners;
 pub mod reencrypt;
+pub mod symlinks;
 pub mod walk;
 
 use std::fs::File;
