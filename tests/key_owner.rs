@@ -98,6 +98,54 @@ fn removing_the_copy_then_renaming_the_original_onto_its_name_keeps_the_key() {
 }
 
 #[test]
+fn an_open_copy_removed_then_replaced_by_the_original_keeps_the_key() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"the original").unwrap();
+    std::fs::write(m.path("b"), b"x").unwrap();
+    std::fs::write(m.path("solo"), b"alone").unwrap();
+    m.unmount();
+    let a = cipher_path(&m.cipherdir, "/a");
+    std::fs::copy(&a, cipher_path(&m.cipherdir, "/b")).unwrap();
+    let id = header_id(&a);
+    m.mount(&[]);
+    // The copy is open while it is removed and the original takes its name; the deletion
+    // decided at the copy's unlink runs at its last close, after the rename.
+    let open = std::fs::File::open(m.path("b")).unwrap();
+    std::fs::remove_file(m.path("b")).unwrap();
+    std::fs::rename(m.path("a"), m.path("b")).unwrap();
+    drop(open);
+    let_shredder_run();
+    assert!(key_row_ids(&m.cipherdir).contains(&id));
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"the original");
+    // A file of its own removed while open still loses its key at the last close.
+    let solo = header_id(&cipher_path_mounted(&m, "solo"));
+    let open = std::fs::File::open(m.path("solo")).unwrap();
+    std::fs::remove_file(m.path("solo")).unwrap();
+    let_shredder_run();
+    assert!(key_row_ids(&m.cipherdir).contains(&solo), "kept while open");
+    drop(open);
+    let until = Instant::now() + Duration::from_secs(10);
+    while key_row_ids(&m.cipherdir).contains(&solo) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !key_row_ids(&m.cipherdir).contains(&solo),
+        "shredded at the last close"
+    );
+}
+
+/// The ciphertext path of `name` in the root of a mounted volume: the root blob with the same
+/// inode number (the mount reports the backing inode numbers).
+fn cipher_path_mounted(m: &Mounted, name: &str) -> std::path::PathBuf {
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(m.path(name)).unwrap());
+    std::fs::read_dir(&m.cipherdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap()) == ino)
+        .expect("the backing file of a mounted file has its inode number")
+}
+
+#[test]
 fn renamed_files_keep_shredding_their_keys() {
     let mut m = Mounted::new();
     std::fs::create_dir(m.path("d")).unwrap();

@@ -18,6 +18,7 @@ use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::Owner;
 use crate::volume::chunked::read_full_at;
 use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
+use crate::volume::owners;
 use crate::volume::{Result, VolumeError};
 
 /// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
@@ -407,7 +408,14 @@ impl CofferFs {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
             if content.opens > 0 {
-                content.shred_on_release = Some(last.1);
+                let gone = owners::unlinked_open_owner();
+                // A keyless file gets its row, at its first write, for no name.
+                let id = match &content.file {
+                    Some(f) => f.set_pending_owner(Some(gone)),
+                    None => last.0,
+                };
+                self.vol.last_name_gone_while_open(id.as_ref(), &last.1)?;
+                content.shred_on_release = Some(gone);
                 return Ok(());
             }
         }
@@ -502,16 +510,6 @@ impl CofferFs {
         } else {
             None
         };
-        let src_id = match (src_is_file, owners) {
-            (true, Some((_, to))) => self.moving_file_id(&from_dir, &src.name, src_ino, to),
-            _ => None,
-        };
-        let dst_id = match (&victim, exchange, owners) {
-            (Some((ino, _)), true, Some((from, _))) if *ino != src_ino => {
-                self.moving_file_id(&to_dir, &dst.name, *ino, from)
-            }
-            _ => None,
-        };
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
             if let Some((digest, encoded)) = &src.long {
@@ -528,6 +526,18 @@ impl CofferFs {
         if !exchange && src.name != dst.name {
             self.forget_long_name(&src);
         }
+        // After the rename (a failed one must not touch an owner): the source is under the
+        // new name now, and for an exchange the destination under the old one.
+        let src_id = match (src_is_file, owners) {
+            (true, Some((_, to))) => self.moving_file_id(&to_dir, &dst.name, src_ino, to),
+            _ => None,
+        };
+        let dst_id = match (&victim, exchange, owners) {
+            (Some((ino, _)), true, Some((from, _))) if *ino != src_ino => {
+                self.moving_file_id(&from_dir, &src.name, *ino, from)
+            }
+            _ => None,
+        };
         if let Some(inode) = self.inodes.get(src_ino) {
             inode.set_origin(&to_dir, &dst.name);
         }

@@ -509,6 +509,22 @@ impl Volume {
         Ok(())
     }
 
+    /// The last name of an open file went: if `owner` (that name's digest) owned the key row
+    /// of `file_id`, the row is marked as belonging to no name any more (see
+    /// [`owners::unlinked_open_owner`]); returns the owner the deletion at the last close must
+    /// name.
+    pub fn last_name_gone_while_open(
+        &self,
+        file_id: Option<&FileId>,
+        owner: &Owner,
+    ) -> Result<Owner> {
+        let gone = owners::unlinked_open_owner();
+        if let Some(id) = file_id {
+            self.keyring.store().move_owner(id, owner, Some(&gone))?;
+        }
+        Ok(gone)
+    }
+
     /// Opens an existing ciphertext file for plaintext I/O.
     pub fn open_file(&self, file: File) -> Result<ChunkedFile> {
         ChunkedFile::open(&self.keyring, self.layout, file)

@@ -30,6 +30,14 @@ pub fn entry_owner(dir_id: &DirId, disk_name: &OsStr) -> Owner {
     sha256(&[OWNER_LABEL, &dir_id[..], disk_name.as_bytes()].concat())
 }
 
+/// The owner a key row gets when the last name of its file goes while the file is still
+/// open: no entry can have it (it is no digest of a name), so between the unlink and the last
+/// close no rename of a copy onto the old name can make the pending deletion match a live
+/// entry. The deletion at the last close asks for this owner.
+pub fn unlinked_open_owner() -> Owner {
+    sha256(b"cofferfs/v3/owner/unlinked-while-open")
+}
+
 /// Who carries a file id in the tree.
 enum Carriers {
     /// One inode (maybe several hard links): the first name met, in name order.
