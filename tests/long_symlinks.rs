@@ -100,11 +100,24 @@ fn a_long_target_whose_row_is_missing_or_swapped_reads_as_eio_and_fsck_finds_it(
     std::os::unix::fs::symlink(target(4000, 'b'), m.path("b")).unwrap();
     m.unmount();
     // Swap the two rows' targets: each row no longer matches its digest.
-    db_exec(
-        &m.cipherdir,
-        "UPDATE long_targets SET target = (SELECT target FROM long_targets AS o
-            WHERE o.digest != long_targets.digest)",
-    );
+    {
+        let conn = rusqlite::Connection::open(m.cipherdir.join("cofferfs.db")).unwrap();
+        let rows: Vec<(Vec<u8>, String)> = conn
+            .prepare("SELECT digest, target FROM long_targets")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 2);
+        for (i, (digest, _)) in rows.iter().enumerate() {
+            conn.execute(
+                "UPDATE long_targets SET target = ?2 WHERE digest = ?1",
+                rusqlite::params![digest, rows[1 - i].1],
+            )
+            .unwrap();
+        }
+    }
     m.mount(&[]);
     let e = std::fs::read_link(m.path("a")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");

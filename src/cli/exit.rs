@@ -11,7 +11,8 @@ pub const OTHER: i32 = 1;
 pub const USAGE: i32 = 2;
 /// The cipherdir is missing, not a cipherdir, or not empty at `init`.
 pub const CIPHERDIR: i32 = 6;
-/// The header store is missing, corrupt, or from a newer cofferfs.
+/// The header store is missing, corrupt, or from a newer cofferfs; or its write-ahead log
+/// cannot be read on read-only media.
 pub const HEADER_STORE: i32 = 9;
 /// The password could not be read (empty, the two entries differ, passfile unreadable,
 /// extpass failed).
@@ -60,7 +61,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
             KeystoreError::ParamsDoNotVerify(_) => PARAMS_UNVERIFIED,
             KeystoreError::Missing(_)
             | KeystoreError::Corrupt(_)
-            | KeystoreError::NewerVersion { .. } => HEADER_STORE,
+            | KeystoreError::NewerVersion { .. }
+            | KeystoreError::WalUnreadable(_) => HEADER_STORE,
             KeystoreError::NoSuchSlot(_)
             | KeystoreError::LastSlot(_)
             | KeystoreError::OtherSlots(_) => KEY_SLOT,

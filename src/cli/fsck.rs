@@ -115,8 +115,17 @@ fn print_report(r: &Report) {
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
     volume::precheck(&loc)?;
+    if a.repair {
+        volume::check_writable_media(&loc)?;
+    }
     let pw = a.password.read("Password: ", false)?;
-    let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
+    // Without --repair nothing is written: the store is opened read-only, so a check
+    // changes no byte of the volume and works on read-only media.
+    let vol = if a.repair {
+        Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?
+    } else {
+        Volume::open_read_only_at(&loc, SlotKind::Password, &pw, a.slot)?
+    };
     drop(pw);
     if a.repair {
         // A repair writes: a v1/v2 volume is migrated first, as by a read-write mount.

@@ -19,7 +19,7 @@ use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::fs::{CofferFs, FsOptions};
 use crate::sys::{self, Forked};
-use crate::volume::{self, Location};
+use crate::volume::{self, Location, Volume};
 
 /// Arguments of `cofferfs mount`.
 #[derive(Debug, clap::Args)]
@@ -151,6 +151,9 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
     volume::check_not_locked(&loc)?;
+    if !a.ro {
+        volume::check_writable_media(&loc)?;
+    }
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {
@@ -243,7 +246,14 @@ fn serve(
         report(ready, e.code, &e.message);
         e
     };
-    let vol = match password.open(loc, a.slot) {
+    // Read-only: the store is opened read-only too, so nothing in the cipherdir changes and
+    // read-only media mount.
+    let opened = if a.ro {
+        Volume::open_read_only_at(loc, password.kind, &password.bytes, a.slot)
+    } else {
+        password.open(loc, a.slot)
+    };
+    let vol = match opened {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };

@@ -57,6 +57,7 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
         | KeystoreError::ParamsDoNotVerify(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }
+        | KeystoreError::WalUnreadable(_)
         | KeystoreError::WrongPassword
         | KeystoreError::Crypto(_)
         | KeystoreError::Sqlite(_)

@@ -2,7 +2,7 @@
 //! link, unlink, rmdir, rename, statfs. Each returns `Result`; the shims reply.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,7 +17,7 @@ use crate::format::names::DIR_ID_FILE;
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::Owner;
 use crate::volume::chunked::read_full_at;
-use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
+use crate::volume::names::{DiskName, EmptiedDir, create_dir_id};
 use crate::volume::owners;
 use crate::volume::{Result, VolumeError};
 
@@ -449,31 +449,10 @@ impl CofferFs {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
         let parent_fd = parent.fd()?;
-        let dir = rustix::fs::openat(
-            &parent_fd,
-            &dn.name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        for entry in rustix::fs::Dir::read_from(&dir)? {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." && n != DIR_ID_FILE.as_bytes() {
-                return Err(os(libc::ENOTEMPTY));
-            }
-        }
-        let id = if self.vol.names().encrypted() {
-            let id = crate::volume::names::read_or_renew_dir_id(dir.as_fd(), true)?;
-            rustix::fs::unlinkat(&dir, DIR_ID_FILE, AtFlags::empty())?;
-            Some(id)
-        } else {
-            None
-        };
+        let emptied = EmptiedDir::prepare(parent_fd.as_fd(), &dn.name)?;
         if let Err(e) = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR) {
             // Put the id back, or every name inside would become unreadable.
-            if let Some(id) = id {
-                write_dir_id(dir.as_fd(), &id)?;
-            }
+            emptied.restore()?;
             return Err(e.into());
         }
         self.forget_long_name(&dn);
@@ -510,19 +489,40 @@ impl CofferFs {
         } else {
             None
         };
+        // A directory replacing a directory: the target must look empty to the user, and its
+        // id file goes first, or the backing rename would find it not empty.
+        let replaced = match victim {
+            Some((ino, _))
+                if !exchange && ino != src_ino && flags & libc::RENAME_NOREPLACE == 0 =>
+            {
+                if Self::is_dir_entry(from_fd.as_fd(), &src.name)
+                    && Self::is_dir_entry(to_fd.as_fd(), &dst.name)
+                {
+                    Some(EmptiedDir::prepare(to_fd.as_fd(), &dst.name)?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
             if let Some((digest, encoded)) = &src.long {
                 self.vol.keyring().store().put_long_name(digest, encoded)?;
             }
         }
-        rustix::fs::renameat_with(
+        if let Err(e) = rustix::fs::renameat_with(
             &from_fd,
             &src.name,
             &to_fd,
             &dst.name,
             rustix::fs::RenameFlags::from_bits_retain(flags),
-        )?;
+        ) {
+            if let Some(emptied) = replaced {
+                emptied.restore()?;
+            }
+            return Err(e.into());
+        }
         if !exchange && src.name != dst.name {
             self.forget_long_name(&src);
         }
@@ -565,6 +565,13 @@ impl CofferFs {
             }
         }
         Ok(())
+    }
+
+    /// True when the entry `disk` of the directory `dir` is a directory (not following a
+    /// symlink).
+    fn is_dir_entry(dir: BorrowedFd<'_>, disk: &OsStr) -> bool {
+        rustix::fs::statat(dir, disk, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| super::attr::kind_of(&st) == Kind::Dir)
     }
 
     pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {

@@ -41,6 +41,15 @@ pub enum KeystoreError {
     /// ones the KEK authenticated: the header store was altered.
     #[error("volume parameters do not verify: header store tampered with? ({0})")]
     ParamsDoNotVerify(String),
+    /// A read-only open of a store whose write-ahead log holds commits, where SQLite can
+    /// neither use nor create the `-shm` file it needs to read that log.
+    #[error(
+        "header store {0}: its write-ahead log ({0}-wal) holds changes that are not in the \
+         store file yet, and SQLite cannot read it here without {0}-shm, which is missing and \
+         cannot be created (read-only medium?): copy the cipherdir, with its -wal file, to \
+         writable storage and use the copy, or include the -shm file in the copy"
+    )]
+    WalUnreadable(std::path::PathBuf),
     /// No key slot opened with the given secret.
     #[error("wrong password or key: no key slot opens with it")]
     WrongPassword,

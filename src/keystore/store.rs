@@ -310,13 +310,7 @@ impl HeaderStore {
         }
         let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = if read_only {
-            // A read-write connection that only reads: on close SQLite removes the -wal and
-            // -shm files it needed, so `info` leaves nothing behind for rsync. On read-only
-            // media, fall back to an immutable read-only open (no -shm needed at all).
-            match Connection::open_with_flags(path, rw) {
-                Ok(c) if !c.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => c,
-                _ => Self::open_immutable(path)?,
-            }
+            Self::open_read_only(path)?
         } else {
             Connection::open_with_flags(path, rw).map_err(classify)?
         };
@@ -361,6 +355,46 @@ impl HeaderStore {
             .map_err(classify)?;
         id.try_into()
             .map_err(|_| corrupt("volume id is not 16 bytes"))
+    }
+
+    /// A connection that only reads and writes nothing, on read-only media too (`mount
+    /// --ro`, `fsck`, `info`). A store at rest (no `-wal` with commits in it, and no `-shm`:
+    /// no connection is open) is the main file alone, opened `immutable`: SQLite then takes
+    /// no lock and creates no `-wal` or `-shm`. A store with a write-ahead log (mounted
+    /// elsewhere, or left by a crash) has commits that only the log holds, so it is opened as
+    /// an ordinary read-only WAL reader: SQLite uses the `-shm` file (from heap memory when
+    /// the file cannot be written) and creates it if missing; where it can do neither (a
+    /// copy without its `-shm` on read-only media) the first read fails with `CANTOPEN`,
+    /// which [`HeaderStore::open`] reports as [`KeystoreError::WalUnreadable`] rather than
+    /// reading the store without its newest commits.
+    fn open_read_only(path: &Path) -> Result<Connection> {
+        let sidecar = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let at_rest = match std::fs::metadata(sidecar("-wal")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            // An empty log and no -shm: no connection is open, and the log holds nothing.
+            Ok(m) => m.len() == 0 && !sidecar("-shm").exists(),
+            Err(e) => return Err(e.into()),
+        };
+        if at_rest {
+            return Self::open_immutable(path);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // SQLite reaches for the log and its index at the first read.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ffi::ErrorCode::CannotOpen =>
+            {
+                Err(KeystoreError::WalUnreadable(path.to_owned()))
+            }
+            Err(e) => Err(classify(e)),
+            Ok(()) => Ok(conn),
+        }
     }
 
     fn open_immutable(path: &Path) -> Result<Connection> {
@@ -753,6 +787,11 @@ impl HeaderStore {
     /// (what rsync and backups should see). Called at unmount and after management commands.
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.conn.lock();
+        // A read-only open (`mount --ro`) folds nothing in: a log left by a crash stays for
+        // the next read-write open to recover.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Ok(());
+        }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }

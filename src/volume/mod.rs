@@ -205,12 +205,39 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     Ok(loc)
 }
 
+/// Refuses, with a message that says what works instead, a volume to be opened for writing
+/// whose cipherdir or header store lies on a read-only filesystem (a backup disk, a snapshot,
+/// a read-only bind mount or NFS export): SQLite would only say "unable to open database
+/// file". Commands that will write call it before they ask for a secret; every read-write
+/// open checks again.
+pub fn check_writable_media(loc: &Location) -> Result<()> {
+    refuse_read_only_media(loc.cipherdir())?;
+    refuse_read_only_media(loc.store())
+}
+
+fn refuse_read_only_media(path: &Path) -> Result<()> {
+    match rustix::fs::statvfs(path) {
+        Ok(st) if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {
+            Err(VolumeError::Io(std::io::Error::new(
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                format!(
+                    "{} is on a read-only filesystem: only reading works there \
+                     (mount --ro, fsck without --repair, info)",
+                    path.display()
+                ),
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The header store opened without a secret (for `info` and pre-mount checks). Closing it
 /// leaves the cipherdir exactly as it was, root timestamps included.
 #[derive(Debug)]
 pub struct ReadOnlyStore {
     store: HeaderStore,
-    /// Dropped after `store`, whose closing removes SQLite's -wal/-shm files.
+    /// Dropped after `store`. A store at rest is opened without touching the root; one with a
+    /// write-ahead log may make SQLite create `-shm` there, whose mtime change this undoes.
     _root_times: RootTimes,
 }
 
@@ -294,7 +321,12 @@ impl RootTimes {
 
 impl Drop for RootTimes {
     fn drop(&mut self) {
-        if let Some(t) = self.times.lock().take() {
+        // Restoring an mtime that did not change would still move the root's ctime (and fail
+        // on read-only media): only a root whose mtime moved is touched. A moved atime alone
+        // is a read's, as on any directory.
+        if let Some(t) = self.times.lock().take()
+            && Self::stat(&self.path).is_none_or(|now| !same_mtime(&now, &t))
+        {
             let _ = rustix::fs::utimensat(
                 rustix::fs::CWD,
                 &self.path,
@@ -328,6 +360,11 @@ fn check_legacy_name_mode(cipherdir: &Path, params: &VolumeParams) -> Result<()>
         .into());
     }
     Ok(())
+}
+
+fn same_mtime(a: &rustix::fs::Timestamps, b: &rustix::fs::Timestamps) -> bool {
+    let (a, b) = (&a.last_modification, &b.last_modification);
+    (a.tv_sec, a.tv_nsec) == (b.tv_sec, b.tv_nsec)
 }
 
 /// A volume opened with its KEK.
@@ -372,10 +409,36 @@ impl Volume {
         secret: &[u8],
         slot: Option<u32>,
     ) -> Result<Self> {
+        Self::open_at_as(loc, kind, secret, slot, false)
+    }
+
+    /// Opens the volume at `loc` as [`open_at`](Self::open_at) does, for reading only
+    /// (`mount --ro`, `fsck` without `--repair`): the header store is opened read-only (see
+    /// `HeaderStore::open`), so the cipherdir and the store keep every byte and timestamp,
+    /// and read-only media work. Nothing may write through such a volume.
+    pub fn open_read_only_at(
+        loc: &Location,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+    ) -> Result<Self> {
+        Self::open_at_as(loc, kind, secret, slot, true)
+    }
+
+    fn open_at_as(
+        loc: &Location,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+        read_only: bool,
+    ) -> Result<Self> {
         let cipherdir = loc.cipherdir();
+        if !read_only {
+            check_writable_media(loc)?;
+        }
         let lock = loc.lock()?;
         let root_times = RootTimes::capture(cipherdir);
-        let store = HeaderStore::open(loc.store(), false)?;
+        let store = HeaderStore::open(loc.store(), read_only)?;
         let params = store.params()?;
         loc.check_volume_id(&params.volume_id)?;
         if params.format_version > FORMAT_VERSION {
