@@ -244,3 +244,26 @@ fn migration_gives_duplicated_rows_no_owner() {
     std::fs::remove_file(m.path("dir/nested.bin")).unwrap();
     assert_eq!(rows_become(&m, n - 1), n - 1);
 }
+
+#[test]
+fn on_a_plaintext_names_volume_removing_a_copy_keeps_the_originals_key() {
+    let mut m = Mounted::with(&["--plaintext-names"], &[]);
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("a"), b"plain original").unwrap();
+    std::fs::write(m.path("d/copy"), b"x").unwrap();
+    m.unmount();
+    std::fs::copy(m.cipherdir.join("a"), m.cipherdir.join("d/copy")).unwrap();
+    let id = header_id(&m.cipherdir.join("a"));
+    m.mount(&[]);
+    std::fs::remove_file(m.path("d/copy")).unwrap();
+    let_shredder_run();
+    assert!(key_row_ids(&m.cipherdir).contains(&id));
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"plain original");
+    std::fs::rename(m.path("a"), m.path("d/a")).unwrap();
+    std::fs::remove_file(m.path("d/a")).unwrap();
+    assert_eq!(
+        rows_become(&m, 0),
+        0,
+        "the renamed original's unlink shreds"
+    );
+}
