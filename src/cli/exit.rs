@@ -41,6 +41,9 @@ pub const FSCK_REPAIRED: i32 = 27;
 /// `reencrypt` left some of the files it was asked for alone (hard links, not a regular
 /// file, unreadable); the others were re-encrypted.
 pub const REENCRYPT_INCOMPLETE: i32 = 28;
+/// The volume parameters in the header store (name mode, chunk size, format version, volume
+/// id) are not the ones the KEK authenticated: the store was tampered with.
+pub const PARAMS_UNVERIFIED: i32 = 30;
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {
@@ -55,6 +58,7 @@ pub fn code_for(e: &VolumeError) -> i32 {
         VolumeError::Locked(_) => LOCKED,
         VolumeError::Keystore(k) => match k {
             KeystoreError::WrongPassword => WRONG_PASSWORD,
+            KeystoreError::ParamsDoNotVerify(_) => PARAMS_UNVERIFIED,
             KeystoreError::Missing(_)
             | KeystoreError::Corrupt(_)
             | KeystoreError::NewerVersion { .. }

@@ -54,6 +54,7 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
             Errno::EINVAL
         }
         KeystoreError::Missing(_)
+        | KeystoreError::ParamsDoNotVerify(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }
         | KeystoreError::WalUnreadable(_)

@@ -3,6 +3,9 @@
 //! `keyring` adds the unlocked KEK and an LRU of unwrapped FEKs.
 
 pub mod keyring;
+pub mod migrate;
+pub mod owners;
+pub mod quarantine;
 pub mod rotate;
 pub mod schema;
 mod slots;
@@ -10,7 +13,7 @@ pub mod store;
 
 pub use keyring::Keyring;
 pub use rotate::RotateReport;
-pub use store::{HeaderStore, SlotKind, SlotRecord, VolumeParams};
+pub use store::{HeaderStore, Owner, SlotKind, SlotRecord, VolumeParams};
 
 use crate::crypto::CryptoError;
 use crate::format::FileId;
@@ -34,6 +37,10 @@ pub enum KeystoreError {
         /// Highest version this build reads.
         supported: u32,
     },
+    /// The volume parameters (name mode, chunk size, format version, volume id) are not the
+    /// ones the KEK authenticated: the header store was altered.
+    #[error("volume parameters do not verify: header store tampered with? ({0})")]
+    ParamsDoNotVerify(String),
     /// A read-only open of a store whose write-ahead log holds commits, where SQLite can
     /// neither use nor create the `-shm` file it needs to read that log.
     #[error(
