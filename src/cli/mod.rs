@@ -3,6 +3,7 @@
 
 pub mod exit;
 pub mod fsck;
+pub mod harden;
 pub mod info;
 pub mod init;
 pub mod keys;
@@ -94,6 +95,8 @@ pub fn main() -> i32 {
     )
     .format_timestamp(None)
     .init();
+    // Before any secret is read: no command of ours may leave one in a core dump.
+    harden::protect_process();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run(a),

@@ -154,7 +154,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {
-        return serve(&a, &loc, options, &password, None);
+        return serve(&a, &loc, options, password, None);
     }
     let (rx, tx) = rustix::pipe::pipe().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     match sys::fork().map_err(|e| CliError::new(exit::OTHER, e.to_string()))? {
@@ -175,7 +175,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
         Forked::Child => {
             drop(rx);
             let _ = rustix::process::setsid();
-            let result = serve(&a, &loc, options, &password, Some(tx));
+            let result = serve(&a, &loc, options, password, Some(tx));
             if let Err(e) = &result {
                 log::error!("{}", e.message);
             }
@@ -231,19 +231,22 @@ fn raise_fd_limit() -> Option<u64> {
     now
 }
 
-/// Opens the volume, mounts, serves until unmounted.
+/// Opens the volume, mounts, serves until unmounted. The secret is consumed: it is wiped as
+/// soon as the volume is unlocked, not kept for the daemon's life.
 fn serve(
     a: &MountArgs,
     loc: &Location,
     options: Vec<MountOption>,
-    password: &SlotSecret,
+    password: SlotSecret,
     mut ready: Option<OwnedFd>,
 ) -> Result<(), CliError> {
     let fail = |ready: &mut Option<OwnedFd>, e: CliError| {
         report(ready, e.code, &e.message);
         e
     };
-    let vol = match password.open(loc, a.slot) {
+    let opened = password.open(loc, a.slot);
+    drop(password);
+    let vol = match opened {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };

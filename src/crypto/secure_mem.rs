@@ -1,0 +1,170 @@
+//! Where key bytes live: fixed-size slots carved from pages that are excluded from core dumps
+//! (`MADV_DONTDUMP`) and, when `RLIMIT_MEMLOCK` allows, locked in RAM (`mlock`), so a key is
+//! neither swapped to disk nor written into a crash dump. One arena for every key of the
+//! process rather than one `mlock` per key: a page per key would cost 4 KiB for 32 bytes and
+//! the FEK cache alone (4096 keys) would pass an ordinary user's 8 MiB lock limit, while
+//! 64-byte slots fit the whole cache in 256 KiB. Best effort: when the pages cannot be locked
+//! (a low limit) they are still kept out of dumps, and when they cannot be mapped at all the
+//! slot comes from the heap; a key is never refused for want of locked memory.
+//!
+//! The arena only grows (pages are never unmapped; a freed slot is wiped and reused), so its
+//! size is the peak number of live keys. The mapping itself is the one `unsafe` call, in
+//! `crate::sys`; carving and reuse here are safe Rust.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use zeroize::Zeroize;
+
+/// Bytes of one slot: the largest key (the 512-bit name key).
+pub const SLOT_LEN: usize = 64;
+/// Bytes mapped at a time: 1024 slots.
+pub const CHUNK_LEN: usize = 64 * 1024;
+
+type Cell = &'static mut [u8; SLOT_LEN];
+
+/// Wiped slots ready for reuse.
+static FREE: Mutex<Vec<Cell>> = parking_lot::const_mutex(Vec::new());
+/// Bytes of key memory mapped so far, and how many of them are locked.
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+static LOCKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How much key memory the process has, and how much of it is locked in RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Bytes mapped for keys (all excluded from core dumps).
+    pub mapped: usize,
+    /// Bytes of those locked in RAM.
+    pub locked: usize,
+}
+
+/// The arena's size now.
+pub fn stats() -> ArenaStats {
+    ArenaStats {
+        mapped: MAPPED.load(Ordering::Relaxed),
+        locked: LOCKED.load(Ordering::Relaxed),
+    }
+}
+
+/// Adds one chunk of slots to `free`.
+fn grow(free: &mut Vec<Cell>) {
+    let pages: &'static mut [u8] = match crate::sys::map_secret_pages(CHUNK_LEN) {
+        Ok((pages, locked)) => {
+            MAPPED.fetch_add(CHUNK_LEN, Ordering::Relaxed);
+            if locked {
+                LOCKED.fetch_add(CHUNK_LEN, Ordering::Relaxed);
+            } else if MAPPED.load(Ordering::Relaxed) == CHUNK_LEN {
+                log::info!(
+                    "key memory not locked in RAM (RLIMIT_MEMLOCK too low); still kept out of core dumps"
+                );
+            }
+            pages
+        }
+        Err(e) => {
+            log::warn!("cannot map memory for keys ({e}); keys are kept on the heap");
+            Box::leak(vec![0u8; CHUNK_LEN].into_boxed_slice())
+        }
+    };
+    free.extend(
+        pages
+            .chunks_exact_mut(SLOT_LEN)
+            .map(|c| <Cell>::try_from(c).expect("chunks of SLOT_LEN bytes")),
+    );
+}
+
+/// One zero-filled slot of key memory, wiped and returned to the arena when dropped. Not
+/// `Clone`: the bytes exist once.
+pub struct SecretSlot(Option<Cell>);
+
+impl SecretSlot {
+    /// A zero-filled slot.
+    pub fn new() -> Self {
+        let mut free = FREE.lock();
+        if free.is_empty() {
+            grow(&mut free);
+        }
+        SecretSlot(Some(free.pop().expect("grow added slots")))
+    }
+
+    /// The slot's bytes.
+    pub fn bytes(&self) -> &[u8; SLOT_LEN] {
+        self.0.as_deref().expect("present until drop")
+    }
+
+    /// The slot's bytes, to fill in.
+    pub fn bytes_mut(&mut self) -> &mut [u8; SLOT_LEN] {
+        self.0.as_deref_mut().expect("present until drop")
+    }
+}
+
+impl Default for SecretSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SecretSlot {
+    fn drop(&mut self) {
+        if let Some(cell) = self.0.take() {
+            cell.zeroize();
+            FREE.lock().push(cell);
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSlot(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The VmFlags line of the mapping of /proc/self/smaps that holds `addr`.
+    fn vm_flags_of(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.trim().to_owned();
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn slots_are_zeroed_reused_wiped_and_kept_out_of_dumps() {
+        let mut a = SecretSlot::new();
+        assert_eq!(a.bytes(), &[0u8; SLOT_LEN]);
+        a.bytes_mut().fill(0xa5);
+        let addr = a.bytes().as_ptr() as usize;
+        let flags = vm_flags_of(addr);
+        assert!(flags.split(' ').any(|f| f == "dd"), "{flags}");
+        drop(a);
+        // Slots are reused last-in first-out: the same cell, wiped. (Other tests running at
+        // the same time may take it first; then any slot we get must still be zero.)
+        let b = SecretSlot::new();
+        assert_eq!(b.bytes(), &[0u8; SLOT_LEN]);
+        assert!(stats().mapped >= CHUNK_LEN);
+    }
+
+    #[test]
+    fn the_arena_grows_past_one_chunk() {
+        let many: Vec<SecretSlot> = (0..CHUNK_LEN / SLOT_LEN + 1)
+            .map(|_| SecretSlot::new())
+            .collect();
+        let mut addrs: Vec<usize> = many.iter().map(|s| s.bytes().as_ptr() as usize).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), many.len());
+        assert!(stats().mapped >= 2 * CHUNK_LEN);
+    }
+}
