@@ -42,9 +42,15 @@ pub struct MountArgs {
     #[arg(long)]
     pub fsname: Option<String>,
     /// Extra mount options, comma-separated: noatime, atime, noexec, exec, nosuid, suid,
-    /// nodev, dev, sync, async, dirsync.
+    /// nodev, dev, sync, async, dirsync. The mount is nosuid,nodev unless `suid` or `dev` is
+    /// given together with --allow-suid-dev.
     #[arg(short = 'o', value_name = "OPTS")]
     pub options: Vec<String>,
+    /// Allow `-o suid` and `-o dev`. Dangerous: mode bits, owners and device numbers come
+    /// from the cipherdir, which is not authenticated, so whoever can write the cipherdir can
+    /// plant a setuid-root program or a device node in the mount.
+    #[arg(long)]
+    pub allow_suid_dev: bool,
     /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle: Option<Duration>,
@@ -95,6 +101,7 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
     if a.ro {
         opts.push(MountOption::RO);
     }
+    let (mut suid, mut dev) = (false, false);
     for o in a
         .options
         .iter()
@@ -106,10 +113,26 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
             "atime" => MountOption::Atime,
             "noexec" => MountOption::NoExec,
             "exec" => MountOption::Exec,
-            "nosuid" => MountOption::NoSuid,
-            "suid" => MountOption::Suid,
-            "nodev" => MountOption::NoDev,
-            "dev" => MountOption::Dev,
+            "nosuid" | "nodev" => continue,
+            "suid" | "dev" if !a.allow_suid_dev => {
+                return Err(CliError::new(
+                    exit::USAGE,
+                    format!(
+                        "-o {o} refused: mode bits, owners and device numbers come from the \
+                         cipherdir, which is not authenticated (anyone who can write it could \
+                         plant a setuid program or a device node); add --allow-suid-dev to \
+                         allow it anyway"
+                    ),
+                ));
+            }
+            "suid" => {
+                suid = true;
+                continue;
+            }
+            "dev" => {
+                dev = true;
+                continue;
+            }
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
             "dirsync" => MountOption::DirSync,
@@ -122,6 +145,29 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
                 ));
             }
         });
+    }
+    // nosuid,nodev by default, also for root (whose direct mount(2) would not add them, as
+    // fusermount3 does for a user).
+    opts.push(if suid {
+        MountOption::Suid
+    } else {
+        MountOption::NoSuid
+    });
+    opts.push(if dev {
+        MountOption::Dev
+    } else {
+        MountOption::NoDev
+    });
+    if suid || dev {
+        eprintln!(
+            "cofferfs: warning: mounted with {}: anyone who can write the cipherdir can plant a setuid program or device node",
+            [(suid, "suid"), (dev, "dev")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     Ok(opts)
 }
