@@ -20,8 +20,8 @@ pub const PASSWORD_INPUT: i32 = 10;
 pub const WRONG_PASSWORD: i32 = 12;
 /// The volume is in use by another cofferfs process (mounted, or a management command).
 pub const LOCKED: i32 = 15;
-/// A key slot operation was refused: no such slot, the last slot, the wrong kind, or
-/// `rotate` with other slots and no `--drop-other-slots`.
+/// A key slot operation was refused: no such slot, the last slot, the wrong kind, a slot
+/// beyond the 32 a volume may have, or `rotate` with other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
 /// The mount itself failed (mountpoint missing or not empty, FUSE refused).
 pub const MOUNT: i32 = 20;
@@ -59,7 +59,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
             | KeystoreError::NewerVersion { .. } => HEADER_STORE,
             KeystoreError::NoSuchSlot(_)
             | KeystoreError::LastSlot(_)
-            | KeystoreError::OtherSlots(_) => KEY_SLOT,
+            | KeystoreError::OtherSlots(_)
+            | KeystoreError::TooManySlots(_) => KEY_SLOT,
             _ => OTHER,
         },
         VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,

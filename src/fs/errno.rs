@@ -49,7 +49,8 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
         // Slot management never runs through the mount; listed so a new variant is a choice.
         KeystoreError::NoSuchSlot(_)
         | KeystoreError::LastSlot(_)
-        | KeystoreError::OtherSlots(_) => {
+        | KeystoreError::OtherSlots(_)
+        | KeystoreError::TooManySlots(_) => {
             log::error!("{k}");
             Errno::EINVAL
         }
