@@ -46,7 +46,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
     match e {
         VolumeError::NotACipherdir(_)
         | VolumeError::NotEmpty(_)
-        | VolumeError::BadMarker { .. } => CIPHERDIR,
+        | VolumeError::BadMarker { .. }
+        | VolumeError::ControlFile { .. } => CIPHERDIR,
         VolumeError::StoreElsewhere(_) => STORE_ELSEWHERE,
         VolumeError::StoreMismatch { .. } | VolumeError::StoreInside(_) => STORE_MISMATCH,
         VolumeError::StorePath { .. } => STORE_PATH,

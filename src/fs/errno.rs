@@ -26,6 +26,7 @@ pub fn errno(e: &VolumeError) -> Errno {
         | VolumeError::StoreInside(_)
         | VolumeError::StorePath { .. }
         | VolumeError::StoreMissing(_)
+        | VolumeError::ControlFile { .. }
         | VolumeError::BadMarker { .. } => {
             log::error!("{e}");
             Errno::EIO

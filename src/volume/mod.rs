@@ -99,6 +99,15 @@ pub enum VolumeError {
         /// What is wrong with its bytes.
         source: FormatError,
     },
+    /// A control file of the volume (the marker, the header store) is a symlink, a FIFO, a
+    /// device or a directory where a regular file must be: damage or an attack, refused.
+    #[error("{path}: {reason}; refused (it must be a regular file)")]
+    ControlFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// Bad volume parameters.
     #[error(transparent)]
     Format(#[from] FormatError),
