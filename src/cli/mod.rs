@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new volume in CIPHERDIR (created if missing, must be empty).
+    /// Create a new volume in CIPHERDIR (created if missing, mode 0700; must be empty).
     Init(init::InitArgs),
     /// Show a volume's format and key slots (no password needed, no secrets shown).
     Info(info::InfoArgs),

@@ -192,7 +192,14 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     };
     let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
     if !exists {
-        std::fs::create_dir(cipherdir)?;
+        // Private whatever the umask (as `ssh-keygen` makes ~/.ssh): file names, sizes and
+        // the header store are nobody else's business. An existing directory keeps its mode.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(cipherdir)?;
+        std::fs::set_permissions(
+            cipherdir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
     }
     let root = File::open(cipherdir)?;
     if !opts.plaintext_names {
