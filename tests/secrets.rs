@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cofferfs::crypto::wrap::unwrap_fek;
+use cofferfs::format::{FileHeader, HEADER_LEN};
 use cofferfs::keystore::HeaderStore;
 use common::mount::{CHEAP_KDF, bin, cofferfs, cofferfs_with, is_mounted};
 
@@ -229,13 +231,28 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
         let password = unique_password();
         let m = mount_in_background(&password, source);
         // The KEK, found independently of the daemon: unwrapped from the store's slot.
-        let kek = {
+        std::fs::write(m.mnt.join("file"), vec![7u8; 100_000]).unwrap();
+        // Held open while the memory is read: the daemon then has the file's cipher too.
+        let open_file = std::fs::File::open(m.mnt.join("file")).unwrap();
+        let mut head = [0u8; 16];
+        std::os::unix::fs::FileExt::read_exact_at(&open_file, &mut head, 0).unwrap();
+        // The KEK and the file's FEK, found independently of the daemon: unwrapped from the
+        // store with the password.
+        let (kek, fek) = {
             let store = HeaderStore::open(&m.cipherdir.join("cofferfs.db"), true).unwrap();
             let (_, kek) = store.unlock(password.as_bytes(), None).unwrap();
-            *kek.expose()
+            let blob = std::fs::read_dir(&m.cipherdir)
+                .unwrap()
+                .flatten()
+                .find(|e| e.metadata().unwrap().len() > 100_000)
+                .unwrap()
+                .path();
+            let bytes = std::fs::read(blob).unwrap();
+            let header = FileHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+            let (wrapped, _) = store.file_key(&header.file_id).unwrap().unwrap();
+            let fek = unwrap_fek(&kek, &wrapped, &header.file_id).unwrap();
+            (*kek.expose(), *fek.expose())
         };
-        std::fs::write(m.mnt.join("file"), vec![7u8; 100_000]).unwrap();
-        assert_eq!(std::fs::read(m.mnt.join("file")).unwrap().len(), 100_000);
 
         let maps = regions(m.pid);
         let pw_hits = find_in_memory(m.pid, &maps, password.as_bytes());
@@ -247,24 +264,27 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
                 .map(|(a, r)| format!("{a:#x} {} {:?}", r.name, r.flags))
                 .collect::<Vec<_>>()
         );
-        let kek_hits = find_in_memory(m.pid, &maps, &kek);
-        assert!(
-            !kek_hits.is_empty(),
-            "{source:?}: the scan did not find the KEK the daemon must hold"
-        );
-        for (addr, r) in &kek_hits {
+        for (what, key) in [("KEK", kek), ("FEK", fek)] {
+            let hits = find_in_memory(m.pid, &maps, &key);
             assert!(
-                r.flags.iter().any(|f| f == "dd"),
-                "{source:?}: KEK at {addr:#x} in a region that core dumps include: {r:?}"
+                !hits.is_empty(),
+                "{source:?}: the scan did not find the {what} the daemon must hold"
             );
-            // Root may always lock memory (CAP_IPC_LOCK); a user's lock limit may be too low.
-            if rustix::process::geteuid().is_root() {
+            for (addr, r) in &hits {
                 assert!(
-                    r.flags.iter().any(|f| f == "lo"),
-                    "{source:?}: KEK at {addr:#x} in memory that is not locked: {r:?}"
+                    r.flags.iter().any(|f| f == "dd"),
+                    "{source:?}: {what} at {addr:#x} in a region that core dumps include: {r:?}"
                 );
+                // Root may always lock memory (CAP_IPC_LOCK); a user's limit may be too low.
+                if rustix::process::geteuid().is_root() {
+                    assert!(
+                        r.flags.iter().any(|f| f == "lo"),
+                        "{source:?}: {what} at {addr:#x} in memory that is not locked: {r:?}"
+                    );
+                }
             }
         }
+        drop(open_file);
         drop(m);
     }
 }

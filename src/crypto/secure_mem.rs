@@ -1,11 +1,12 @@
-//! Where key bytes live: fixed-size slots carved from pages that are excluded from core dumps
+//! Where key bytes live (keys, and the expanded key schedules of long-lived ciphers):
+//! fixed-size slots carved from pages that are excluded from core dumps
 //! (`MADV_DONTDUMP`) and, when `RLIMIT_MEMLOCK` allows, locked in RAM (`mlock`), so a key is
 //! neither swapped to disk nor written into a crash dump. One arena for every key of the
 //! process rather than one `mlock` per key: a page per key would cost 4 KiB for 32 bytes and
 //! the FEK cache alone (4096 keys) would pass an ordinary user's 8 MiB lock limit, while
 //! 64-byte slots fit the whole cache in 256 KiB. Best effort: when the pages cannot be locked
-//! (a low limit) they are still kept out of dumps, and when they cannot be mapped at all the
-//! slot comes from the heap; a key is never refused for want of locked memory.
+//! (a low limit) they are still kept out of dumps; a key is never refused for want of locked
+//! memory (failing to map pages at all is running out of memory).
 //!
 //! The arena only grows (pages are never unmapped; a freed slot is wiped and reused), so its
 //! size is the peak number of live keys. The mapping itself is the one `unsafe` call, in
@@ -16,15 +17,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use zeroize::Zeroize;
 
-/// Bytes of one slot: the largest key (the 512-bit name key).
+/// Bytes of one key slot: the largest key (the 512-bit name key).
 pub const SLOT_LEN: usize = 64;
-/// Bytes mapped at a time: 1024 slots.
+/// Bytes of one cipher-state slot: room for an expanded key schedule (ring's AES-256-GCM key,
+/// which holds the raw key in its first round keys, with its GHASH table).
+pub const STATE_LEN: usize = 1024;
+/// Alignment of a cipher-state slot (slots are carved from page-aligned chunks).
+pub const STATE_ALIGN: usize = 1024;
+/// Bytes mapped at a time for each pool.
 pub const CHUNK_LEN: usize = 64 * 1024;
 
-type Cell = &'static mut [u8; SLOT_LEN];
-
-/// Wiped slots ready for reuse.
-static FREE: Mutex<Vec<Cell>> = parking_lot::const_mutex(Vec::new());
 /// Bytes of key memory mapped so far, and how many of them are locked.
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 static LOCKED: AtomicUsize = AtomicUsize::new(0);
@@ -46,14 +48,15 @@ pub fn stats() -> ArenaStats {
     }
 }
 
-/// Adds one chunk of slots to `free`.
-fn grow(free: &mut Vec<Cell>) {
-    let pages: &'static mut [u8] = match crate::sys::map_secret_pages(CHUNK_LEN) {
+/// Maps one chunk of secret pages. Failing to map them is running out of memory, handled as
+/// the global allocator would handle it.
+fn map_chunk() -> &'static mut [u8] {
+    match crate::sys::map_secret_pages(CHUNK_LEN) {
         Ok((pages, locked)) => {
-            MAPPED.fetch_add(CHUNK_LEN, Ordering::Relaxed);
+            let before = MAPPED.fetch_add(CHUNK_LEN, Ordering::Relaxed);
             if locked {
                 LOCKED.fetch_add(CHUNK_LEN, Ordering::Relaxed);
-            } else if MAPPED.load(Ordering::Relaxed) == CHUNK_LEN {
+            } else if before == 0 {
                 log::info!(
                     "key memory not locked in RAM (RLIMIT_MEMLOCK too low); still kept out of core dumps"
                 );
@@ -61,62 +64,105 @@ fn grow(free: &mut Vec<Cell>) {
             pages
         }
         Err(e) => {
-            log::warn!("cannot map memory for keys ({e}); keys are kept on the heap");
-            Box::leak(vec![0u8; CHUNK_LEN].into_boxed_slice())
+            log::error!("cannot map memory for keys: {e}");
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(CHUNK_LEN, 4096).expect("valid layout"),
+            )
+        }
+    }
+}
+
+/// Wiped cells of `N` bytes ready for reuse, carved from mapped chunks.
+struct Pool<const N: usize> {
+    free: Mutex<Vec<&'static mut [u8; N]>>,
+}
+
+impl<const N: usize> Pool<N> {
+    const fn new() -> Self {
+        Pool {
+            free: parking_lot::const_mutex(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> &'static mut [u8; N] {
+        let mut free = self.free.lock();
+        if free.is_empty() {
+            free.extend(
+                map_chunk()
+                    .chunks_exact_mut(N)
+                    .map(|c| <&mut [u8; N]>::try_from(c).expect("chunks of N bytes")),
+            );
+        }
+        free.pop().expect("a chunk was just added")
+    }
+
+    fn give(&self, cell: &'static mut [u8; N]) {
+        cell.zeroize();
+        self.free.lock().push(cell);
+    }
+}
+
+static KEYS: Pool<SLOT_LEN> = Pool::new();
+static STATES: Pool<STATE_LEN> = Pool::new();
+
+macro_rules! secret_cell {
+    ($(#[$doc:meta])* $name:ident, $len:expr, $pool:expr) => {
+        $(#[$doc])*
+        pub struct $name(Option<&'static mut [u8; $len]>);
+
+        impl $name {
+            /// A zero-filled slot.
+            pub fn new() -> Self {
+                $name(Some($pool.take()))
+            }
+
+            /// The slot's bytes.
+            pub fn bytes(&self) -> &[u8; $len] {
+                self.0.as_deref().expect("present until drop")
+            }
+
+            /// The slot's bytes, to fill in.
+            pub fn bytes_mut(&mut self) -> &mut [u8; $len] {
+                self.0.as_deref_mut().expect("present until drop")
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                if let Some(cell) = self.0.take() {
+                    $pool.give(cell);
+                }
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
         }
     };
-    free.extend(
-        pages
-            .chunks_exact_mut(SLOT_LEN)
-            .map(|c| <Cell>::try_from(c).expect("chunks of SLOT_LEN bytes")),
-    );
 }
 
-/// One zero-filled slot of key memory, wiped and returned to the arena when dropped. Not
-/// `Clone`: the bytes exist once.
-pub struct SecretSlot(Option<Cell>);
-
-impl SecretSlot {
-    /// A zero-filled slot.
-    pub fn new() -> Self {
-        let mut free = FREE.lock();
-        if free.is_empty() {
-            grow(&mut free);
-        }
-        SecretSlot(Some(free.pop().expect("grow added slots")))
-    }
-
-    /// The slot's bytes.
-    pub fn bytes(&self) -> &[u8; SLOT_LEN] {
-        self.0.as_deref().expect("present until drop")
-    }
-
-    /// The slot's bytes, to fill in.
-    pub fn bytes_mut(&mut self) -> &mut [u8; SLOT_LEN] {
-        self.0.as_deref_mut().expect("present until drop")
-    }
-}
-
-impl Default for SecretSlot {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for SecretSlot {
-    fn drop(&mut self) {
-        if let Some(cell) = self.0.take() {
-            cell.zeroize();
-            FREE.lock().push(cell);
-        }
-    }
-}
-
-impl std::fmt::Debug for SecretSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretSlot(..)")
-    }
-}
+secret_cell!(
+    /// One zero-filled slot of key memory ([`SLOT_LEN`] bytes), wiped and returned to the
+    /// arena when dropped. Not `Clone`: the bytes exist once.
+    SecretSlot,
+    SLOT_LEN,
+    KEYS
+);
+secret_cell!(
+    /// One zero-filled, [`STATE_ALIGN`]-aligned slot of [`STATE_LEN`] bytes for a cipher's
+    /// expanded key, wiped and returned to the arena when dropped.
+    SecretState,
+    STATE_LEN,
+    STATES
+);
 
 #[cfg(test)]
 mod tests {
@@ -154,6 +200,14 @@ mod tests {
         let b = SecretSlot::new();
         assert_eq!(b.bytes(), &[0u8; SLOT_LEN]);
         assert!(stats().mapped >= CHUNK_LEN);
+
+        let mut st = SecretState::new();
+        assert_eq!(st.bytes().as_ptr() as usize % STATE_ALIGN, 0);
+        st.bytes_mut().fill(1);
+        let flags = vm_flags_of(st.bytes().as_ptr() as usize);
+        assert!(flags.split(' ').any(|f| f == "dd"), "{flags}");
+        drop(st);
+        assert_eq!(SecretState::new().bytes(), &[0u8; STATE_LEN]);
     }
 
     #[test]
