@@ -146,8 +146,8 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
             }
         });
     }
-    // nosuid,nodev by default, also for root (whose direct mount(2) would not add them, as
-    // fusermount3 does for a user).
+    // nosuid,nodev unless allowed above: fuser defaults to them too, but the rule is ours and
+    // must not hang on a library's default.
     opts.push(if suid {
         MountOption::Suid
     } else {
