@@ -282,3 +282,19 @@ fn names_that_decrypt_to_slash_nul_dot_dotdot_or_nothing_are_skipped() {
         "{text}"
     );
 }
+
+#[test]
+fn umount_does_not_block_on_a_fifo_swapped_in_for_the_marker() {
+    let m = Mounted::new();
+    let marker = m.cipherdir.join("cofferfs.volume");
+    std::fs::rename(&marker, m.dir.path().join("marker")).unwrap();
+    mkfifo(&marker);
+    let mnt = m.mnt.clone();
+    let r = within(Duration::from_secs(15), move || {
+        cofferfs(&["umount", mnt.to_str().unwrap()])
+    });
+    let (code, out, err) = r.expect("umount blocked on the FIFO");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!is_mounted(&m.mnt));
+    // Drop waits for the daemon to exit.
+}

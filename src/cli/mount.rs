@@ -447,6 +447,16 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Opens the lock probe (a file of the cipherdir) without following a symlink or blocking on
+/// a FIFO that may have been swapped in.
+fn open_probe(probe: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(probe)
+}
+
 /// Runs `umount`: detaches the mount, then waits (up to 10 s) for the daemon to release the
 /// volume, so a `mount` right after succeeds.
 pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
@@ -474,7 +484,7 @@ pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
     let probe = volume::lock_probe_path(Path::new(&source));
     if probe.exists() {
         for _ in 0..100 {
-            if let Ok(f) = std::fs::File::open(&probe)
+            if let Ok(f) = open_probe(&probe)
                 && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
             {
                 return Ok(());

@@ -146,9 +146,14 @@ fn read_marker(cipherdir: &Path) -> Result<Option<VolumeMarker>> {
 }
 
 /// Takes an exclusive, non-blocking `flock` on `path`; `busy` is the error when another
-/// process holds it.
-fn flock(path: &Path, busy: impl FnOnce() -> VolumeError) -> Result<File> {
-    let f = File::open(path)?;
+/// process holds it. Opened `O_NONBLOCK` (a FIFO swapped in must not block us) and, for a
+/// file of the cipherdir (`in_cipherdir`), `O_NOFOLLOW`.
+fn flock(path: &Path, in_cipherdir: bool, busy: impl FnOnce() -> VolumeError) -> Result<File> {
+    let nofollow = if in_cipherdir { libc::O_NOFOLLOW } else { 0 };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | nofollow)
+        .open(path)?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(f),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(busy()),
@@ -321,16 +326,19 @@ impl Location {
     pub(super) fn lock(&self) -> Result<VolumeLock> {
         let busy = |p: &Path| VolumeError::Locked(p.to_owned());
         let marker = match self.marker {
-            Some(_) => Some(flock(&self.cipherdir.join(VOLUME_MARKER_NAME), || {
-                busy(&self.cipherdir)
-            })?),
+            Some(_) => Some(flock(
+                &self.cipherdir.join(VOLUME_MARKER_NAME),
+                true,
+                || busy(&self.cipherdir),
+            )?),
             None => None,
         };
         let store_name = match self.store_location {
             StoreLocation::InCipherdir => &self.cipherdir,
             StoreLocation::Elsewhere => &self.store,
         };
-        let store = flock(&self.store, || busy(store_name))?;
+        let in_cipherdir = self.store_location == StoreLocation::InCipherdir;
+        let store = flock(&self.store, in_cipherdir, || busy(store_name))?;
         Ok(VolumeLock {
             _marker: marker,
             _store: store,
