@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cofferfs::crypto::wrap::unwrap_fek;
+use cofferfs::crypto::wrap::{unwrap_fek, unwrap_name_key};
 use cofferfs::format::{FileHeader, HEADER_LEN};
 use cofferfs::keystore::HeaderStore;
 use common::mount::{CHEAP_KDF, bin, cofferfs, cofferfs_with, is_mounted};
@@ -236,9 +236,9 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
         let open_file = std::fs::File::open(m.mnt.join("file")).unwrap();
         let mut head = [0u8; 16];
         std::os::unix::fs::FileExt::read_exact_at(&open_file, &mut head, 0).unwrap();
-        // The KEK and the file's FEK, found independently of the daemon: unwrapped from the
+        // The KEK, the name key and the file's FEK, found independently of the daemon: unwrapped from the
         // store with the password.
-        let (kek, fek) = {
+        let (kek, fek, name_key) = {
             let store = HeaderStore::open(&m.cipherdir.join("cofferfs.db"), true).unwrap();
             let (_, kek) = store.unlock(password.as_bytes(), None).unwrap();
             let blob = std::fs::read_dir(&m.cipherdir)
@@ -251,7 +251,10 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
             let header = FileHeader::decode(&bytes[..HEADER_LEN]).unwrap();
             let (wrapped, _) = store.file_key(&header.file_id).unwrap().unwrap();
             let fek = unwrap_fek(&kek, &wrapped, &header.file_id).unwrap();
-            (*kek.expose(), *fek.expose())
+            let params = store.params().unwrap();
+            let name_key =
+                unwrap_name_key(&kek, &params.wrapped_name_key, &params.volume_id).unwrap();
+            (*kek.expose(), *fek.expose(), *name_key.expose())
         };
 
         let maps = regions(m.pid);
@@ -264,8 +267,16 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
                 .map(|(a, r)| format!("{a:#x} {} {:?}", r.name, r.flags))
                 .collect::<Vec<_>>()
         );
-        for (what, key) in [("KEK", kek), ("FEK", fek)] {
-            let hits = find_in_memory(m.pid, &maps, &key);
+        // The name key's halves too: AES-SIV keys CMAC with one and CTR with the other, so a
+        // cipher's key schedule would hold them apart.
+        for (what, key) in [
+            ("KEK", &kek[..]),
+            ("FEK", &fek[..]),
+            ("name key", &name_key[..]),
+            ("name key's first half", &name_key[..32]),
+            ("name key's second half", &name_key[32..]),
+        ] {
+            let hits = find_in_memory(m.pid, &maps, key);
             assert!(
                 !hits.is_empty(),
                 "{source:?}: the scan did not find the {what} the daemon must hold"

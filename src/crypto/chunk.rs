@@ -11,7 +11,7 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
-use super::secure_mem::{STATE_ALIGN, STATE_LEN, SecretState};
+use super::secure_mem::{STATE_ALIGN, STATE_LEN, SecretState, wipe_stack_below};
 use super::{CryptoError, Fek};
 use crate::format::layout::{NONCE_LEN, TAG_LEN};
 use crate::format::{FileHeader, FileId};
@@ -91,19 +91,6 @@ impl SecretKey {
         // LessSafeKey (checked at compile time above), and only this value will live in it.
         unsafe { at.write(LessSafeKey::new(unbound)) };
     }
-}
-
-/// Bytes of stack [`wipe_stack_below`] overwrites: more than ring's key setup uses.
-const STACK_WIPE_LEN: usize = 16 * 1024;
-
-/// Overwrites the stack just below the caller's frame with zeros (the frames of functions the
-/// caller has called and that have returned). `inline(never)` so the scratch array really is
-/// a frame below the caller's; `black_box` makes the compiler write it (one memset, far
-/// cheaper than `zeroize`'s volatile stores one word at a time).
-#[inline(never)]
-fn wipe_stack_below() {
-    let scratch = [0u64; STACK_WIPE_LEN / 8];
-    std::hint::black_box(&scratch);
 }
 
 impl std::ops::Deref for SecretKey {

@@ -164,6 +164,23 @@ secret_cell!(
     STATES
 );
 
+/// Bytes of stack [`wipe_stack_below`] overwrites: more than the key setup of ring's
+/// AES-GCM or RustCrypto's AES-SIV uses.
+pub const STACK_WIPE_LEN: usize = 16 * 1024;
+
+/// Overwrites the stack just below the caller's frame with zeros: the frames of functions the
+/// caller has called and that have returned, where a cipher library leaves copies of the key
+/// schedules it built by value (a worker thread's stack is never freed, so they would stay
+/// until overwritten by chance). Call it right after such a call, from the function that made
+/// it. `inline(never)` so the scratch array really is a frame below the caller's;
+/// `black_box` makes the compiler write it (one memset, far cheaper than `zeroize`'s volatile
+/// stores one word at a time).
+#[inline(never)]
+pub fn wipe_stack_below() {
+    let scratch = [0u64; STACK_WIPE_LEN / 8];
+    std::hint::black_box(&scratch);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
