@@ -9,12 +9,13 @@ pub const OK: i32 = 0;
 pub const OTHER: i32 = 1;
 /// Bad command line (clap's own code).
 pub const USAGE: i32 = 2;
-/// The cipherdir is missing, not a cipherdir, or not empty at `init`.
+/// The cipherdir is missing, not a cipherdir, or not empty at `init`; or one of its control
+/// files (`cofferfs.volume`, `cofferfs.db`) is not a regular file.
 pub const CIPHERDIR: i32 = 6;
 /// The header store is missing, corrupt, or from a newer cofferfs.
 pub const HEADER_STORE: i32 = 9;
-/// The password could not be read (empty, the two entries differ, passfile unreadable,
-/// extpass failed).
+/// The password could not be read (empty, longer than 4096 bytes, the two entries differ,
+/// passfile unreadable, extpass failed).
 pub const PASSWORD_INPUT: i32 = 10;
 /// No key slot opens with the given password or key.
 pub const WRONG_PASSWORD: i32 = 12;
