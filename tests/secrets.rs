@@ -249,14 +249,13 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
     ] {
         let password = unique_password();
         let m = mount_in_background(&password, source);
-        // The KEK, found independently of the daemon: unwrapped from the store's slot.
         std::fs::write(m.mnt.join("file"), vec![7u8; 100_000]).unwrap();
         // Held open while the memory is read: the daemon then has the file's cipher too.
         let open_file = std::fs::File::open(m.mnt.join("file")).unwrap();
         let mut head = [0u8; 16];
         std::os::unix::fs::FileExt::read_exact_at(&open_file, &mut head, 0).unwrap();
-        // The KEK, the name key and the file's FEK, found independently of the daemon: unwrapped from the
-        // store with the password.
+        // The KEK, the name key and the file's FEK, found independently of the daemon:
+        // unwrapped from the store with the password.
         let (kek, fek, name_key) = {
             let store = HeaderStore::open(&m.cipherdir.join("cofferfs.db"), true).unwrap();
             let (_, kek) = store.unlock(password.as_bytes(), None).unwrap();
