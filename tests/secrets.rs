@@ -371,3 +371,35 @@ fn the_daemon_is_not_dumpable_and_has_no_core_limit() {
         m.pid
     );
 }
+
+#[test]
+fn without_lockable_memory_the_daemon_still_mounts_and_keeps_keys_out_of_dumps() {
+    // No CAP_IPC_LOCK and a lock limit of 0: mlock fails, which must cost nothing but the lock.
+    let launcher = [
+        "setpriv",
+        "--bounding-set=-ipc_lock",
+        "--inh-caps=-ipc_lock",
+        "--",
+        "prlimit",
+        "--memlock=0:0",
+        "--",
+    ];
+    let password = unique_password();
+    let m = mount_in_background_via(&launcher, &password, Source::Stdin);
+    std::fs::write(m.mnt.join("f"), b"still works").unwrap();
+    assert_eq!(std::fs::read(m.mnt.join("f")).unwrap(), b"still works");
+    let kek = {
+        let store = HeaderStore::open(&m.cipherdir.join("cofferfs.db"), true).unwrap();
+        *store.unlock(password.as_bytes(), None).unwrap().1.expose()
+    };
+    let maps = regions(m.pid);
+    let hits = find_in_memory(m.pid, &maps, &kek);
+    assert!(!hits.is_empty(), "the scan did not find the KEK");
+    for (addr, r) in &hits {
+        assert!(r.flags.iter().any(|f| f == "dd"), "KEK at {addr:#x}: {r:?}");
+        assert!(
+            !r.flags.iter().any(|f| f == "lo"),
+            "locked despite a limit of 0: {r:?}"
+        );
+    }
+}
