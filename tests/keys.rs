@@ -265,6 +265,12 @@ fn rotate_rewraps_every_key_and_leaves_ciphertext_alone() {
     let before = snapshot(&c);
     let passfile = tv.dir.path().join("pw");
     std::fs::write(&passfile, PASSWORD).unwrap();
+    // Private, as a passfile should be (others' read access draws a warning on stderr).
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 
     let (code, out, err) = run(&["rotate", s(&c), "--passfile", s(&passfile)], "");
     assert_eq!(code, 0, "{out}{err}");

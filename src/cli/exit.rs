@@ -9,20 +9,21 @@ pub const OK: i32 = 0;
 pub const OTHER: i32 = 1;
 /// Bad command line (clap's own code).
 pub const USAGE: i32 = 2;
-/// The cipherdir is missing, not a cipherdir, or not empty at `init`.
+/// The cipherdir is missing, not a cipherdir, or not empty at `init`; or one of its control
+/// files (`cofferfs.volume`, `cofferfs.db`) is not a regular file.
 pub const CIPHERDIR: i32 = 6;
 /// The header store is missing, corrupt, or from a newer cofferfs; or its write-ahead log
 /// cannot be read on read-only media.
 pub const HEADER_STORE: i32 = 9;
-/// The password could not be read (empty, the two entries differ, passfile unreadable,
-/// extpass failed).
+/// The password could not be read (empty, longer than 4096 bytes, the two entries differ,
+/// passfile unreadable, extpass failed).
 pub const PASSWORD_INPUT: i32 = 10;
 /// No key slot opens with the given password or key.
 pub const WRONG_PASSWORD: i32 = 12;
 /// The volume is in use by another cofferfs process (mounted, or a management command).
 pub const LOCKED: i32 = 15;
-/// A key slot operation was refused: no such slot, the last slot, the wrong kind, or
-/// `rotate` with other slots and no `--drop-other-slots`.
+/// A key slot operation was refused: no such slot, the last slot, the wrong kind, a slot
+/// beyond the 32 a volume may have, or `rotate` with other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
 /// The mount itself failed (mountpoint missing or not empty, FUSE refused).
 pub const MOUNT: i32 = 20;
@@ -50,7 +51,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
     match e {
         VolumeError::NotACipherdir(_)
         | VolumeError::NotEmpty(_)
-        | VolumeError::BadMarker { .. } => CIPHERDIR,
+        | VolumeError::BadMarker { .. }
+        | VolumeError::ControlFile { .. } => CIPHERDIR,
         VolumeError::StoreElsewhere(_) => STORE_ELSEWHERE,
         VolumeError::StoreMismatch { .. } | VolumeError::StoreInside(_) => STORE_MISMATCH,
         VolumeError::StorePath { .. } => STORE_PATH,
@@ -65,7 +67,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
             | KeystoreError::WalUnreadable(_) => HEADER_STORE,
             KeystoreError::NoSuchSlot(_)
             | KeystoreError::LastSlot(_)
-            | KeystoreError::OtherSlots(_) => KEY_SLOT,
+            | KeystoreError::OtherSlots(_)
+            | KeystoreError::TooManySlots(_) => KEY_SLOT,
             _ => OTHER,
         },
         VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,

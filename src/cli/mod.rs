@@ -4,6 +4,7 @@
 pub mod exit;
 pub mod fsck;
 pub mod generate;
+pub mod harden;
 pub mod helper_form;
 pub mod info;
 pub mod init;
@@ -36,7 +37,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new volume in CIPHERDIR (created if missing, must be empty).
+    /// Create a new volume in CIPHERDIR (created if missing, mode 0700; must be empty).
     Init(init::InitArgs),
     /// Show a volume's format and key slots (no password needed, no secrets shown).
     Info(info::InfoArgs),
@@ -110,6 +111,8 @@ impl From<password::PasswordError> for CliError {
 /// Entry point of the binary: parse, run, print the error, return the exit code.
 pub fn main() -> i32 {
     logging::init();
+    // Before any secret is read: no command of ours may leave one in a core dump.
+    harden::protect_process();
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if helper_form::is_helper_form(&argv, &subcommand_names()) {
         argv = match helper_form::rewrite(&argv) {

@@ -42,9 +42,15 @@ pub struct MountArgs {
     #[arg(long)]
     pub fsname: Option<String>,
     /// Extra mount options, comma-separated: noatime, atime, noexec, exec, nosuid, suid,
-    /// nodev, dev, sync, async, dirsync.
+    /// nodev, dev, sync, async, dirsync. The mount is nosuid,nodev unless `suid` or `dev` is
+    /// given together with --allow-suid-dev.
     #[arg(short = 'o', value_name = "OPTS")]
     pub options: Vec<String>,
+    /// Allow `-o suid` and `-o dev`. Dangerous: mode bits, owners and device numbers come
+    /// from the cipherdir, which is not authenticated, so whoever can write the cipherdir can
+    /// plant a setuid-root program or a device node in the mount.
+    #[arg(long)]
+    pub allow_suid_dev: bool,
     /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle: Option<Duration>,
@@ -101,6 +107,7 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
     if a.ro {
         opts.push(MountOption::RO);
     }
+    let (mut suid, mut dev) = (false, false);
     for o in a
         .options
         .iter()
@@ -112,10 +119,26 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
             "atime" => MountOption::Atime,
             "noexec" => MountOption::NoExec,
             "exec" => MountOption::Exec,
-            "nosuid" => MountOption::NoSuid,
-            "suid" => MountOption::Suid,
-            "nodev" => MountOption::NoDev,
-            "dev" => MountOption::Dev,
+            "nosuid" | "nodev" => continue,
+            "suid" | "dev" if !a.allow_suid_dev => {
+                return Err(CliError::new(
+                    exit::USAGE,
+                    format!(
+                        "-o {o} refused: mode bits, owners and device numbers come from the \
+                         cipherdir, which is not authenticated (anyone who can write it could \
+                         plant a setuid program or a device node); add --allow-suid-dev to \
+                         allow it anyway"
+                    ),
+                ));
+            }
+            "suid" => {
+                suid = true;
+                continue;
+            }
+            "dev" => {
+                dev = true;
+                continue;
+            }
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
             "dirsync" => MountOption::DirSync,
@@ -128,6 +151,29 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
                 ));
             }
         });
+    }
+    // nosuid,nodev unless allowed above: fuser defaults to them too, but the rule is ours and
+    // must not hang on a library's default.
+    opts.push(if suid {
+        MountOption::Suid
+    } else {
+        MountOption::NoSuid
+    });
+    opts.push(if dev {
+        MountOption::Dev
+    } else {
+        MountOption::NoDev
+    });
+    if suid || dev {
+        eprintln!(
+            "cofferfs: warning: mounted with {}: anyone who can write the cipherdir can plant a setuid program or device node",
+            [(suid, "suid"), (dev, "dev")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     Ok(opts)
 }
@@ -163,7 +209,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {
-        return serve(&a, &loc, options, &password, None);
+        return serve(&a, &loc, options, password, None);
     }
     let (rx, tx) = rustix::pipe::pipe().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     match sys::fork().map_err(|e| CliError::new(exit::OTHER, e.to_string()))? {
@@ -184,7 +230,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
         Forked::Child => {
             drop(rx);
             let _ = rustix::process::setsid();
-            let result = serve(&a, &loc, options, &password, Some(tx));
+            let result = serve(&a, &loc, options, password, Some(tx));
             if let Err(e) = &result {
                 log::error!("{}", e.message);
             }
@@ -240,12 +286,13 @@ fn raise_fd_limit() -> Option<u64> {
     now
 }
 
-/// Opens the volume, mounts, serves until unmounted.
+/// Opens the volume, mounts, serves until unmounted. The secret is consumed: it is wiped as
+/// soon as the volume is unlocked, not kept for the daemon's life.
 fn serve(
     a: &MountArgs,
     loc: &Location,
     options: Vec<MountOption>,
-    password: &SlotSecret,
+    password: SlotSecret,
     mut ready: Option<OwnedFd>,
 ) -> Result<(), CliError> {
     let fail = |ready: &mut Option<OwnedFd>, e: CliError| {
@@ -259,6 +306,7 @@ fn serve(
     } else {
         password.open(loc, a.slot)
     };
+    drop(password);
     let vol = match opened {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
@@ -418,6 +466,16 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Opens the lock probe (a file of the cipherdir) without following a symlink or blocking on
+/// a FIFO that may have been swapped in.
+fn open_probe(probe: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(probe)
+}
+
 /// Runs `umount`: detaches the mount, then waits (up to 10 s) for the daemon to release the
 /// volume, so a `mount` right after succeeds.
 pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
@@ -445,7 +503,7 @@ pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
     let probe = volume::lock_probe_path(Path::new(&source));
     if probe.exists() {
         for _ in 0..100 {
-            if let Ok(f) = std::fs::File::open(&probe)
+            if let Ok(f) = open_probe(&probe)
                 && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
             {
                 return Ok(());

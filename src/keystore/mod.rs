@@ -66,6 +66,9 @@ pub enum KeystoreError {
         .0.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
     OtherSlots(Vec<u32>),
+    /// The volume has the most key slots it may have.
+    #[error("the volume has {0} key slots, the most it may have: remove one first")]
+    TooManySlots(usize),
     /// A file's key row is missing (deleted, or the store is older than the file).
     #[error("no key row for file {0}")]
     MissingKey(FileId),

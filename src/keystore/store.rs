@@ -247,6 +247,51 @@ impl std::fmt::Debug for HeaderStore {
     }
 }
 
+/// Most key slots a volume may have, as LUKS2. A store with more was not made by cofferfs
+/// (`keys add` refuses the next one): it is treated as tampered with.
+pub const MAX_SLOTS: usize = 32;
+
+/// Most Argon2id work one unlock may spend over all the slots it would try, as memory × passes
+/// in KiB: 8 GiB·passes. Each slot's parameters are bounded on their own, but a tampered store
+/// could put many costly slots before the real one (eight 1 GiB slots: 18 s and GiB of
+/// memory). 32 slots at the defaults (64 MiB, 3 passes) take 6 GiB·passes.
+pub const MAX_UNLOCK_WORK_KIB: u64 = 8 * 1024 * 1024;
+
+/// Refuses, before any hashing, a slot table that is too large or whose password slots (those
+/// of `kind`, or only `only_slot`) would cost more than [`MAX_UNLOCK_WORK_KIB`] to try.
+fn check_unlock_work(slots: &[SlotRecord], kind: SlotKind, only_slot: Option<u32>) -> Result<()> {
+    if let Some(extra) = slots.get(MAX_SLOTS) {
+        return Err(corrupt(format!(
+            "{} key slots, more than the {MAX_SLOTS} a volume may have (slot {} and after): \
+             the store was tampered with",
+            slots.len(),
+            extra.slot_id
+        )));
+    }
+    if kind != SlotKind::Password {
+        return Ok(());
+    }
+    let mut work = 0u64;
+    for slot in slots
+        .iter()
+        .filter(|s| s.kind == kind && only_slot.is_none_or(|id| id == s.slot_id))
+        .filter(|s| s.kdf.check(true).is_ok())
+    {
+        work += u64::from(slot.kdf.m_kib) * u64::from(slot.kdf.t);
+        if work > MAX_UNLOCK_WORK_KIB {
+            return Err(corrupt(format!(
+                "trying the password slots up to slot {} would take {} MiB·passes of Argon2id, \
+                 more than the {} MiB·passes one unlock may spend: the store was tampered with \
+                 (`--slot N` tries one slot alone)",
+                slot.slot_id,
+                work / 1024,
+                MAX_UNLOCK_WORK_KIB / 1024
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn corrupt(e: impl std::fmt::Display) -> KeystoreError {
     KeystoreError::Corrupt(e.to_string())
 }
@@ -547,6 +592,7 @@ impl HeaderStore {
         if slots.is_empty() {
             return Err(corrupt("no key slots"));
         }
+        check_unlock_work(&slots, kind, only_slot)?;
         let mut bounds_error = None;
         for slot in slots
             .iter()

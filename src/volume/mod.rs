@@ -104,6 +104,15 @@ pub enum VolumeError {
         /// What is wrong with its bytes.
         source: FormatError,
     },
+    /// A control file of the volume (the marker, the header store) is a symlink, a FIFO, a
+    /// device or a directory where a regular file must be: damage or an attack, refused.
+    #[error("{path}: {reason}; refused (it must be a regular file)")]
+    ControlFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// Bad volume parameters.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -190,7 +199,14 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     params.wrapped_name_key = params.wrap_name_key(&kek, &name_key)?;
     let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
     if !exists {
-        std::fs::create_dir(cipherdir)?;
+        // Private whatever the umask (as `ssh-keygen` makes ~/.ssh): file names, sizes and
+        // the header store are nobody else's business. An existing directory keeps its mode.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(cipherdir)?;
+        std::fs::set_permissions(
+            cipherdir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
     }
     let root = File::open(cipherdir)?;
     if !opts.plaintext_names {

@@ -107,8 +107,19 @@ impl NameMap {
         };
         let enc = fnames::decode(&encoded).map_err(|_| bad())?;
         let plain = cipher.decrypt_name(dir_id, &enc).map_err(|_| bad())?;
+        // Authentic but impossible: only a crafted entry decrypts to one of these, and
+        // passing it up would break the whole listing (the kernel refuses a readdir with `/`)
+        // or alias another entry.
+        if !is_valid_name(&plain) {
+            return Err(bad());
+        }
         Ok(Some(OsString::from_vec(plain)))
     }
+}
+
+/// True for a name a directory entry may have: not empty, `.` or `..`, without `/` or NUL.
+pub fn is_valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
 }
 
 /// Writes a new random id into the directory `dir` (the `.cofferfs.dirid` file, mode 0444).
@@ -132,22 +143,50 @@ pub fn write_dir_id(dir: BorrowedFd<'_>, id: &DirId) -> Result<()> {
     Ok(())
 }
 
-/// Reads the id of the directory `dir`.
+/// Reads the id of the directory `dir`. The id file comes from the (untrusted) cipherdir and
+/// is read by a daemon that often runs as root, so it is never followed if a symlink, never
+/// opened unless it is a regular file of exactly [`DIR_ID_LEN`] bytes (a FIFO would block a
+/// worker, a device could be read or rewound), and opened `O_NOFOLLOW|O_NONBLOCK` in case it
+/// is swapped in between. Anything else is damage (`CorruptFile`: EIO, an fsck finding).
 pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
-    let fd = rustix::fs::openat(
+    let damaged = |what: String| VolumeError::CorruptFile {
+        file_id: None,
+        reason: format!("directory id file {DIR_ID_FILE} {what}"),
+    };
+    let check = |st: &rustix::fs::Stat| {
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(damaged(format!("is not a regular file ({kind:?})")));
+        }
+        if st.st_size != DIR_ID_LEN as i64 {
+            return Err(damaged(format!(
+                "is {} bytes, not {DIR_ID_LEN}",
+                st.st_size
+            )));
+        }
+        Ok(())
+    };
+    check(&rustix::fs::statat(
         dir,
         DIR_ID_FILE,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?)?;
+    let fd = match rustix::fs::openat(
+        dir,
+        DIR_ID_FILE,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Err(damaged("is a symbolic link".into())),
+        Err(e) => return Err(e.into()),
+    };
+    check(&rustix::fs::fstat(&fd)?)?;
     let file = std::fs::File::from(fd);
     let mut id = [0u8; DIR_ID_LEN];
     let n = super::chunked::read_full_at(&file, &mut id, 0)?;
     if n != DIR_ID_LEN {
-        return Err(VolumeError::CorruptFile {
-            file_id: None,
-            reason: format!("directory id file is {n} bytes, not {DIR_ID_LEN}"),
-        });
+        return Err(damaged(format!("is {n} bytes, not {DIR_ID_LEN}")));
     }
     Ok(id)
 }
