@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cofferfs::crypto::wrap::{unwrap_fek, unwrap_name_key};
+use cofferfs::crypto::wrap::{unwrap_fek, unwrap_name_key_bound};
 use cofferfs::format::{FileHeader, HEADER_LEN};
 use cofferfs::keystore::HeaderStore;
 use common::mount::{CHEAP_KDF, bin, cofferfs, cofferfs_with, is_mounted};
@@ -270,8 +270,9 @@ fn the_mounted_daemon_holds_no_password_and_keeps_the_kek_out_of_dumps() {
             let (wrapped, _) = store.file_key(&header.file_id).unwrap().unwrap();
             let fek = unwrap_fek(&kek, &wrapped, &header.file_id).unwrap();
             let params = store.params().unwrap();
+            // A new volume is format 3: the name key is wrapped bound to its parameters.
             let name_key =
-                unwrap_name_key(&kek, &params.wrapped_name_key, &params.volume_id).unwrap();
+                unwrap_name_key_bound(&kek, &params.wrapped_name_key, &params.binding()).unwrap();
             (*kek.expose(), *fek.expose(), *name_key.expose())
         };
 
