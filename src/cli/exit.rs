@@ -20,8 +20,8 @@ pub const PASSWORD_INPUT: i32 = 10;
 pub const WRONG_PASSWORD: i32 = 12;
 /// The volume is in use by another cofferfs process (mounted, or a management command).
 pub const LOCKED: i32 = 15;
-/// A key slot operation was refused: no such slot, the last slot, the wrong kind, or
-/// `rotate` with other slots and no `--drop-other-slots`.
+/// A key slot operation was refused: no such slot, the last slot, the wrong kind, removing a
+/// slot with only its own secret, or `rotate` with other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
 /// The mount itself failed (mountpoint missing or not empty, FUSE refused).
 pub const MOUNT: i32 = 20;

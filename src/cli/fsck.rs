@@ -6,12 +6,10 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::password::PasswordSource;
+use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::keystore::SlotKind;
 use crate::volume::fsck::{Report, fsck};
-use crate::volume::{self, Volume};
 
 /// Arguments of `cofferfs fsck`.
 #[derive(Debug, clap::Args)]
@@ -26,9 +24,9 @@ pub struct FsckArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
-    /// Where the password comes from.
+    /// The secret: a password, or a key file.
     #[command(flatten)]
-    pub password: PasswordSource,
+    pub unlock: UnlockArgs,
 }
 
 /// A byte progress bar on stderr when it is a terminal; hidden otherwise.
@@ -102,10 +100,8 @@ fn print_report(r: &Report) {
 /// Runs `fsck`.
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
-    volume::precheck(&loc)?;
-    let pw = a.password.read("Password: ", false)?;
-    let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
-    drop(pw);
+    let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
+    drop(secret);
     let pb = progress_bar("checking");
     let report = fsck(&vol, a.repair, &mut |p| {
         pb.set_length(p.total);

@@ -15,6 +15,8 @@ pub mod speed;
 pub mod unlock;
 pub mod volume_args;
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 
 /// cofferfs: an encrypted overlay filesystem with per-file keys and key rotation.
@@ -95,6 +97,11 @@ pub fn main() -> i32 {
     .format_timestamp(None)
     .init();
     let cli = Cli::parse();
+    // The mount daemon keeps SIGPIPE ignored (see `sys::default_sigpipe`); every other command
+    // ends quietly on a closed pipe, as coreutils do.
+    if !matches!(cli.command, Command::Mount(_)) {
+        crate::sys::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Info(a) => info::run(a),
@@ -110,7 +117,8 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("cofferfs: {}", e.message);
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "cofferfs: {}", e.message);
             e.code
         }
     }
