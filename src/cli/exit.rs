@@ -23,7 +23,8 @@ pub const LOCKED: i32 = 15;
 /// A key slot operation was refused: no such slot, the last slot, the wrong kind, removing a
 /// slot with only its own secret, or `rotate` with other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
-/// The mount itself failed (mountpoint missing or not empty, FUSE refused).
+/// The mount itself failed (mountpoint missing, not empty or already a mount point, FUSE
+/// refused).
 pub const MOUNT: i32 = 20;
 /// The cipherdir keeps its header store elsewhere and no `--header-store` was given.
 pub const STORE_ELSEWHERE: i32 = 21;
