@@ -41,6 +41,9 @@ pub const FSCK_REPAIRED: i32 = 27;
 /// `reencrypt` left some of the files it was asked for alone (hard links, not a regular
 /// file, unreadable); the others were re-encrypted.
 pub const REENCRYPT_INCOMPLETE: i32 = 28;
+/// `header backup`/`header restore`: the backup FILE is refused (it exists already at
+/// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
+pub const HEADER_BACKUP_FILE: i32 = 35;
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {

@@ -3,6 +3,7 @@
 
 pub mod exit;
 pub mod fsck;
+pub mod header;
 pub mod info;
 pub mod init;
 pub mod keys;
@@ -48,6 +49,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Replace the KEK: re-wrap every file key in one transaction (no content is touched).
     Rotate(rotate::RotateArgs),
+    /// Back up or restore the header store (as cryptsetup luksHeaderBackup/Restore).
+    Header(header::HeaderArgs),
     /// Measure this machine: AES-256-GCM per chunk size, AES-SIV names, Argon2id unlock time.
     Speed(speed::SpeedArgs),
 }
@@ -113,6 +116,7 @@ pub fn main() -> i32 {
         Command::Passwd(a) => passwd::run(a),
         Command::Rotate(a) => rotate::run(a),
         Command::Speed(a) => speed::run(a),
+        Command::Header(a) => header::run(a),
     };
     match result {
         Ok(()) => exit::OK,

@@ -3,6 +3,7 @@
 
 pub mod chunked;
 pub mod fsck;
+pub mod header;
 pub mod location;
 pub mod names;
 pub mod reencrypt;
