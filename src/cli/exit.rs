@@ -45,6 +45,29 @@ pub const REENCRYPT_INCOMPLETE: i32 = 28;
 /// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
 pub const HEADER_BACKUP_FILE: i32 = 35;
 
+/// Every code above with its name: what the README's "Exit codes" table must list, checked by
+/// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
+/// here). A new code is added above, here, and to the README table.
+pub const ALL: &[(i32, &str)] = &[
+    (OK, "OK"),
+    (OTHER, "OTHER"),
+    (USAGE, "USAGE"),
+    (CIPHERDIR, "CIPHERDIR"),
+    (HEADER_STORE, "HEADER_STORE"),
+    (PASSWORD_INPUT, "PASSWORD_INPUT"),
+    (WRONG_PASSWORD, "WRONG_PASSWORD"),
+    (LOCKED, "LOCKED"),
+    (KEY_SLOT, "KEY_SLOT"),
+    (MOUNT, "MOUNT"),
+    (STORE_ELSEWHERE, "STORE_ELSEWHERE"),
+    (STORE_MISMATCH, "STORE_MISMATCH"),
+    (STORE_PATH, "STORE_PATH"),
+    (FSCK_PROBLEMS, "FSCK_PROBLEMS"),
+    (FSCK_REPAIRED, "FSCK_REPAIRED"),
+    (REENCRYPT_INCOMPLETE, "REENCRYPT_INCOMPLETE"),
+    (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
+];
+
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {
     match e {
