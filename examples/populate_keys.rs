@@ -11,7 +11,7 @@ fn main() {
     let vol =
         cofferfs::volume::Volume::open(dir.as_ref(), pw.as_bytes(), None).expect("volume opens");
     for _ in 0..n {
-        vol.keyring().new_file_key().expect("row inserted");
+        vol.keyring().new_file_key(None).expect("row inserted");
     }
     vol.keyring().store().checkpoint().expect("checkpoint");
 }

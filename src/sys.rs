@@ -78,3 +78,41 @@ pub fn default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Anonymous pages for key bytes, as `crypto::secure_mem` carves them: mapped private,
+/// excluded from core dumps (`MADV_DONTDUMP`), and locked in RAM (`mlock`) when
+/// `RLIMIT_MEMLOCK` allows, so they are neither swapped out nor written into a dump. The
+/// pages are never unmapped: they are handed out as a `'static` slice. Returns the pages and
+/// whether the lock took (an unprivileged user's limit may be as low as 64 KiB).
+pub fn map_secret_pages(len: usize) -> io::Result<(&'static mut [u8], bool)> {
+    // SAFETY: an anonymous private mapping of `len` bytes at an address the kernel chooses
+    // aliases nothing; the result is checked against MAP_FAILED before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ptr..ptr+len` is the mapping just made; advice and locking do not change its
+    // contents or validity.
+    let locked = unsafe {
+        if libc::madvise(ptr, len, libc::MADV_DONTDUMP) != 0 {
+            log::warn!(
+                "MADV_DONTDUMP refused on key memory: {}",
+                io::Error::last_os_error()
+            );
+        }
+        libc::mlock(ptr, len) == 0
+    };
+    // SAFETY: the mapping is `len` readable and writable bytes (zero-filled by the kernel),
+    // never unmapped, and this slice is the only reference to it.
+    let pages = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+    Ok((pages, locked))
+}

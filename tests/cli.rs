@@ -147,7 +147,7 @@ fn init_then_info_shows_the_volume_and_no_secret() {
         run.field("header store"),
         c.join("cofferfs.db").display().to_string()
     );
-    assert_eq!(run.field("format version"), "2");
+    assert_eq!(run.field("format version"), "3");
     assert_eq!(run.field("chunk size"), "4096");
     assert_eq!(run.field("names"), "encrypted (AES-SIV)");
     assert_eq!(run.field("kek generation"), "1");

@@ -88,7 +88,7 @@ fn the_v1_fixture_stays_writable_and_its_files_stay_v1() {
     m.unmount();
 
     let c = m.cipherdir.clone();
-    assert_eq!(volume_format_version(&c), "2");
+    assert_eq!(volume_format_version(&c), "3", "migrated to v3");
     assert_eq!(header_version(&blob(&c, "/hello.txt")), 1);
     assert_eq!(header_version(&blob(&c, "/dir/nested.bin")), 1);
     assert_eq!(header_version(&blob(&c, "/new.txt")), 2);
@@ -117,7 +117,7 @@ fn reencrypt_turns_a_v1_file_into_a_v2_file() {
     let after = blob(&c, "/dir/nested.bin");
     assert_eq!(header_version(&after), 2);
     assert_eq!(header_version(&blob(&c, "/hello.txt")), 1, "untouched");
-    assert_eq!(volume_format_version(&c), "2");
+    assert_eq!(volume_format_version(&c), "3", "migrated to v3");
     let vol = common::open_volume(&c, FIXTURE_PASSWORD.as_bytes()).unwrap();
     let f = vol.open_file(std::fs::File::open(after).unwrap()).unwrap();
     let mut buf = vec![0u8; 20_000];
@@ -132,5 +132,5 @@ fn upgrading_the_volume_format_version_is_recorded_once() {
     assert_eq!(vol.keyring().store().params().unwrap().format_version, 1);
     assert!(vol.upgrade_format_version().unwrap());
     assert!(!vol.upgrade_format_version().unwrap());
-    assert_eq!(vol.keyring().store().params().unwrap().format_version, 2);
+    assert_eq!(vol.keyring().store().params().unwrap().format_version, 3);
 }

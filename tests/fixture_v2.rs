@@ -18,28 +18,12 @@
 mod common;
 
 use common::header_version;
-use common::mount::{Mounted, cofferfs_with};
+use common::mount::{Mounted, check_v2_fixture_contents, cofferfs_with};
 
 #[test]
 fn the_v2_fixture_mounts_and_reads() {
     let mut m = Mounted::fixture("v2", &[]);
-    assert_eq!(
-        std::fs::read(m.path("hello.txt")).unwrap(),
-        b"hello, cofferfs v2\n"
-    );
-    let nested: Vec<u8> = (0..10000u32).map(|i| ((i * 7) % 256) as u8).collect();
-    assert_eq!(std::fs::read(m.path("dir/nested.bin")).unwrap(), nested);
-    assert_eq!(
-        std::fs::read_link(m.path("link")).unwrap().to_str(),
-        Some("dir/nested.bin")
-    );
-    assert_eq!(std::fs::read(m.path(&"L".repeat(200))).unwrap(), b"long");
-    let exact: Vec<u8> = (0..8192u32).map(|i| ((i * 13) % 256) as u8).collect();
-    assert_eq!(std::fs::read(m.path("exact.bin")).unwrap(), exact);
-    let mut sparse = vec![0u8; 20000];
-    sparse[4096] = b'x';
-    assert_eq!(std::fs::read(m.path("sparse")).unwrap(), sparse);
-    assert_eq!(std::fs::read(m.path("empty")).unwrap(), b"");
+    check_v2_fixture_contents(&m);
     m.unmount();
 
     // Every file is v2; the sparse file's holes are in the middle, its last chunk is sealed.

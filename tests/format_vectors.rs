@@ -4,7 +4,7 @@
 
 use cofferfs::crypto::chunk::{chunk_aad, chunk_aad_v1};
 use cofferfs::crypto::names::{NameCipher, sha256};
-use cofferfs::crypto::wrap::{self, FEK_LABEL};
+use cofferfs::crypto::wrap::{self, FEK_LABEL, VolumeBinding};
 use cofferfs::crypto::{ChunkCipher, Fek, KdfParams, Kek, NameKey};
 use cofferfs::format::layout::{NONCE_LEN, TAG_LEN};
 use cofferfs::format::marker::{StoreLocation, VolumeMarker};
@@ -92,6 +92,30 @@ const ENC_SYMLINK_B64: &str = "QVT4T0vR7yNOu26qyXQiBbox7dE9X33iQA";
 const LONG_DISK_NAME: &str = "cofferfs.long.U4-FEx4-XtIgkURpmORH1KjTbOVDZnJDkOxqHwPr6Gc";
 // Argon2id(PASSWORD, salt 16 × 01, m=1024 KiB, t=1, p=1).
 const SLOT_KEY: &[&str] = &["6970484b79ca5fe1561e0d9052ea5c722e26695d1b0ce6da5991f5502031d772"];
+// Format v3: associated data of the name-key wrap of volume c0..cf (format 3, chunk_len 4096,
+// encrypted names): label ‖ volume_id ‖ format_version ‖ chunk_len ‖ plaintext_names.
+const NAME_KEY_AAD_V3: &[&str] = &[
+    "636f6666657266732f76332f6e616d652d6b6579", // "cofferfs/v3/name-key"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf",         // volume_id
+    "0003",                                     // format_version 3
+    "00001000",                                 // chunk_len 4096
+    "00",                                       // plaintext_names 0
+];
+// Name key 80..bf wrapped under KEK 40..5f with nonce 60..6b and that associated data.
+const WRAPPED_NAME_KEY_V3: &[&str] = &[
+    "606162636465666768696a6b", // nonce
+    "2ca98b86831116218108f3bd890bd2849fbd7c8283ab079996e35123375f9964", // ciphertext 0..32
+    "804e4fbddf6e792e00500a83b783ae854e97dfffc1f31b03ddafa3d0403c720f", // ciphertext 32..64
+    "fd88956a87a4062c90864d956a953cde", // tag
+];
+// Owner digest of the entry "report.txt" (on-disk name ENC_NAME_B64) in directory 10..1f.
+const OWNER_INPUT: &[&str] = &[
+    "636f6666657266732f76332f6f776e6572", // "cofferfs/v3/owner"
+    "101112131415161718191a1b1c1d1e1f",   // dir_id
+];
+const OWNER: &[&str] = &["49e2af8a06e7af57e0442dee45487737605a08bddd861cd33b245d86391c0b0e"];
+// Backing link of the symlink target 3100 × "t": its encoded form is 4155 characters.
+const LONG_TARGET_LINK: &str = "cofferfs.longlink.HhyfaOiQZ0djLSGRdPlhjh2m76vGMYX732p_ZLd4nV8";
 // Volume marker of volume c0..cf, whose header store is kept elsewhere.
 const MARKER: &[&str] = &[
     "43465356",                         // magic "CFSV"
@@ -269,6 +293,48 @@ fn name_vectors() {
 }
 
 #[test]
+fn v3_name_key_wrap_vector() {
+    let binding = VolumeBinding {
+        volume_id: seq(0xc0, 16).try_into().unwrap(),
+        format_version: 3,
+        chunk_len: 4096,
+        plaintext_names: false,
+    };
+    assert_eq!(binding.aad(), unhex(NAME_KEY_AAD_V3));
+    let nonce: [u8; NONCE_LEN] = seq(0x60, 12).try_into().unwrap();
+    let wrapped = wrap::wrap_with_nonce(&kek_bytes(), &nonce, &seq(0x80, 64), &binding.aad());
+    assert_eq!(wrapped, unhex(WRAPPED_NAME_KEY_V3));
+    assert_eq!(wrapped.len(), wrap::WRAPPED_NAME_KEY_LEN);
+    let kek = Kek::from_slice(&kek_bytes()).unwrap();
+    let nk = wrap::unwrap_name_key_bound(&kek, &wrapped, &binding).unwrap();
+    assert_eq!(nk.expose().to_vec(), seq(0x80, 64));
+    let flipped = VolumeBinding {
+        plaintext_names: true,
+        ..binding
+    };
+    assert!(wrap::unwrap_name_key_bound(&kek, &wrapped, &flipped).is_err());
+}
+
+#[test]
+fn owner_and_long_target_vectors() {
+    let dir: [u8; 16] = dir_id().try_into().unwrap();
+    assert_eq!(
+        [cofferfs::volume::owners::OWNER_LABEL, &dir[..]].concat(),
+        unhex(OWNER_INPUT)
+    );
+    let owner = cofferfs::volume::owners::entry_owner(&dir, std::ffi::OsStr::new(ENC_NAME_B64));
+    assert_eq!(owner.to_vec(), unhex(OWNER));
+
+    let encoded = fnames::encode(&name_cipher().encrypt_symlink(&[b't'; 3100]));
+    assert_eq!(encoded.len(), 4155);
+    assert!(encoded.len() > fnames::MAX_TARGET_LEN);
+    assert_eq!(
+        fnames::long_target(&sha256(encoded.as_bytes())),
+        LONG_TARGET_LINK
+    );
+}
+
+#[test]
 fn argon2id_vector() {
     let p = KdfParams {
         m_kib: 1024,
@@ -317,7 +383,16 @@ fn every_vector_appears_in_format_md() {
         ENC_NAME,
         ENC_SYMLINK,
         SLOT_KEY,
-        &[ENC_NAME_B64, ENC_SYMLINK_B64, LONG_DISK_NAME],
+        NAME_KEY_AAD_V3,
+        WRAPPED_NAME_KEY_V3,
+        OWNER_INPUT,
+        OWNER,
+        &[
+            ENC_NAME_B64,
+            ENC_SYMLINK_B64,
+            LONG_DISK_NAME,
+            LONG_TARGET_LINK,
+        ],
     ];
     for field in groups.iter().flat_map(|g| g.iter()) {
         assert!(

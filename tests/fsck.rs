@@ -94,7 +94,9 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
     let orphan = "00112233445566778899aabbccddeeff";
     db_exec(
         &c,
-        &format!("INSERT INTO file_keys VALUES (x'{orphan}', zeroblob(60), 1)"),
+        &format!(
+            "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation) VALUES (x'{orphan}', zeroblob(60), 1)"
+        ),
     );
     db_exec(
         &c,
@@ -152,7 +154,9 @@ fn fsck_names_each_planted_damage_and_repair_fixes_it() {
     let (code, out, err) = fsck(&c, &["--repair"]);
     assert_eq!(code, 27, "{out}{err}");
     assert!(
-        out.contains(&format!("removed orphan key row {orphan}")),
+        out.contains(&format!(
+            "moved orphan key row {orphan} into the key quarantine"
+        )),
         "{out}"
     );
     assert!(out.contains("quarantined /docs/big.bin"), "{out}");

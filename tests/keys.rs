@@ -265,6 +265,12 @@ fn rotate_rewraps_every_key_and_leaves_ciphertext_alone() {
     let before = snapshot(&c);
     let passfile = tv.dir.path().join("pw");
     std::fs::write(&passfile, PASSWORD).unwrap();
+    // Private, as a passfile should be (others' read access draws a warning on stderr).
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 
     let (code, out, err) = run(&["rotate", s(&c), "--passfile", s(&passfile)], "");
     assert_eq!(code, 0, "{out}{err}");
@@ -299,6 +305,17 @@ fn rotate_rewraps_every_key_and_leaves_ciphertext_alone() {
     }
     let params = store.params().unwrap();
     assert!(wrap::unwrap_name_key(&old_kek, &params.wrapped_name_key, &params.volume_id).is_err());
+    // Format v3: the name key is wrapped bound to the parameters, under the new KEK only.
+    let binding = params.binding();
+    assert!(wrap::unwrap_name_key_bound(&old_kek, &params.wrapped_name_key, &binding).is_err());
+    assert!(
+        wrap::unwrap_name_key_bound(
+            vol.keyring().kek_for_tests(),
+            &params.wrapped_name_key,
+            &binding
+        )
+        .is_ok()
+    );
     for (name, data) in &files {
         assert_eq!(&read_file(&vol, &c.join(name)), data, "{name}");
     }
@@ -423,7 +440,7 @@ fn kill_9_during_rotate_leaves_the_old_or_the_new_kek() {
         let vol = tv.open();
         let files = write_files(&vol, &c, 3);
         for _ in files.len()..ROWS {
-            vol.keyring().new_file_key().unwrap();
+            vol.keyring().new_file_key(None).unwrap();
         }
         files
     };

@@ -346,15 +346,16 @@ fn missing_corrupt_and_newer_header_stores_are_distinct_errors() {
 #[test]
 fn a_volume_of_a_newer_format_version_is_refused() {
     let tv = setup();
-    with_db(&tv, "UPDATE volume SET format_version = 3");
+    with_db(&tv, "UPDATE volume SET format_version = 4");
     assert!(matches!(
         common::open_volume(&tv.cipherdir(), PASSWORD),
         Err(VolumeError::Format(
-            cofferfs::format::FormatError::UnsupportedVersion(3)
+            cofferfs::format::FormatError::UnsupportedVersion(4)
         ))
     ));
-    // A file header of a newer version is refused too, as a corrupt file.
-    with_db(&tv, "UPDATE volume SET format_version = 2");
+    // A file header of a newer version is refused too, as a corrupt file (v3 files do not
+    // exist: format v3 changed the header store only).
+    with_db(&tv, "UPDATE volume SET format_version = 3");
     rw(&tv.blob("a")).write_all_at(&[0, 3], 4).unwrap();
     let vol = tv.open();
     assert!(matches!(

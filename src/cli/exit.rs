@@ -9,19 +9,22 @@ pub const OK: i32 = 0;
 pub const OTHER: i32 = 1;
 /// Bad command line (clap's own code).
 pub const USAGE: i32 = 2;
-/// The cipherdir is missing, not a cipherdir, or not empty at `init`.
+/// The cipherdir is missing, not a cipherdir, or not empty at `init`; or one of its control
+/// files (`cofferfs.volume`, `cofferfs.db`) is not a regular file.
 pub const CIPHERDIR: i32 = 6;
-/// The header store is missing, corrupt, or from a newer cofferfs.
+/// The header store is missing, corrupt, or from a newer cofferfs; or its write-ahead log
+/// cannot be read on read-only media.
 pub const HEADER_STORE: i32 = 9;
-/// The password could not be read (empty, the two entries differ, passfile unreadable,
-/// extpass failed).
+/// The password could not be read (empty, longer than 4096 bytes, the two entries differ,
+/// passfile unreadable, extpass failed).
 pub const PASSWORD_INPUT: i32 = 10;
 /// No key slot opens with the given password or key.
 pub const WRONG_PASSWORD: i32 = 12;
 /// The volume is in use by another cofferfs process (mounted, or a management command).
 pub const LOCKED: i32 = 15;
 /// A key slot operation was refused: no such slot, the last slot, the wrong kind, removing a
-/// slot with only its own secret, or `rotate` with other slots and no `--drop-other-slots`.
+/// slot with only its own secret, a slot beyond the 32 a volume may have, or `rotate` with
+/// other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
 /// The mount itself failed (mountpoint missing, not empty or already a mount point, FUSE
 /// refused).
@@ -41,6 +44,9 @@ pub const FSCK_REPAIRED: i32 = 27;
 /// `reencrypt` left some of the files it was asked for alone (hard links, not a regular
 /// file, unreadable); the others were re-encrypted.
 pub const REENCRYPT_INCOMPLETE: i32 = 28;
+/// The volume parameters in the header store (name mode, chunk size, format version, volume
+/// id) are not the ones the KEK authenticated: the store was tampered with.
+pub const PARAMS_UNVERIFIED: i32 = 30;
 /// `header backup`/`header restore`: the backup FILE is refused (it exists already at
 /// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
 pub const HEADER_BACKUP_FILE: i32 = 35;
@@ -65,6 +71,7 @@ pub const ALL: &[(i32, &str)] = &[
     (FSCK_PROBLEMS, "FSCK_PROBLEMS"),
     (FSCK_REPAIRED, "FSCK_REPAIRED"),
     (REENCRYPT_INCOMPLETE, "REENCRYPT_INCOMPLETE"),
+    (PARAMS_UNVERIFIED, "PARAMS_UNVERIFIED"),
     (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
 ];
 
@@ -73,7 +80,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
     match e {
         VolumeError::NotACipherdir(_)
         | VolumeError::NotEmpty(_)
-        | VolumeError::BadMarker { .. } => CIPHERDIR,
+        | VolumeError::BadMarker { .. }
+        | VolumeError::ControlFile { .. } => CIPHERDIR,
         VolumeError::StoreElsewhere(_) => STORE_ELSEWHERE,
         VolumeError::StoreMismatch { .. } | VolumeError::StoreInside(_) => STORE_MISMATCH,
         VolumeError::StorePath { .. } => STORE_PATH,
@@ -81,12 +89,15 @@ pub fn code_for(e: &VolumeError) -> i32 {
         VolumeError::Locked(_) => LOCKED,
         VolumeError::Keystore(k) => match k {
             KeystoreError::WrongPassword => WRONG_PASSWORD,
+            KeystoreError::ParamsDoNotVerify(_) => PARAMS_UNVERIFIED,
             KeystoreError::Missing(_)
             | KeystoreError::Corrupt(_)
-            | KeystoreError::NewerVersion { .. } => HEADER_STORE,
+            | KeystoreError::NewerVersion { .. }
+            | KeystoreError::WalUnreadable(_) => HEADER_STORE,
             KeystoreError::NoSuchSlot(_)
             | KeystoreError::LastSlot(_)
-            | KeystoreError::OtherSlots(_) => KEY_SLOT,
+            | KeystoreError::OtherSlots(_)
+            | KeystoreError::TooManySlots(_) => KEY_SLOT,
             _ => OTHER,
         },
         VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,

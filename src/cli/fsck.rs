@@ -6,10 +6,11 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::unlock::{UnlockArgs, open_for_management};
+use super::unlock::UnlockArgs;
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::volume::fsck::{Report, fsck};
+use crate::volume::fsck::{Report, fsck_with};
+use crate::volume::{self, Volume};
 
 /// Arguments of `cofferfs fsck`.
 #[derive(Debug, clap::Args)]
@@ -17,10 +18,15 @@ pub struct FsckArgs {
     /// The volume (not mounted).
     #[command(flatten)]
     pub volume: VolumeArgs,
-    /// Remove orphan key and long-name rows and leftover reencrypt temporary files, and move
-    /// unreadable entries into cofferfs.quarantine/ (nothing is deleted).
+    /// Move key rows no file carries into the key quarantine (put back when their file
+    /// returns), remove orphan long-name rows and leftover reencrypt temporary files, and move
+    /// unreadable entries into cofferfs.quarantine/ (no key is destroyed).
     #[arg(long)]
     pub repair: bool,
+    /// With --repair: destroy every key row in the key quarantine (irreversible: a file that
+    /// comes back afterwards stays unreadable).
+    #[arg(long, requires = "repair")]
+    pub purge_quarantine: bool,
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
@@ -76,7 +82,7 @@ fn print_report(r: &Report) {
             println!("  {at}: {}{fixed}", p.kind);
         }
     }
-    if !r.holes.is_empty() || s.quarantined_before > 0 {
+    if !r.holes.is_empty() || s.quarantined_before > 0 || s.quarantined_keys > 0 {
         println!("info:");
         for h in &r.holes {
             println!("  {}: {}", h.loc, holes_text(&h.chunks));
@@ -86,6 +92,13 @@ fn print_report(r: &Report) {
                 "  {} entries wait in {} from an earlier repair",
                 s.quarantined_before,
                 crate::format::names::QUARANTINE_DIR
+            );
+        }
+        if s.quarantined_keys > 0 {
+            println!(
+                "  {} key rows wait in the key quarantine (put back when their file returns); \
+                 `cofferfs fsck --repair --purge-quarantine` destroys them",
+                s.quarantined_keys
             );
         }
     }
@@ -100,10 +113,25 @@ fn print_report(r: &Report) {
 /// Runs `fsck`.
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
-    let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
+    volume::precheck(&loc)?;
+    if a.repair {
+        volume::check_writable_media(&loc)?;
+    }
+    let secret = a.unlock.read("Password: ")?;
+    // Without --repair nothing is written: the store is opened read-only, so a check
+    // changes no byte of the volume and works on read-only media.
+    let vol = if a.repair {
+        secret.open(&loc, a.slot)?
+    } else {
+        Volume::open_read_only_at(&loc, secret.kind, &secret.bytes, a.slot)?
+    };
     drop(secret);
+    if a.repair {
+        // A repair writes: a v1/v2 volume is migrated first, as by a read-write mount.
+        vol.upgrade_format_version()?;
+    }
     let pb = progress_bar("checking");
-    let report = fsck(&vol, a.repair, &mut |p| {
+    let report = fsck_with(&vol, a.repair, a.purge_quarantine, &mut |p| {
         pb.set_length(p.total);
         pb.set_position(p.done);
     })?;

@@ -3,10 +3,14 @@
 
 pub mod exit;
 pub mod fsck;
+pub mod generate;
+pub mod harden;
 pub mod header;
+pub mod helper_form;
 pub mod info;
 pub mod init;
 pub mod keys;
+pub mod logging;
 pub mod mount;
 pub mod passwd;
 pub mod password;
@@ -18,11 +22,17 @@ pub mod volume_args;
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// cofferfs: an encrypted overlay filesystem with per-file keys and key rotation.
 #[derive(Debug, Parser)]
-#[command(name = "cofferfs", version, about, long_about = None)]
+#[command(
+    name = "cofferfs",
+    version,
+    about,
+    long_about = None,
+    after_long_help = HELPER_FORM_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +40,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new volume in CIPHERDIR (created if missing, must be empty).
+    /// Create a new volume in CIPHERDIR (created if missing, mode 0700; must be empty).
     Init(init::InitArgs),
     /// Show a volume's format and key slots (no password needed, no secrets shown).
     Info(info::InfoArgs),
@@ -53,7 +63,18 @@ enum Command {
     Header(header::HeaderArgs),
     /// Measure this machine: AES-256-GCM per chunk size, AES-SIV names, Argon2id unlock time.
     Speed(speed::SpeedArgs),
+    /// Write the man pages or print shell completions (for installing cofferfs).
+    Generate(generate::GenerateArgs),
 }
+
+/// The mount-helper form, in `--help` and the man page.
+const HELPER_FORM_HELP: &str = "\
+Mount helper form: `cofferfs CIPHERDIR MOUNTPOINT -o OPTIONS` is `cofferfs mount`, as called by \
+`mount -t fuse.cofferfs CIPHERDIR MOUNTPOINT -o OPTIONS` and by an /etc/fstab line of type \
+fuse.cofferfs. OPTIONS: passfile=FILE, keyfile=FILE, extpass=\"CMD\", header_store=PATH, \
+idle=DURATION, slot=N, fsname=NAME, ro, allow_other, no_writeback_cache, nosyslog, \
+allow_suid_dev, and the mount options of `cofferfs mount -o`; fstab-only options (_netdev, \
+nofail, noauto, user, x-systemd.*) are ignored.";
 
 /// An error for the user: a message and the exit code it maps to.
 #[derive(Debug)]
@@ -94,12 +115,20 @@ impl From<password::PasswordError> for CliError {
 
 /// Entry point of the binary: parse, run, print the error, return the exit code.
 pub fn main() -> i32 {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,fuser::mnt=error"),
-    )
-    .format_timestamp(None)
-    .init();
-    let cli = Cli::parse();
+    logging::init();
+    // Before any secret is read: no command of ours may leave one in a core dump.
+    harden::protect_process();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if helper_form::is_helper_form(&argv, &subcommand_names()) {
+        argv = match helper_form::rewrite(&argv) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("cofferfs: {}", e.message);
+                return e.code;
+            }
+        };
+    }
+    let cli = Cli::parse_from(argv);
     // The mount daemon keeps SIGPIPE ignored (see `sys::default_sigpipe`); every other command
     // ends quietly on a closed pipe, as coreutils do.
     if !matches!(cli.command, Command::Mount(_)) {
@@ -117,6 +146,7 @@ pub fn main() -> i32 {
         Command::Rotate(a) => rotate::run(a),
         Command::Speed(a) => speed::run(a),
         Command::Header(a) => header::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(()) => exit::OK,
@@ -126,4 +156,16 @@ pub fn main() -> i32 {
             e.code
         }
     }
+}
+
+/// Every word that names a subcommand (aliases and `help` included): the mount-helper form is
+/// recognised by its first argument being none of them.
+fn subcommand_names() -> Vec<String> {
+    let cmd = Cli::command();
+    let mut names = vec!["help".to_owned()];
+    for sub in cmd.get_subcommands() {
+        names.push(sub.get_name().to_owned());
+        names.extend(sub.get_all_aliases().map(str::to_owned));
+    }
+    names
 }

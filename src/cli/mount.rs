@@ -19,7 +19,7 @@ use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::fs::{CofferFs, FsOptions};
 use crate::sys::{self, Forked};
-use crate::volume::{self, Location};
+use crate::volume::{self, Location, Volume};
 
 /// Arguments of `cofferfs mount`.
 #[derive(Debug, clap::Args)]
@@ -42,9 +42,15 @@ pub struct MountArgs {
     #[arg(long)]
     pub fsname: Option<String>,
     /// Extra mount options, comma-separated: noatime, atime, noexec, exec, nosuid, suid,
-    /// nodev, dev, sync, async, dirsync.
+    /// nodev, dev, sync, async, dirsync. The mount is nosuid,nodev unless `suid` or `dev` is
+    /// given together with --allow-suid-dev.
     #[arg(short = 'o', value_name = "OPTS")]
     pub options: Vec<String>,
+    /// Allow `-o suid` and `-o dev`. Dangerous: mode bits, owners and device numbers come
+    /// from the cipherdir, which is not authenticated, so whoever can write the cipherdir can
+    /// plant a setuid-root program or a device node in the mount.
+    #[arg(long)]
+    pub allow_suid_dev: bool,
     /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 1h30m,
     /// 0.5s; 0: never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -60,6 +66,12 @@ pub struct MountArgs {
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
+    /// Keep the daemon's log off syslog: once in the background it is then discarded.
+    #[arg(long)]
+    pub nosyslog: bool,
+    /// The syslog socket instead of /dev/log (for tests, which bind their own).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub syslog_socket: Option<PathBuf>,
 }
 
 /// Parses a duration as systemd and gocryptfs's `-idle` write them: one or more numbers,
@@ -125,6 +137,7 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
     if a.ro {
         opts.push(MountOption::RO);
     }
+    let (mut suid, mut dev) = (false, false);
     for o in a
         .options
         .iter()
@@ -136,10 +149,26 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
             "atime" => MountOption::Atime,
             "noexec" => MountOption::NoExec,
             "exec" => MountOption::Exec,
-            "nosuid" => MountOption::NoSuid,
-            "suid" => MountOption::Suid,
-            "nodev" => MountOption::NoDev,
-            "dev" => MountOption::Dev,
+            "nosuid" | "nodev" => continue,
+            "suid" | "dev" if !a.allow_suid_dev => {
+                return Err(CliError::new(
+                    exit::USAGE,
+                    format!(
+                        "-o {o} refused: mode bits, owners and device numbers come from the \
+                         cipherdir, which is not authenticated (anyone who can write it could \
+                         plant a setuid program or a device node); add --allow-suid-dev to \
+                         allow it anyway"
+                    ),
+                ));
+            }
+            "suid" => {
+                suid = true;
+                continue;
+            }
+            "dev" => {
+                dev = true;
+                continue;
+            }
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
             "dirsync" => MountOption::DirSync,
@@ -152,6 +181,29 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
                 ));
             }
         });
+    }
+    // nosuid,nodev unless allowed above: fuser defaults to them too, but the rule is ours and
+    // must not hang on a library's default.
+    opts.push(if suid {
+        MountOption::Suid
+    } else {
+        MountOption::NoSuid
+    });
+    opts.push(if dev {
+        MountOption::Dev
+    } else {
+        MountOption::NoDev
+    });
+    if suid || dev {
+        eprintln!(
+            "cofferfs: warning: mounted with {}: anyone who can write the cipherdir can plant a setuid program or device node",
+            [(suid, "suid"), (dev, "dev")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     Ok(opts)
 }
@@ -310,10 +362,13 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
     check_not_mounted(&loc)?;
+    if !a.ro {
+        volume::check_writable_media(&loc)?;
+    }
     let options = mount_options(&a)?;
     let password = a.unlock.read("Password: ")?;
     if a.foreground {
-        return serve(&a, &loc, options, &password, None);
+        return serve(&a, &loc, options, password, None);
     }
     let (rx, tx) = rustix::pipe::pipe().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     match sys::fork().map_err(|e| CliError::new(exit::OTHER, e.to_string()))? {
@@ -336,7 +391,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
             let _ = rustix::process::setsid();
             // Every error before the mount is up goes to the parent, which prints it; one
             // after it is logged by `serve`.
-            let result = serve(&a, &loc, options, &password, Some(tx));
+            let result = serve(&a, &loc, options, password, Some(tx));
             std::process::exit(result.map(|_| 0).unwrap_or_else(|e| e.code));
         }
     }
@@ -389,19 +444,28 @@ fn raise_fd_limit() -> Option<u64> {
     now
 }
 
-/// Opens the volume, mounts, serves until unmounted.
+/// Opens the volume, mounts, serves until unmounted. The secret is consumed: it is wiped as
+/// soon as the volume is unlocked, not kept for the daemon's life.
 fn serve(
     a: &MountArgs,
     loc: &Location,
     options: Vec<MountOption>,
-    password: &SlotSecret,
+    password: SlotSecret,
     mut ready: Option<OwnedFd>,
 ) -> Result<(), CliError> {
     let fail = |ready: &mut Option<OwnedFd>, e: CliError| {
         report(ready, e.code, &e.message);
         e
     };
-    let vol = match password.open(loc, a.slot) {
+    // Read-only: the store is opened read-only too, so nothing in the cipherdir changes and
+    // read-only media mount.
+    let opened = if a.ro {
+        Volume::open_read_only_at(loc, password.kind, &password.bytes, a.slot)
+    } else {
+        password.open(loc, a.slot)
+    };
+    drop(password);
+    let vol = match opened {
         Ok(v) => Arc::new(v),
         Err(e) => return Err(fail(&mut ready, e.into())),
     };
@@ -455,6 +519,10 @@ fn serve(
             a.mountpoint.display(),
             a.mountpoint.display()
         );
+    }
+    // From here on the daemon's stderr is /dev/null: its warnings go to syslog instead.
+    if ready.is_some() && !a.nosyslog {
+        super::logging::switch_to_syslog(a.syslog_socket.as_deref());
     }
     report(&mut ready, 0, "mounted");
 
@@ -577,6 +645,16 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Opens the lock probe (a file of the cipherdir) without following a symlink or blocking on
+/// a FIFO that may have been swapped in.
+fn open_probe(probe: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(probe)
+}
+
 /// Runs `umount`: detaches the mount, then waits (up to 10 s) for the daemon to release the
 /// volume, so a `mount` right after succeeds.
 pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
@@ -604,7 +682,7 @@ pub fn run_umount(a: UmountArgs) -> Result<(), CliError> {
     let probe = volume::lock_probe_path(Path::new(&source));
     if probe.exists() {
         for _ in 0..100 {
-            if let Ok(f) = std::fs::File::open(&probe)
+            if let Ok(f) = open_probe(&probe)
                 && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
             {
                 return Ok(());

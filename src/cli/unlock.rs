@@ -59,7 +59,9 @@ impl SlotSecret {
     }
 }
 
-/// Reads a whole key file; it must hold at least 32 bytes.
+/// Reads a whole key file; it must hold at least 32 bytes. Read into one wiped buffer sized
+/// up front (the file's size, or the 8 MiB limit for a pipe), never a growing `Vec` that
+/// leaves copies of the key behind; a key file others may read is used with a warning.
 pub fn read_keyfile(path: &Path) -> Result<Secret, CliError> {
     let fail = |why: String| {
         CliError::new(
@@ -67,11 +69,26 @@ pub fn read_keyfile(path: &Path) -> Result<Secret, CliError> {
             format!("key file {}: {why}", path.display()),
         )
     };
-    let f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    f.take(KEYFILE_MAX_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
+    let mut f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    super::harden::warn_if_exposed(path, "key file");
+    let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
+    let cap = if meta.is_file() {
+        meta.len().min(KEYFILE_MAX_LEN) + 1
+    } else {
+        KEYFILE_MAX_LEN + 1
+    };
+    let mut bytes = Zeroizing::new(vec![0u8; cap as usize]);
+    let mut len = 0;
+    while len < bytes.len() {
+        match f.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    // Shrinking keeps the allocation: nothing is copied, and the whole of it is wiped on drop.
+    bytes.truncate(len);
     if bytes.len() < KEYFILE_MIN_LEN {
         return Err(fail(format!(
             "{} bytes; a key file needs at least {KEYFILE_MIN_LEN} (make one with `cofferfs keys new-keyfile`)",

@@ -9,10 +9,9 @@
 //! be true exactly for the last chunk of the file as its size will be once the write lands.
 //! Imports `format`, `ring` (the AEAD of the content, see [`ChunkCipher`]) and `zeroize` only.
 
-use std::mem::MaybeUninit;
-
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
+use super::secure_mem::{STATE_ALIGN, STATE_LEN, SecretState, wipe_stack_below};
 use super::{CryptoError, Fek};
 use crate::format::layout::{NONCE_LEN, TAG_LEN};
 use crate::format::{FileHeader, FileId};
@@ -59,45 +58,52 @@ pub struct ChunkCipher {
     version: u16,
 }
 
-/// ring's AES-256-GCM key (expanded key schedule and GHASH table, held inline) in a heap slot
-/// that is zeroed when dropped: ring does not wipe its keys. The slot is `MaybeUninit` because a
-/// wiped key is no longer a valid value (it holds a reference and enums) and must never be
-/// read or dropped as one. Boxed so that moves of the cipher never copy the schedule; the
-/// copies made on the stack while ring builds it are not wiped (as with any library).
-struct SecretKey(Box<MaybeUninit<LessSafeKey>>);
+/// ring's AES-256-GCM key (expanded key schedule and GHASH table, held inline; the first
+/// round keys are the FEK itself) in a slot of the key arena (`secure_mem`: out of core dumps,
+/// locked in RAM where allowed), wiped when dropped: ring does not wipe its keys. The key is
+/// written into the slot in place and never moved, so moves of the cipher never copy the
+/// schedule; the copies made on the stack while ring builds it are not wiped (as with any
+/// library).
+struct SecretKey(SecretState);
 
 // The wipe skips ring's drop: sound only while the key has no drop glue (owns no heap data).
 const _: () = assert!(!std::mem::needs_drop::<LessSafeKey>());
+const _: () = assert!(std::mem::size_of::<LessSafeKey>() <= STATE_LEN);
+const _: () = assert!(std::mem::align_of::<LessSafeKey>() <= STATE_ALIGN);
 
 impl SecretKey {
     fn new(key: &[u8; 32]) -> Self {
-        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key");
-        let mut slot = Box::new(MaybeUninit::uninit());
-        slot.write(LessSafeKey::new(unbound));
+        let mut slot = SecretState::new();
+        Self::build_into(key, &mut slot);
+        // ring built the schedule in stack frames below this one, where it would stay until
+        // overwritten (a worker's stack is never freed): overwrite them now.
+        wipe_stack_below();
         SecretKey(slot)
+    }
+
+    // One of the unsafe blocks outside `sys.rs`, all for keeping ring's key in wiped memory.
+    #[allow(unsafe_code)]
+    #[inline(never)]
+    fn build_into(key: &[u8; 32], slot: &mut SecretState) {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key");
+        let at = slot.bytes_mut().as_mut_ptr().cast::<LessSafeKey>();
+        // SAFETY: the slot is STATE_LEN bytes aligned to STATE_ALIGN, enough for a
+        // LessSafeKey (checked at compile time above), and only this value will live in it.
+        unsafe { at.write(LessSafeKey::new(unbound)) };
     }
 }
 
 impl std::ops::Deref for SecretKey {
     type Target = LessSafeKey;
-    // One of the two unsafe blocks outside `sys.rs`, both for this wipe.
     #[allow(unsafe_code)]
     fn deref(&self) -> &LessSafeKey {
-        // SAFETY: `new` initialised the slot and only `drop` wipes it.
-        unsafe { self.0.assume_init_ref() }
+        // SAFETY: `new` wrote a LessSafeKey at the start of the slot, and only the slot's drop
+        // (after every borrow of `self`) wipes it.
+        unsafe { &*self.0.bytes().as_ptr().cast::<LessSafeKey>() }
     }
 }
 
-impl Drop for SecretKey {
-    #[allow(unsafe_code)]
-    fn drop(&mut self) {
-        let slot: *mut MaybeUninit<LessSafeKey> = &mut *self.0;
-        // SAFETY: the slot is ours and any bytes are a valid `MaybeUninit`; the key needs no
-        // drop (checked at compile time above), and the box frees the slot as raw memory
-        // without reading it.
-        unsafe { zeroize::zeroize_flat_type(slot) };
-    }
-}
+// Dropping the slot wipes it (the key needs no drop of its own, checked above).
 
 impl std::fmt::Debug for ChunkCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

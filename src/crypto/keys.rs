@@ -1,15 +1,19 @@
-//! Secret key newtypes. Each owns its bytes on the heap (moves never leave copies behind),
-//! zeroizes them on drop, has no `Clone`, and prints as `Name(..)` so no `Debug` or log line
-//! can ever carry key bytes.
+//! Secret key newtypes. Each owns its bytes in a slot of the key arena (`secure_mem`: out of
+//! core dumps, locked in RAM where allowed; moves never leave copies behind), wipes them on
+//! drop, has no `Clone`, and prints as `Name(..)` so no `Debug` or log line can ever carry key
+//! bytes.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::ZeroizeOnDrop;
 
+use super::secure_mem::{SLOT_LEN, SecretSlot};
 use super::{CryptoError, os_random};
 
 macro_rules! secret_key {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
-        pub struct $name(Box<[u8; $len]>);
+        pub struct $name(SecretSlot);
+
+        const _: () = assert!($len <= SLOT_LEN);
 
         impl $name {
             /// Length of the key in bytes.
@@ -17,31 +21,29 @@ macro_rules! secret_key {
 
             /// A new key from the OS CSPRNG.
             pub fn generate() -> Result<Self, CryptoError> {
-                let mut k = Box::new([0u8; $len]);
-                os_random(&mut k[..])?;
+                let mut k = SecretSlot::new();
+                os_random(&mut k.bytes_mut()[..$len])?;
                 Ok($name(k))
             }
 
             /// Copies key bytes out of a buffer (the caller zeroizes its own copy, e.g. by
             /// holding it in `Zeroizing`). `None` when the length is wrong.
             pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-                let arr: &[u8; $len] = bytes.try_into().ok()?;
-                let mut k = Box::new([0u8; $len]);
-                k.copy_from_slice(arr);
+                if bytes.len() != $len {
+                    return None;
+                }
+                let mut k = SecretSlot::new();
+                k.bytes_mut()[..$len].copy_from_slice(bytes);
                 Some($name(k))
             }
 
             /// The raw bytes, for the cipher that uses them and nothing else.
             pub fn expose(&self) -> &[u8; $len] {
-                &self.0
+                <&[u8; $len]>::try_from(&self.0.bytes()[..$len]).expect("the slot holds LEN")
             }
         }
 
-        impl Drop for $name {
-            fn drop(&mut self) {
-                self.0.zeroize();
-            }
-        }
+        // The slot wipes itself when dropped.
 
         impl ZeroizeOnDrop for $name {}
 

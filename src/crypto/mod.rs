@@ -7,6 +7,7 @@ pub mod chunk;
 pub mod kdf;
 pub mod keys;
 pub mod names;
+pub mod secure_mem;
 pub mod wrap;
 
 pub use chunk::ChunkCipher;

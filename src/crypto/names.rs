@@ -8,6 +8,7 @@ use aes_siv::KeyInit;
 use aes_siv::siv::Aes256Siv;
 use sha2::{Digest, Sha256};
 
+use super::secure_mem::wipe_stack_below;
 use super::{CryptoError, NameKey};
 
 /// Domain label of an entry name; the second header is the parent directory id.
@@ -40,15 +41,32 @@ impl NameCipher {
         Aes256Siv::new_from_slice(self.key.expose()).expect("NameKey is 64 bytes")
     }
 
-    /// Encrypts `data` with the associated-data headers `ad`.
+    /// Encrypts `data` with the associated-data headers `ad`. The cipher is set up for each
+    /// call, in a frame of its own that is wiped afterwards: its key schedules (which hold the
+    /// name key) must not stay behind on a worker's stack.
     pub fn seal(&self, ad: &[&[u8]], data: &[u8]) -> Vec<u8> {
+        let out = self.seal_inner(ad, data);
+        wipe_stack_below();
+        out
+    }
+
+    #[inline(never)]
+    fn seal_inner(&self, ad: &[&[u8]], data: &[u8]) -> Vec<u8> {
         self.siv()
             .encrypt(ad, data)
             .expect("AES-SIV accepts these headers")
     }
 
-    /// Decrypts what [`seal`](Self::seal) produced with the same headers.
+    /// Decrypts what [`seal`](Self::seal) produced with the same headers (wiping the stack
+    /// the same way).
     pub fn open(&self, ad: &[&[u8]], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let out = self.open_inner(ad, data);
+        wipe_stack_below();
+        out
+    }
+
+    #[inline(never)]
+    fn open_inner(&self, ad: &[&[u8]], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.siv()
             .decrypt(ad, data)
             .map_err(|_| CryptoError::AuthFailed)

@@ -19,6 +19,9 @@ pub const FEK_LABEL: &[u8] = b"cofferfs/v1/fek";
 pub const KEK_LABEL: &[u8] = b"cofferfs/v1/kek";
 /// Domain label of the name key wrapped under the KEK; the context is the volume id.
 pub const NAME_KEY_LABEL: &[u8] = b"cofferfs/v1/name-key";
+/// Domain label of the name key wrapped under the KEK from format v3 on; the context is the
+/// volume id and every volume parameter that changes how bytes are written ([`VolumeBinding`]).
+pub const NAME_KEY_V3_LABEL: &[u8] = b"cofferfs/v3/name-key";
 /// Bytes wrapping adds to a key.
 pub const WRAP_OVERHEAD_LEN: usize = NONCE_LEN + TAG_LEN;
 /// Length of a wrapped 32-byte key (FEK, KEK).
@@ -106,12 +109,65 @@ pub fn unwrap_kek(
     Kek::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped KEK"))
 }
 
-/// Wraps the name key under the KEK, bound to the volume.
+/// The volume parameters a v3 name-key wrap authenticates: a store-only attacker who changes
+/// any of them (turns names to clear text, changes the chunk size, lowers the format version,
+/// swaps the volume id) makes the name key fail to unwrap, and the volume is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeBinding {
+    /// The volume id.
+    pub volume_id: [u8; 16],
+    /// `volume.format_version`.
+    pub format_version: u16,
+    /// Plaintext bytes per chunk.
+    pub chunk_len: u32,
+    /// Names are stored in clear.
+    pub plaintext_names: bool,
+}
+
+impl VolumeBinding {
+    /// The 23-byte context of the v3 wrap: `volume_id (16) ‖ format_version (u16) ‖
+    /// chunk_len (u32) ‖ plaintext_names (u8)`, big-endian.
+    pub fn context(&self) -> Vec<u8> {
+        let mut c = Vec::with_capacity(23);
+        c.extend_from_slice(&self.volume_id);
+        c.extend_from_slice(&self.format_version.to_be_bytes());
+        c.extend_from_slice(&self.chunk_len.to_be_bytes());
+        c.push(u8::from(self.plaintext_names));
+        c
+    }
+
+    /// The associated data of the v3 name-key wrap: label ‖ context (43 bytes).
+    pub fn aad(&self) -> Vec<u8> {
+        aad(NAME_KEY_V3_LABEL, &self.context())
+    }
+}
+
+/// Wraps the name key under the KEK, bound to the volume and its parameters (format v3).
+pub fn wrap_name_key_bound(
+    kek: &Kek,
+    nk: &NameKey,
+    binding: &VolumeBinding,
+) -> Result<Vec<u8>, CryptoError> {
+    wrap(kek.expose(), nk.expose(), &binding.aad())
+}
+
+/// Unwraps a v3 name key; fails when any bound parameter differs from the one it was wrapped
+/// with.
+pub fn unwrap_name_key_bound(
+    kek: &Kek,
+    wrapped: &[u8],
+    binding: &VolumeBinding,
+) -> Result<NameKey, CryptoError> {
+    let bytes = unwrap(kek.expose(), wrapped, &binding.aad())?;
+    NameKey::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped name key"))
+}
+
+/// Wraps the name key under the KEK, bound to the volume (formats v1 and v2).
 pub fn wrap_name_key(kek: &Kek, nk: &NameKey, volume_id: &[u8]) -> Result<Vec<u8>, CryptoError> {
     wrap(kek.expose(), nk.expose(), &aad(NAME_KEY_LABEL, volume_id))
 }
 
-/// Unwraps the name key.
+/// Unwraps the name key of a v1 or v2 volume.
 pub fn unwrap_name_key(
     kek: &Kek,
     wrapped: &[u8],
@@ -162,5 +218,47 @@ mod tests {
         assert_eq!(w.len(), WRAPPED_NAME_KEY_LEN);
         assert!(unwrap_name_key(&kek, &w, b"vol").is_ok());
         assert!(unwrap(kek.expose(), &w, &aad(FEK_LABEL, b"vol")).is_err());
+    }
+
+    #[test]
+    fn a_v3_name_key_is_bound_to_every_parameter() {
+        let kek = Kek::generate().unwrap();
+        let nk = NameKey::generate().unwrap();
+        let b = VolumeBinding {
+            volume_id: [7; 16],
+            format_version: 3,
+            chunk_len: 4096,
+            plaintext_names: false,
+        };
+        assert_eq!(b.aad().len(), 43);
+        let w = wrap_name_key_bound(&kek, &nk, &b).unwrap();
+        assert!(unwrap_name_key_bound(&kek, &w, &b).is_ok());
+        for other in [
+            VolumeBinding {
+                plaintext_names: true,
+                ..b
+            },
+            VolumeBinding {
+                chunk_len: 8192,
+                ..b
+            },
+            VolumeBinding {
+                format_version: 2,
+                ..b
+            },
+            VolumeBinding {
+                volume_id: [8; 16],
+                ..b
+            },
+        ] {
+            assert_eq!(
+                unwrap_name_key_bound(&kek, &w, &other).unwrap_err(),
+                CryptoError::AuthFailed
+            );
+        }
+        assert!(
+            unwrap_name_key(&kek, &w, &b.volume_id).is_err(),
+            "no legacy unwrap"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! ```
 //! Imports std only.
 
-use super::{FORMAT_VERSION, FormatError, OLDEST_FORMAT_VERSION};
+use super::{FILE_FORMAT_VERSION, FormatError, OLDEST_FORMAT_VERSION};
 
 /// Magic bytes that open every ciphertext file.
 pub const MAGIC: [u8; 4] = *b"CFS\x01";
@@ -63,7 +63,7 @@ impl FileHeader {
     /// A header for a new file at the current format version.
     pub fn new(file_id: FileId) -> Self {
         FileHeader {
-            version: FORMAT_VERSION,
+            version: FILE_FORMAT_VERSION,
             file_id,
         }
     }
@@ -78,7 +78,7 @@ impl FileHeader {
     }
 
     /// Decodes a header, refusing wrong magic and versions this reader does not know (0, and
-    /// anything newer than [`FORMAT_VERSION`]).
+    /// anything newer than [`FILE_FORMAT_VERSION`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() < HEADER_LEN {
             return Err(FormatError::Truncated {
@@ -91,7 +91,7 @@ impl FileHeader {
             return Err(FormatError::BadMagic);
         }
         let version = u16::from_be_bytes([bytes[VERSION_OFFSET], bytes[VERSION_OFFSET + 1]]);
-        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        if !(OLDEST_FORMAT_VERSION..=FILE_FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let file_id = FileId::from_slice(&bytes[FILE_ID_OFFSET..HEADER_LEN])

@@ -10,11 +10,16 @@ pub mod names;
 pub use header::{FILE_ID_LEN, FileHeader, FileId, HEADER_LEN};
 pub use layout::Layout;
 
-/// Format version written into the header of every new file and into the header store of every
-/// new volume (2: the chunk associated data carries a final-chunk flag, see `docs/FORMAT.md`).
-/// A reader refuses anything newer, because a newer writer may rely on rules this reader does
-/// not know.
-pub const FORMAT_VERSION: u16 = 2;
+/// Format version of the volume, written into the header store of every new volume (3: the
+/// name-key wrap authenticates the volume parameters, key rows record their owner; see
+/// `docs/FORMAT.md`). A reader refuses anything newer, because a newer writer may rely on
+/// rules this reader does not know.
+pub const FORMAT_VERSION: u16 = 3;
+
+/// Format version written into the header of every new file (2: the chunk associated data
+/// carries a final-chunk flag). Format v3 changed only the header store, so files keep 2;
+/// headers of any other version but 1 are refused.
+pub const FILE_FORMAT_VERSION: u16 = 2;
 
 /// Oldest format version this build still reads and writes. A file keeps the version it was
 /// created with (its chunks follow that version's rules) until `reencrypt` rewrites it.
@@ -38,8 +43,9 @@ pub enum FormatError {
     BadMagic,
     /// Written by a newer cofferfs.
     #[error(
-        "unsupported format version {0} (this cofferfs reads versions \
-         {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+        "unsupported format version {0} (this cofferfs reads volumes of versions \
+         {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}, files of {OLDEST_FORMAT_VERSION} to \
+         {FILE_FORMAT_VERSION})"
     )]
     UnsupportedVersion(u16),
     /// A chunk size outside the allowed range or not a power of two.

@@ -35,6 +35,30 @@ pub const HEADER_STORE_COPY_PREFIX: &str = "cofferfs.db.";
 /// interrupted `reencrypt` (the original is intact) and `fsck --repair` removes it.
 pub const TEMP_PREFIX: &str = ".cofferfs.tmp.";
 
+/// Prefix of the backing target of a symlink whose encoded target is longer than
+/// [`MAX_TARGET_LEN`] (format v3). The rest is base64url(SHA-256(encoded target)); the full
+/// encoded target is kept in the header store (`long_targets`). It contains '.', which
+/// base64url never does, so it cannot be mistaken for a short encoded target.
+pub const LONG_TARGET_PREFIX: &str = "cofferfs.longlink.";
+/// Longest symlink target, plaintext or backing: `PATH_MAX - 1`, what ext4 takes.
+pub const MAX_TARGET_LEN: usize = 4095;
+/// Length of a long target's backing link: the prefix and 43 base64url characters.
+pub const LONG_TARGET_LINK_LEN: usize = LONG_TARGET_PREFIX.len() + 43;
+
+/// The backing target of a long symlink target whose encoded form has SHA-256 `digest`.
+pub fn long_target(digest: &[u8; 32]) -> String {
+    format!("{LONG_TARGET_PREFIX}{}", encode(digest))
+}
+
+/// The digest in a long target's backing link, if `backing` is one and parses.
+pub fn long_target_digest(backing: &[u8]) -> Option<[u8; 32]> {
+    let rest = backing.strip_prefix(LONG_TARGET_PREFIX.as_bytes())?;
+    decode(std::str::from_utf8(rest).ok()?)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
 /// Encodes encrypted name bytes for use as a file name.
 pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -106,6 +130,15 @@ mod tests {
             decode(&n).is_err(),
             "a long name must not parse as a short one"
         );
+    }
+
+    #[test]
+    fn long_targets_never_parse_as_short_ones() {
+        let t = long_target(&[0xab; 32]);
+        assert_eq!(t.len(), LONG_TARGET_LINK_LEN);
+        assert!(decode(&t).is_err());
+        assert_eq!(long_target_digest(t.as_bytes()), Some([0xab; 32]));
+        assert_eq!(long_target_digest(b"cofferfs.longlink.abc"), None);
     }
 
     #[test]

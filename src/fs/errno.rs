@@ -26,6 +26,7 @@ pub fn errno(e: &VolumeError) -> Errno {
         | VolumeError::StoreInside(_)
         | VolumeError::StorePath { .. }
         | VolumeError::StoreMissing(_)
+        | VolumeError::ControlFile { .. }
         | VolumeError::BadMarker { .. } => {
             log::error!("{e}");
             Errno::EIO
@@ -49,13 +50,16 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
         // Slot management never runs through the mount; listed so a new variant is a choice.
         KeystoreError::NoSuchSlot(_)
         | KeystoreError::LastSlot(_)
-        | KeystoreError::OtherSlots(_) => {
+        | KeystoreError::OtherSlots(_)
+        | KeystoreError::TooManySlots(_) => {
             log::error!("{k}");
             Errno::EINVAL
         }
         KeystoreError::Missing(_)
+        | KeystoreError::ParamsDoNotVerify(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }
+        | KeystoreError::WalUnreadable(_)
         | KeystoreError::WrongPassword
         | KeystoreError::Crypto(_)
         | KeystoreError::Sqlite(_)

@@ -45,6 +45,10 @@ impl CofferFs {
             }
         };
         let file = Arc::new(self.vol.open_file(File::from(fd))?);
+        if file.file_id().is_none() {
+            // A keyless file gets its row at its first change: for the entry it is now.
+            file.set_pending_owner(self.origin_owner(inode));
+        }
         content.file = Some(file.clone());
         content.opens = 1;
         Ok(file)
@@ -67,9 +71,9 @@ impl CofferFs {
         let shred = std::mem::take(&mut content.shred_on_release);
         drop(content);
         match (shred, id) {
-            (true, Some(id)) => self.shreds.push(id),
-            (true, None) => {}
-            (false, id) => inode.remember_file_id(id),
+            (Some(owner), Some(id)) => self.shreds.push(id, owner),
+            (Some(_), None) => {}
+            (None, id) => inode.remember_file_id(id),
         }
         Ok(())
     }
@@ -169,6 +173,7 @@ impl CofferFs {
         flags: i32,
         (uid, gid): (u32, u32),
     ) -> Result<(FileAttr, u64)> {
+        let owner = self.entry_owner(parent, disk).ok();
         let path_fd = Self::open_path(parent, disk)?;
         let st = if is_new {
             self.own_new_node(parent, path_fd.as_fd(), uid, gid)?
@@ -177,7 +182,8 @@ impl CofferFs {
         };
         let ino = self.inodes.node_id(st.st_ino);
         let inode = self.inodes.remember(&st, path_fd, parent, disk);
-        let opened = self.open_created(&inode, fd, is_new, !is_new && flags & libc::O_TRUNC != 0);
+        let truncate = !is_new && flags & libc::O_TRUNC != 0;
+        let opened = self.open_created(&inode, fd, is_new, truncate, owner);
         let (file, attr) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -200,6 +206,7 @@ impl CofferFs {
         fd: rustix::fd::OwnedFd,
         is_new: bool,
         truncate: bool,
+        owner: Option<crate::keystore::Owner>,
     ) -> Result<(Arc<ChunkedFile>, FileAttr)> {
         let file = {
             let mut content = inode.content.lock();
@@ -210,9 +217,13 @@ impl CofferFs {
                 }
                 None => {
                     let f = if is_new {
-                        self.vol.create_file_keyless(File::from(fd))
+                        self.vol.create_file_keyless(File::from(fd), owner)
                     } else {
-                        self.vol.open_file(File::from(fd))?
+                        let f = self.vol.open_file(File::from(fd))?;
+                        if f.file_id().is_none() {
+                            f.set_pending_owner(owner);
+                        }
+                        f
                     };
                     let f = Arc::new(f);
                     content.file = Some(f.clone());

@@ -44,9 +44,9 @@ pub struct OpenContent {
     pub file: Option<Arc<ChunkedFile>>,
     /// Number of open handles.
     pub opens: usize,
-    /// Set when the last name went while handles were open: the key is shredded at the
-    /// last release.
-    pub shred_on_release: bool,
+    /// Set when the last name went while handles were open, to the owner digest of that
+    /// name: the key is shredded at the last release if the row belongs to it.
+    pub shred_on_release: Option<crate::keystore::Owner>,
     /// The backing file as the last release left it (see `CofferFs::keep_cache`).
     pub cache_stamp: Option<CacheStamp>,
 }
@@ -200,6 +200,15 @@ impl Inode {
     /// The file id remembered at the last release, if the fd stayed open since.
     pub fn known_file_id(&self) -> Option<FileId> {
         self.path.lock().file_id
+    }
+
+    /// The directory and on-disk name the object was last seen under, if known for sure.
+    pub fn origin(&self) -> Option<(Arc<Inode>, OsString)> {
+        self.path
+            .lock()
+            .origin
+            .as_ref()
+            .map(|o| (o.dir.clone(), o.name.clone()))
     }
 
     /// Forgets the origin (a name of the object went away: the one recorded may be it), so

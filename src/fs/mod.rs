@@ -222,6 +222,17 @@ impl CofferFs {
         Ok(*dir.dir_id.get_or_init(|| id))
     }
 
+    /// The owner digest of the entry `disk` in directory `dir` (see `volume::owners`).
+    fn entry_owner(&self, dir: &Inode, disk: &OsStr) -> Result<crate::keystore::Owner> {
+        Ok(self.vol.entry_owner(&self.dir_id(dir)?, disk))
+    }
+
+    /// The owner digest of the entry `inode` was last seen under, if that is known for sure.
+    fn origin_owner(&self, inode: &Inode) -> Option<crate::keystore::Owner> {
+        let (dir, name) = inode.origin()?;
+        self.entry_owner(&dir, &name).ok()
+    }
+
     /// The on-disk name of `name` in directory `parent`.
     fn disk_name(&self, parent: &Inode, name: &OsStr) -> Result<DiskName> {
         let id = self.dir_id(parent)?;
@@ -241,7 +252,26 @@ impl CofferFs {
     }
 
     fn attr_of(&self, ino: u64, st: &Stat) -> FileAttr {
-        to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted())
+        let mut attr = to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted());
+        // A long symlink target's size is in its row, not in its backing link's length.
+        if attr.kind == fuser::FileType::Symlink
+            && self.vol.names().may_be_long_target(st.st_size as u64)
+            && let Some(len) = self.long_target_len(ino)
+        {
+            attr.size = len;
+        }
+        attr
+    }
+
+    /// The plaintext length of node `ino`'s long symlink target, if it is one.
+    fn long_target_len(&self, ino: u64) -> Option<u64> {
+        let fd = self.inodes.get(ino)?.fd().ok()?;
+        let backing = rustix::fs::readlinkat(&fd, "", Vec::new()).ok()?;
+        self.vol
+            .names()
+            .long_target_len(backing.as_bytes(), self.vol.keyring().store())
+            .ok()
+            .flatten()
     }
 
     /// An `O_PATH` fd on the entry `disk` of `dir`, not following a symlink: the handle every

@@ -1,9 +1,8 @@
 //! Workers for operations on names and nodes: lookup, attributes, mkdir, mknod, symlink,
 //! link, unlink, rmdir, rename, statfs. Each returns `Result`; the shims reply.
 
-use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,14 +13,13 @@ use super::CofferFs;
 use super::attr::timespec;
 use super::errno::os;
 use super::inodes::{Inode, Kind};
-use crate::format::names::{self as fnames, DIR_ID_FILE};
+use crate::format::names::DIR_ID_FILE;
 use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::keystore::Owner;
 use crate::volume::chunked::read_full_at;
-use crate::volume::names::{DiskName, create_dir_id, write_dir_id};
+use crate::volume::names::{DiskName, EmptiedDir, create_dir_id};
+use crate::volume::owners;
 use crate::volume::{Result, VolumeError};
-
-/// Longest symlink target the backing filesystem stores.
-const MAX_BACKING_TARGET_LEN: usize = 4095;
 
 /// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
 /// plus N ns (N > 0) fuser builds `EPOCH − (S s + N ns)`; the intended time is −S s + N ns.
@@ -74,8 +72,20 @@ pub struct AttrChange {
 }
 
 /// The last link of a regular file is going: its key, if it has one yet (a file never written
-/// has none).
-struct LastLink(Option<FileId>);
+/// has none), and the owner digest of the name going (the row is shredded only if it is the
+/// row's owner).
+struct LastLink(Option<FileId>, Owner);
+
+/// What removing a name of a regular file means for its key row.
+enum Removal {
+    /// Not a regular file, or the source of a rename onto one of its own links.
+    Nothing,
+    /// The last link: shred the row if this name owns it.
+    Last(LastLink),
+    /// One of several links: if this name (first owner) owns the row, the owner moves to the
+    /// second (another live link the mount knows), or becomes unknown without one.
+    OneOfSeveral(Option<FileId>, Owner, Option<Owner>),
+}
 
 impl CofferFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr> {
@@ -226,15 +236,16 @@ impl CofferFs {
         gid: u32,
     ) -> Result<FileAttr> {
         let parent = self.writable_dir(parent)?;
-        let stored: OsString = match self.vol.names().cipher() {
-            Some(c) => fnames::encode(&c.encrypt_symlink(target.as_bytes())).into(),
-            None => target.to_owned(),
-        };
-        if stored.len() > MAX_BACKING_TARGET_LEN {
-            return Err(os(libc::ENAMETOOLONG));
-        }
+        let stored = self.vol.names().stored_target(target)?;
         let dn = self.disk_name_for_create(&parent, name)?;
-        rustix::fs::symlinkat(&stored, parent.fd()?, &dn.name)?;
+        if let Some((digest, encoded)) = &stored.long {
+            // The row first, as for long names: a crash leaves at worst an unused row.
+            self.vol
+                .keyring()
+                .store()
+                .put_long_target(digest, encoded)?;
+        }
+        rustix::fs::symlinkat(&stored.backing, parent.fd()?, &dn.name)?;
         self.finish_new_node(&parent, &dn, uid, gid)
     }
 
@@ -244,13 +255,9 @@ impl CofferFs {
             return Err(os(libc::EINVAL));
         }
         let stored = rustix::fs::readlinkat(inode.fd()?, "", Vec::new())?.into_bytes();
-        let Some(c) = self.vol.names().cipher() else {
-            return Ok(stored);
-        };
-        let bad = || VolumeError::CorruptName(format!("symlink target of inode {ino}"));
-        let text = std::str::from_utf8(&stored).map_err(|_| bad())?;
-        let enc = fnames::decode(text).map_err(|_| bad())?;
-        c.decrypt_symlink(&enc).map_err(|_| bad())
+        self.vol
+            .names()
+            .plain_target(&stored, self.vol.keyring().store())
     }
 
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<FileAttr> {
@@ -301,8 +308,9 @@ impl CofferFs {
         FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
     }
 
-    /// The node id of the entry `disk` in `parent` (if there is one) and, if it is the last
-    /// link of a regular file, its key to shred once the entry is gone.
+    /// The node id of the entry `disk` in `parent` (if there is one) and what removing it
+    /// means for its key row: for the last link of a regular file, its key to shred once the
+    /// entry is gone (if the entry owns the row); for one of several links, the owner to drop.
     /// `except_ino` is a node that must not be shredded (the source of a rename onto one of
     /// its own links). The kernel holds `parent` locked for the unlink or rename that asks,
     /// so the name cannot change between these steps.
@@ -311,14 +319,77 @@ impl CofferFs {
         parent: &Inode,
         disk: &OsStr,
         except_ino: Option<u64>,
-    ) -> Option<(u64, Option<LastLink>)> {
+    ) -> Option<(u64, Removal)> {
         let st = rustix::fs::statat(parent.fd().ok()?, disk, AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let ino = self.inodes.node_id(st.st_ino);
-        let last_link = super::attr::kind_of(&st) == Kind::File && st.st_nlink == 1;
-        if !last_link || except_ino == Some(ino) {
-            return Some((ino, None));
+        if super::attr::kind_of(&st) != Kind::File || except_ino == Some(ino) {
+            return Some((ino, Removal::Nothing));
         }
-        Some((ino, Some(LastLink(self.file_id_of(parent, disk, ino)))))
+        let Ok(owner) = self.entry_owner(parent, disk) else {
+            return Some((ino, Removal::Nothing));
+        };
+        if st.st_nlink != 1 {
+            let id = self.file_id_of(parent, disk, ino);
+            let heir = self.other_link_owner(parent, disk, ino, st.st_ino);
+            return Some((ino, Removal::OneOfSeveral(id, owner, heir)));
+        }
+        Some((
+            ino,
+            Removal::Last(LastLink(self.file_id_of(parent, disk, ino), owner)),
+        ))
+    }
+
+    /// The name of an entry whose removal was described by `removal` (under node `ino`) is
+    /// gone: shred or disown its key row as the rules in `keystore::owners` say.
+    fn after_removal(&self, ino: u64, removal: Removal) -> Result<()> {
+        self.name_removed(ino);
+        match removal {
+            Removal::Nothing => Ok(()),
+            Removal::Last(last) => self.shred_after_unlink(ino, last),
+            Removal::OneOfSeveral(Some(id), owner, heir) => {
+                Ok(self.vol.link_removed(&id, &owner, heir.as_ref())?)
+            }
+            Removal::OneOfSeveral(None, ..) => Ok(()),
+        }
+    }
+
+    /// The owner digest of another live name of node `ino` (backing inode `backing_ino`) than
+    /// `disk` in `parent`: the name the mount last saw it under, checked to still be a link
+    /// of the same backing inode. `None` when no such name is known.
+    fn other_link_owner(
+        &self,
+        parent: &Inode,
+        disk: &OsStr,
+        ino: u64,
+        backing_ino: u64,
+    ) -> Option<Owner> {
+        let (dir, name) = self.inodes.get(ino)?.origin()?;
+        if dir.ino == parent.ino && name == disk {
+            return None;
+        }
+        let st = rustix::fs::statat(dir.fd().ok()?, &name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        if st.st_ino != backing_ino {
+            return None;
+        }
+        self.entry_owner(&dir, &name).ok()
+    }
+
+    /// The key of the regular file `disk` (node `ino`) in `dir`, which a rename is about to
+    /// give the name whose owner digest is `new_owner`: `None` while it has no key. A keyless
+    /// file open right now takes `new_owner` for the row its first write will create.
+    fn moving_file_id(
+        &self,
+        dir: &Inode,
+        disk: &OsStr,
+        ino: u64,
+        new_owner: Owner,
+    ) -> Option<FileId> {
+        if let Some(inode) = self.inodes.get(ino)
+            && let Some(f) = &inode.content.lock().file
+        {
+            return f.set_pending_owner(Some(new_owner));
+        }
+        self.file_id_of(dir, disk, ino)
     }
 
     /// After the name `ino` was found under went away: if it had other links, the name its
@@ -337,12 +408,19 @@ impl CofferFs {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
             if content.opens > 0 {
-                content.shred_on_release = true;
+                let gone = owners::unlinked_open_owner();
+                // A keyless file gets its row, at its first write, for no name.
+                let id = match &content.file {
+                    Some(f) => f.set_pending_owner(Some(gone)),
+                    None => last.0,
+                };
+                self.vol.last_name_gone_while_open(id.as_ref(), &last.1)?;
+                content.shred_on_release = Some(gone);
                 return Ok(());
             }
         }
-        if let LastLink(Some(id)) = last {
-            self.shreds.push(id);
+        if let LastLink(Some(id), owner) = last {
+            self.shreds.push(id, owner);
         }
         Ok(())
     }
@@ -361,11 +439,8 @@ impl CofferFs {
         let victim = self.entry_to_remove(&parent, &dn.name, None);
         rustix::fs::unlinkat(parent.fd()?, &dn.name, AtFlags::empty())?;
         self.forget_long_name(&dn);
-        if let Some((ino, last)) = victim {
-            self.name_removed(ino);
-            if let Some(last) = last {
-                self.shred_after_unlink(ino, last)?;
-            }
+        if let Some((ino, removal)) = victim {
+            self.after_removal(ino, removal)?;
         }
         Ok(())
     }
@@ -374,31 +449,10 @@ impl CofferFs {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
         let parent_fd = parent.fd()?;
-        let dir = rustix::fs::openat(
-            &parent_fd,
-            &dn.name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        for entry in rustix::fs::Dir::read_from(&dir)? {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." && n != DIR_ID_FILE.as_bytes() {
-                return Err(os(libc::ENOTEMPTY));
-            }
-        }
-        let id = if self.vol.names().encrypted() {
-            let id = crate::volume::names::read_or_renew_dir_id(dir.as_fd(), true)?;
-            rustix::fs::unlinkat(&dir, DIR_ID_FILE, AtFlags::empty())?;
-            Some(id)
-        } else {
-            None
-        };
+        let emptied = EmptiedDir::prepare(parent_fd.as_fd(), &dn.name)?;
         if let Err(e) = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR) {
             // Put the id back, or every name inside would become unreadable.
-            if let Some(id) = id {
-                write_dir_id(dir.as_fd(), &id)?;
-            }
+            emptied.restore()?;
             return Err(e.into());
         }
         self.forget_long_name(&dn);
@@ -422,25 +476,68 @@ impl CofferFs {
         let src = self.disk_name(&from_dir, name)?;
         let dst = self.disk_name_for_create(&to_dir, newname)?;
         let (from_fd, to_fd) = (from_dir.fd()?, to_dir.fd()?);
-        let src_ino = rustix::fs::statat(&from_fd, &src.name, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| self.inodes.node_id(st.st_ino))?;
+        let src_st = rustix::fs::statat(&from_fd, &src.name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let src_ino = self.inodes.node_id(src_st.st_ino);
         let victim = self.entry_to_remove(&to_dir, &dst.name, Some(src_ino));
+        // The owners before and after, for the key rows of regular files that move.
+        let src_is_file = super::attr::kind_of(&src_st) == Kind::File;
+        let owners = if src_is_file || exchange {
+            Some((
+                self.entry_owner(&from_dir, &src.name)?,
+                self.entry_owner(&to_dir, &dst.name)?,
+            ))
+        } else {
+            None
+        };
+        // A directory replacing a directory: the target must look empty to the user, and its
+        // id file goes first, or the backing rename would find it not empty.
+        let replaced = match victim {
+            Some((ino, _))
+                if !exchange && ino != src_ino && flags & libc::RENAME_NOREPLACE == 0 =>
+            {
+                if Self::is_dir_entry(from_fd.as_fd(), &src.name)
+                    && Self::is_dir_entry(to_fd.as_fd(), &dst.name)
+                {
+                    Some(EmptiedDir::prepare(to_fd.as_fd(), &dst.name)?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
             if let Some((digest, encoded)) = &src.long {
                 self.vol.keyring().store().put_long_name(digest, encoded)?;
             }
         }
-        rustix::fs::renameat_with(
+        if let Err(e) = rustix::fs::renameat_with(
             &from_fd,
             &src.name,
             &to_fd,
             &dst.name,
             rustix::fs::RenameFlags::from_bits_retain(flags),
-        )?;
+        ) {
+            if let Some(emptied) = replaced {
+                emptied.restore()?;
+            }
+            return Err(e.into());
+        }
         if !exchange && src.name != dst.name {
             self.forget_long_name(&src);
         }
+        // After the rename (a failed one must not touch an owner): the source is under the
+        // new name now, and for an exchange the destination under the old one.
+        let src_id = match (src_is_file, owners) {
+            (true, Some((_, to))) => self.moving_file_id(&to_dir, &dst.name, src_ino, to),
+            _ => None,
+        };
+        let dst_id = match (&victim, exchange, owners) {
+            (Some((ino, _)), true, Some((from, _))) if *ino != src_ino => {
+                self.moving_file_id(&from_dir, &src.name, *ino, from)
+            }
+            _ => None,
+        };
         if let Some(inode) = self.inodes.get(src_ino) {
             inode.set_origin(&to_dir, &dst.name);
         }
@@ -451,15 +548,30 @@ impl CofferFs {
                     inode.set_origin(&from_dir, &src.name);
                 }
             }
-            Some((ino, last)) => {
-                self.name_removed(ino);
-                if let Some(last) = last {
-                    self.shred_after_unlink(ino, last)?;
-                }
-            }
+            Some((ino, removal)) => self.after_removal(ino, removal)?,
             None => {}
         }
+        // After the victim's shred is queued: the cancel below also covers a victim that
+        // carried the same id as the file moving onto its name.
+        if let Some((from, to)) = owners {
+            match (src_id, dst_id, exchange) {
+                (Some(a), Some(b), true) => self.vol.entries_exchanged((a, from), (b, to))?,
+                (Some(a), None, _) => self.vol.entry_renamed(&a, &from, &to)?,
+                (None, Some(b), true) => self.vol.entry_renamed(&b, &to, &from)?,
+                _ => {}
+            }
+            for id in [src_id, dst_id].into_iter().flatten() {
+                self.shreds.cancel(&id);
+            }
+        }
         Ok(())
+    }
+
+    /// True when the entry `disk` of the directory `dir` is a directory (not following a
+    /// symlink).
+    fn is_dir_entry(dir: BorrowedFd<'_>, disk: &OsStr) -> bool {
+        rustix::fs::statat(dir, disk, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| super::attr::kind_of(&st) == Kind::Dir)
     }
 
     pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {

@@ -5,8 +5,14 @@
 //! when `unlink` answers; its key row only has to follow. So the row's id goes into this queue
 //! (its cached FEK is dropped at once) and a background thread deletes what gathered within
 //! [`GATHER`] in one transaction. Unmount deletes the rest. A daemon killed before that leaves
-//! orphan key rows: harmless (no file carries those ids), reported and dropped by `cofferfs
-//! fsck --repair`, as after any crash.
+//! orphan key rows: harmless (no file carries those ids), reported and moved aside by
+//! `cofferfs fsck --repair`, as after any crash.
+//!
+//! Each queued id comes with the owner digest of the entry removed: the store deletes the row
+//! only if that entry is its owner (`keystore::owners`), so removing a copy of a ciphertext
+//! file never destroys the original's key. A rename of a file whose id is queued takes the id
+//! out of the queue ([`ShredQueue::cancel`]): the renamed entry carries the id, and its new
+//! name may be the very owner the queued deletion names (`rm B; mv A B` of a duplicate).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +21,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::format::FileId;
+use crate::keystore::Owner;
 use crate::volume::Volume;
 
 /// How long the first id of a batch waits for others.
@@ -22,7 +29,7 @@ pub const GATHER: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 struct Pending {
-    ids: Vec<FileId>,
+    ids: Vec<(FileId, Owner)>,
     stopping: bool,
 }
 
@@ -39,11 +46,22 @@ impl Shared {
         if ids.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.vol.keyring().shred_many(&ids) {
-            self.pending.lock().ids.extend(ids);
-            return Err(e.into());
+        match self.vol.keyring().shred_many(&ids) {
+            Ok(outcome) => {
+                for id in outcome.kept {
+                    log::info!(
+                        "key row of file {id} left in place: the entry removed does not own it \
+                         (a copy of another file, or a hard link); `fsck` reports it once no \
+                         file carries it"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.pending.lock().ids.extend(ids);
+                Err(e.into())
+            }
         }
-        Ok(())
     }
 }
 
@@ -89,12 +107,18 @@ impl ShredQueue {
         }
     }
 
-    /// Queues the key row of a file whose last name is gone (and is no longer open); its FEK
-    /// leaves the key cache now.
-    pub fn push(&self, id: FileId) {
+    /// Queues the key row of a file whose last name, with owner digest `owner`, is gone (and
+    /// is no longer open); its FEK leaves the key cache now.
+    pub fn push(&self, id: FileId, owner: Owner) {
         self.shared.vol.keyring().forget_fek(&id);
-        self.shared.pending.lock().ids.push(id);
+        self.shared.pending.lock().ids.push((id, owner));
         self.shared.wake.notify_one();
+    }
+
+    /// Takes `id` out of the queue: an entry that carries it was just renamed (see the module
+    /// doc), so no deletion of its row may run on what was decided before.
+    pub fn cancel(&self, id: &FileId) {
+        self.shared.pending.lock().ids.retain(|(i, _)| i != id);
     }
 
     /// Deletes every queued row now and stops the thread: at unmount.

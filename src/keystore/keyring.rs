@@ -8,11 +8,13 @@ use std::sync::Arc;
 use lru::LruCache;
 use parking_lot::Mutex;
 
+use super::migrate::MigrationReport;
+use super::owners::ShredOutcome;
 use super::rotate::{Progress, RotateReport};
-use super::store::SlotKind;
+use super::store::{Owner, SlotKind};
 use super::{HeaderStore, KeystoreError, Result, SlotRecord};
 use crate::crypto::names::NameCipher;
-use crate::crypto::{CryptoError, Fek, KdfParams, Kek, NameKey, os_random, wrap};
+use crate::crypto::{CryptoError, Fek, KdfParams, Kek, os_random, wrap};
 use crate::format::{FILE_ID_LEN, FileId};
 
 /// How many unwrapped FEKs stay cached. 4096 keys × 32 bytes is small; the point of the bound
@@ -59,23 +61,33 @@ impl Keyring {
         &self.store
     }
 
-    /// The name cipher of the volume (unwraps the name key).
+    /// The name cipher of the volume. Unwrapping the name key verifies the volume parameters
+    /// of a v3 volume: a changed one fails with [`KeystoreError::ParamsDoNotVerify`].
     pub fn name_cipher(&self) -> Result<NameCipher> {
-        let wrapped = self.store.params()?.wrapped_name_key;
-        let nk: NameKey = wrap::unwrap_name_key(&self.kek, &wrapped, &self.volume_id)
-            .map_err(|_| KeystoreError::Corrupt("name key fails authentication".into()))?;
-        Ok(NameCipher::new(nk))
+        Ok(NameCipher::new(
+            self.store.params()?.unwrap_name_key(&self.kek)?,
+        ))
     }
 
-    /// Creates the key of a new file: random file id and FEK, row committed before returning.
-    pub fn new_file_key(&self) -> Result<(FileId, Arc<Fek>)> {
+    /// Migrates the store to format `to_version` (see [`HeaderStore::migrate_to_v3`]).
+    pub fn migrate_to_v3(
+        &self,
+        to_version: u16,
+        owners: &[(FileId, Owner)],
+    ) -> Result<Option<MigrationReport>> {
+        self.store.migrate_to_v3(&self.kek, to_version, owners)
+    }
+
+    /// Creates the key of a new file: random file id and FEK, row committed before returning,
+    /// recording `owner` as the entry it is created for (`None`: unknown).
+    pub fn new_file_key(&self, owner: Option<&Owner>) -> Result<(FileId, Arc<Fek>)> {
         let mut id = [0u8; FILE_ID_LEN];
         os_random(&mut id)?;
         let file_id = FileId(id);
         let fek = Fek::generate()?;
         let wrapped = wrap::wrap_fek(&self.kek, &fek, &file_id)?;
         self.store
-            .insert_file_key(&file_id, &wrapped, self.generation)?;
+            .insert_file_key(&file_id, &wrapped, self.generation, owner)?;
         let fek = Arc::new(fek);
         self.feks.lock().put(file_id, fek.clone());
         Ok((file_id, fek))
@@ -86,10 +98,14 @@ impl Keyring {
         if let Some(k) = self.feks.lock().get(file_id) {
             return Ok(k.clone());
         }
-        let (wrapped, _generation) = self
-            .store
-            .file_key(file_id)?
-            .ok_or(KeystoreError::MissingKey(*file_id))?;
+        // A row `fsck --repair` moved aside while its file was away still opens the file.
+        let (wrapped, _generation) = match self.store.file_key(file_id)? {
+            Some(row) => row,
+            None => self
+                .store
+                .quarantined_file_key(file_id)?
+                .ok_or(KeystoreError::MissingKey(*file_id))?,
+        };
         let fek = wrap::unwrap_fek(&self.kek, &wrapped, file_id).map_err(|e| match e {
             CryptoError::AuthFailed | CryptoError::Malformed(_) => {
                 KeystoreError::TamperedKey(*file_id)
@@ -113,17 +129,17 @@ impl Keyring {
         self.feks.lock().pop(file_id);
     }
 
-    /// Destroys the keys of many files at once: one transaction for all their rows (the
-    /// daemon's deferred shredding after `unlink`).
-    pub fn shred_many(&self, file_ids: &[FileId]) -> Result<()> {
+    /// Destroys the keys of many removed entries at once, one transaction for all (the
+    /// daemon's deferred shredding after `unlink`): each row only if the entry removed is its
+    /// owner (see `keystore::owners`); the others are left in place and reported back.
+    pub fn shred_many(&self, rows: &[(FileId, Owner)]) -> Result<ShredOutcome> {
         {
             let mut feks = self.feks.lock();
-            for id in file_ids {
+            for (id, _) in rows {
                 feks.pop(id);
             }
         }
-        self.store.delete_file_keys(file_ids)?;
-        Ok(())
+        self.store.delete_owned_file_keys(rows)
     }
 
     /// Drops every cached FEK (their memory is zeroized once no open file holds them).

@@ -4,6 +4,9 @@
 
 pub mod backup;
 pub mod keyring;
+pub mod migrate;
+pub mod owners;
+pub mod quarantine;
 pub mod rotate;
 pub mod schema;
 mod slots;
@@ -11,7 +14,7 @@ pub mod store;
 
 pub use keyring::Keyring;
 pub use rotate::RotateReport;
-pub use store::{HeaderStore, SlotKind, SlotRecord, VolumeParams};
+pub use store::{HeaderStore, Owner, SlotKind, SlotRecord, VolumeParams};
 
 use crate::crypto::CryptoError;
 use crate::format::FileId;
@@ -35,6 +38,19 @@ pub enum KeystoreError {
         /// Highest version this build reads.
         supported: u32,
     },
+    /// The volume parameters (name mode, chunk size, format version, volume id) are not the
+    /// ones the KEK authenticated: the header store was altered.
+    #[error("volume parameters do not verify: header store tampered with? ({0})")]
+    ParamsDoNotVerify(String),
+    /// A read-only open of a store whose write-ahead log holds commits, where SQLite can
+    /// neither use nor create the `-shm` file it needs to read that log.
+    #[error(
+        "header store {0}: its write-ahead log ({0}-wal) holds changes that are not in the \
+         store file yet, and SQLite cannot read it here without {0}-shm, which is missing and \
+         cannot be created (read-only medium?): copy the cipherdir, with its -wal file, to \
+         writable storage and use the copy, or include the -shm file in the copy"
+    )]
+    WalUnreadable(std::path::PathBuf),
     /// No key slot opened with the given secret.
     #[error("wrong password or key: no key slot opens with it")]
     WrongPassword,
@@ -51,6 +67,9 @@ pub enum KeystoreError {
         .0.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
     OtherSlots(Vec<u32>),
+    /// The volume has the most key slots it may have.
+    #[error("the volume has {0} key slots, the most it may have: remove one first")]
+    TooManySlots(usize),
     /// A file's key row is missing (deleted, or the store is older than the file).
     #[error("no key row for file {0}")]
     MissingKey(FileId),

@@ -58,16 +58,32 @@ impl HeaderStore {
         conn.pragma_update(None, "cache_size", -ROTATE_CACHE_KIB)?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let file_keys = rewrap_file_keys(&tx, old_kek, new_kek, generation, progress)?;
-            let name_key =
-                wrap::unwrap_name_key(old_kek, &params.wrapped_name_key, &params.volume_id)
-                    .map_err(|_| corrupt("name key fails authentication"))?;
+            let file_keys = rewrap_file_keys(
+                &tx,
+                "file_keys",
+                old_kek,
+                new_kek,
+                generation,
+                progress,
+                false,
+            )?;
+            if self.has_v3_schema() {
+                // Quarantined rows may be needed again: they follow the KEK too.
+                rewrap_file_keys(
+                    &tx,
+                    "quarantined_keys",
+                    old_kek,
+                    new_kek,
+                    generation,
+                    &mut |_, _| {},
+                    true,
+                )?;
+            }
+            // Re-wrapped as the volume's format requires: bound to every parameter from v3 on.
+            let name_key = params.unwrap_name_key(old_kek)?;
             tx.execute(
                 "UPDATE volume SET wrapped_name_key = ?1, kek_generation = ?2 WHERE id = 1",
-                params![
-                    wrap::wrap_name_key(new_kek, &name_key, &params.volume_id)?,
-                    generation as i64
-                ],
+                params![params.wrap_name_key(new_kek, &name_key)?, generation as i64],
             )?;
             let n = tx.execute(
                 "UPDATE slots SET kind = ?2, salt = ?3, argon2_m = ?4, argon2_t = ?5,
@@ -101,21 +117,27 @@ impl HeaderStore {
     }
 }
 
-/// Re-wraps every `file_keys` row inside the caller's transaction; returns the row count.
+/// Re-wraps every row of `table` (`file_keys` or `quarantined_keys`, which share these
+/// columns) inside the caller's transaction; returns the row count. With `skip_bad`, a row
+/// that does not unwrap under the old KEK is left as it is (a quarantined row may be garbage:
+/// it is unreadable under any KEK, and must not block a rotation); without, it fails it.
 fn rewrap_file_keys(
     conn: &Connection,
+    table: &str,
     old_kek: &Kek,
     new_kek: &Kek,
     generation: u64,
     progress: Progress<'_>,
+    skip_bad: bool,
 ) -> Result<u64> {
-    let total: i64 = conn.query_row("SELECT count(*) FROM file_keys", [], |r| r.get(0))?;
+    let total: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
     let total = total as u64;
-    let mut select = conn.prepare(
-        "SELECT file_id, wrapped_fek FROM file_keys WHERE file_id > ?1 ORDER BY file_id LIMIT ?2",
-    )?;
-    let mut update = conn
-        .prepare("UPDATE file_keys SET wrapped_fek = ?2, kek_generation = ?3 WHERE file_id = ?1")?;
+    let mut select = conn.prepare(&format!(
+        "SELECT file_id, wrapped_fek FROM {table} WHERE file_id > ?1 ORDER BY file_id LIMIT ?2"
+    ))?;
+    let mut update = conn.prepare(&format!(
+        "UPDATE {table} SET wrapped_fek = ?2, kek_generation = ?3 WHERE file_id = ?1"
+    ))?;
     let mut after: Vec<u8> = Vec::new();
     let mut done = 0u64;
     progress(0, total);
@@ -137,12 +159,17 @@ fn rewrap_file_keys(
         after = last.clone();
         for (id, wrapped) in &batch {
             let file_id = FileId::from_slice(id).ok_or_else(|| corrupt("file_id length"))?;
-            let fek = wrap::unwrap_fek(old_kek, wrapped, &file_id).map_err(|e| match e {
-                CryptoError::AuthFailed | CryptoError::Malformed(_) => {
-                    KeystoreError::TamperedKey(file_id)
+            let fek = match wrap::unwrap_fek(old_kek, wrapped, &file_id) {
+                Ok(k) => k,
+                Err(CryptoError::AuthFailed | CryptoError::Malformed(_)) if skip_bad => {
+                    log::warn!("quarantined key row {file_id} does not unwrap: left as it is");
+                    continue;
                 }
-                other => other.into(),
-            })?;
+                Err(CryptoError::AuthFailed | CryptoError::Malformed(_)) => {
+                    return Err(KeystoreError::TamperedKey(file_id));
+                }
+                Err(other) => return Err(other.into()),
+            };
             let rewrapped = wrap::wrap_fek(new_kek, &fek, &file_id)?;
             update.execute(params![id, rewrapped, generation as i64])?;
         }

@@ -7,9 +7,13 @@ use super::store::{HeaderStore, SlotRecord};
 use super::{KeystoreError, Result};
 
 impl HeaderStore {
-    /// The lowest slot id not in use (as LUKS picks a free slot).
+    /// The lowest slot id not in use (as LUKS picks a free slot); refused when the volume has
+    /// [`MAX_SLOTS`](super::store::MAX_SLOTS) already.
     pub fn free_slot_id(&self) -> Result<u32> {
         let used: Vec<u32> = self.slots()?.iter().map(|s| s.slot_id).collect();
+        if used.len() >= super::store::MAX_SLOTS {
+            return Err(KeystoreError::TooManySlots(used.len()));
+        }
         Ok((0..)
             .find(|id| !used.contains(id))
             .expect("fewer than 2^32 slots"))

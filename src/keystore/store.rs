@@ -7,11 +7,21 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::schema::{CONNECTION_PRAGMAS, CREATE_TABLES, SCHEMA_VERSION};
+use super::schema::{CONNECTION_PRAGMAS, CREATE_TABLES, LEGACY_SCHEMA_VERSION, SCHEMA_VERSION};
 use super::{KeystoreError, Result};
 use crate::crypto::kdf::{SALT_LEN, keyfile_slot_key};
-use crate::crypto::{CryptoError, KdfParams, Kek, SlotKey, os_random, wrap};
+use crate::crypto::wrap::VolumeBinding;
+use crate::crypto::{CryptoError, KdfParams, Kek, NameKey, SlotKey, os_random, wrap};
 use crate::format::FileId;
+
+/// First format version whose name-key wrap authenticates the volume parameters.
+pub const BOUND_PARAMS_VERSION: u16 = 3;
+
+/// The 32-byte digest of the directory entry a key row was created for (`file_keys.owner`):
+/// an unlink shreds a row only when the entry removed is its owner, so a copy of a ciphertext
+/// file under another name can never destroy the original's key. Computed by the volume layer,
+/// which knows what identifies an entry; the store only compares them.
+pub type Owner = [u8; 32];
 
 /// Volume-wide parameters, fixed at `init` except the KEK generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +40,54 @@ pub struct VolumeParams {
     pub wrapped_name_key: Vec<u8>,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+}
+
+impl VolumeParams {
+    /// The parameters a v3 name-key wrap binds.
+    pub fn binding(&self) -> VolumeBinding {
+        VolumeBinding {
+            volume_id: self.volume_id,
+            format_version: self.format_version,
+            chunk_len: self.chunk_len,
+            plaintext_names: self.plaintext_names,
+        }
+    }
+
+    /// True when the stored parameters are authenticated by the name-key wrap (format v3 on).
+    pub fn bound(&self) -> bool {
+        self.format_version >= BOUND_PARAMS_VERSION
+    }
+
+    /// Wraps `nk` under `kek` as this volume's format requires: bound to every parameter from
+    /// v3 on, to the volume id alone before.
+    pub fn wrap_name_key(&self, kek: &Kek, nk: &NameKey) -> Result<Vec<u8>> {
+        Ok(if self.bound() {
+            wrap::wrap_name_key_bound(kek, nk, &self.binding())?
+        } else {
+            wrap::wrap_name_key(kek, nk, &self.volume_id)?
+        })
+    }
+
+    /// Unwraps the name key, which verifies the parameters of a v3 volume: any failure is
+    /// [`KeystoreError::ParamsDoNotVerify`] (a changed parameter, a lowered format version,
+    /// or an altered wrapped key are the same thing to a reader).
+    pub fn unwrap_name_key(&self, kek: &Kek) -> Result<NameKey> {
+        let r = if self.bound() {
+            wrap::unwrap_name_key_bound(kek, &self.wrapped_name_key, &self.binding())
+        } else {
+            wrap::unwrap_name_key(kek, &self.wrapped_name_key, &self.volume_id)
+        };
+        r.map_err(|_| {
+            KeystoreError::ParamsDoNotVerify(if self.bound() {
+                "the name key does not unwrap under the volume's parameters".into()
+            } else {
+                format!(
+                    "the name key does not unwrap (format version {})",
+                    self.format_version
+                )
+            })
+        })
+    }
 }
 
 /// What kind of secret opens a slot.
@@ -179,12 +237,59 @@ pub struct HeaderStore {
     /// Guards the only connection to the database.
     pub(super) conn: Mutex<Connection>,
     path: PathBuf,
+    /// `user_version` of the open store: 1 until the migration to format v3 ran.
+    pub(super) schema: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for HeaderStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HeaderStore({})", self.path.display())
     }
+}
+
+/// Most key slots a volume may have, as LUKS2. A store with more was not made by cofferfs
+/// (`keys add` refuses the next one): it is treated as tampered with.
+pub const MAX_SLOTS: usize = 32;
+
+/// Most Argon2id work one unlock may spend over all the slots it would try, as memory × passes
+/// in KiB: 8 GiB·passes. Each slot's parameters are bounded on their own, but a tampered store
+/// could put many costly slots before the real one (eight 1 GiB slots: 18 s and GiB of
+/// memory). 32 slots at the defaults (64 MiB, 3 passes) take 6 GiB·passes.
+pub const MAX_UNLOCK_WORK_KIB: u64 = 8 * 1024 * 1024;
+
+/// Refuses, before any hashing, a slot table that is too large or whose password slots (those
+/// of `kind`, or only `only_slot`) would cost more than [`MAX_UNLOCK_WORK_KIB`] to try.
+fn check_unlock_work(slots: &[SlotRecord], kind: SlotKind, only_slot: Option<u32>) -> Result<()> {
+    if let Some(extra) = slots.get(MAX_SLOTS) {
+        return Err(corrupt(format!(
+            "{} key slots, more than the {MAX_SLOTS} a volume may have (slot {} and after): \
+             the store was tampered with",
+            slots.len(),
+            extra.slot_id
+        )));
+    }
+    if kind != SlotKind::Password {
+        return Ok(());
+    }
+    let mut work = 0u64;
+    for slot in slots
+        .iter()
+        .filter(|s| s.kind == kind && only_slot.is_none_or(|id| id == s.slot_id))
+        .filter(|s| s.kdf.check(true).is_ok())
+    {
+        work += u64::from(slot.kdf.m_kib) * u64::from(slot.kdf.t);
+        if work > MAX_UNLOCK_WORK_KIB {
+            return Err(corrupt(format!(
+                "trying the password slots up to slot {} would take {} MiB·passes of Argon2id, \
+                 more than the {} MiB·passes one unlock may spend: the store was tampered with \
+                 (`--slot N` tries one slot alone)",
+                slot.slot_id,
+                work / 1024,
+                MAX_UNLOCK_WORK_KIB / 1024
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn corrupt(e: impl std::fmt::Display) -> KeystoreError {
@@ -236,6 +341,7 @@ impl HeaderStore {
         let store = HeaderStore {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            schema: SCHEMA_VERSION.into(),
         };
         store.checkpoint()?;
         Ok(store)
@@ -249,13 +355,7 @@ impl HeaderStore {
         }
         let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = if read_only {
-            // A read-write connection that only reads: on close SQLite removes the -wal and
-            // -shm files it needed, so `info` leaves nothing behind for rsync. On read-only
-            // media, fall back to an immutable read-only open (no -shm needed at all).
-            match Connection::open_with_flags(path, rw) {
-                Ok(c) if !c.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => c,
-                _ => Self::open_immutable(path)?,
-            }
+            Self::open_read_only(path)?
         } else {
             Connection::open_with_flags(path, rw).map_err(classify)?
         };
@@ -272,12 +372,16 @@ impl HeaderStore {
                 supported: SCHEMA_VERSION,
             });
         }
+        if version < LEGACY_SCHEMA_VERSION {
+            return Err(corrupt(format!("unknown schema version {version}")));
+        }
         if !read_only {
             conn.execute_batch(CONNECTION_PRAGMAS).map_err(classify)?;
         }
         let store = HeaderStore {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            schema: version.into(),
         };
         store.params()?;
         Ok(store)
@@ -298,6 +402,46 @@ impl HeaderStore {
             .map_err(|_| corrupt("volume id is not 16 bytes"))
     }
 
+    /// A connection that only reads and writes nothing, on read-only media too (`mount
+    /// --ro`, `fsck`, `info`). A store at rest (no `-wal` with commits in it, and no `-shm`:
+    /// no connection is open) is the main file alone, opened `immutable`: SQLite then takes
+    /// no lock and creates no `-wal` or `-shm`. A store with a write-ahead log (mounted
+    /// elsewhere, or left by a crash) has commits that only the log holds, so it is opened as
+    /// an ordinary read-only WAL reader: SQLite uses the `-shm` file (from heap memory when
+    /// the file cannot be written) and creates it if missing; where it can do neither (a
+    /// copy without its `-shm` on read-only media) the first read fails with `CANTOPEN`,
+    /// which [`HeaderStore::open`] reports as [`KeystoreError::WalUnreadable`] rather than
+    /// reading the store without its newest commits.
+    fn open_read_only(path: &Path) -> Result<Connection> {
+        let sidecar = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let at_rest = match std::fs::metadata(sidecar("-wal")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            // An empty log and no -shm: no connection is open, and the log holds nothing.
+            Ok(m) => m.len() == 0 && !sidecar("-shm").exists(),
+            Err(e) => return Err(e.into()),
+        };
+        if at_rest {
+            return Self::open_immutable(path);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // SQLite reaches for the log and its index at the first read.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ffi::ErrorCode::CannotOpen =>
+            {
+                Err(KeystoreError::WalUnreadable(path.to_owned()))
+            }
+            Err(e) => Err(classify(e)),
+            Ok(()) => Ok(conn),
+        }
+    }
+
     fn open_immutable(path: &Path) -> Result<Connection> {
         let mut uri = String::from("file:");
         for b in path.as_os_str().as_encoded_bytes() {
@@ -313,6 +457,17 @@ impl HeaderStore {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         Connection::open_with_flags(uri, flags).map_err(classify)
+    }
+
+    /// The schema version of the open store (`PRAGMA user_version`): 1 for a format v1/v2
+    /// volume not migrated yet, 2 from format v3 on.
+    pub fn schema_version(&self) -> u32 {
+        self.schema.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// True when the store has the v3 tables and columns (owners, quarantine, long targets).
+    pub fn has_v3_schema(&self) -> bool {
+        self.schema_version() >= SCHEMA_VERSION
     }
 
     /// Path of the database file.
@@ -437,6 +592,7 @@ impl HeaderStore {
         if slots.is_empty() {
             return Err(corrupt("no key slots"));
         }
+        check_unlock_work(&slots, kind, only_slot)?;
         let mut bounds_error = None;
         for slot in slots
             .iter()
@@ -463,20 +619,6 @@ impl HeaderStore {
         Err(bounds_error.unwrap_or(KeystoreError::WrongPassword))
     }
 
-    /// Raises `volume.format_version` to `version` when it is lower, durably, and says whether
-    /// it did. Called before a volume gets files of a newer format, so an older cofferfs refuses
-    /// the whole volume instead of failing on each new file.
-    pub fn raise_format_version(&self, version: u16) -> Result<bool> {
-        let changed = self.conn.lock().execute(
-            "UPDATE volume SET format_version = ?1 WHERE id = 1 AND format_version < ?1",
-            params![version],
-        )?;
-        if changed > 0 {
-            self.make_durable()?;
-        }
-        Ok(changed > 0)
-    }
-
     /// Number of file key rows.
     pub fn file_count(&self) -> Result<u64> {
         let n: i64 = self
@@ -486,38 +628,48 @@ impl HeaderStore {
         Ok(n as u64)
     }
 
-    /// Stores a new file's wrapped FEK. Committed (to the WAL) before returning, so the row
-    /// exists before the ciphertext file does.
-    pub fn insert_file_key(&self, file_id: &FileId, wrapped: &[u8], generation: u64) -> Result<()> {
+    /// Stores a new file's wrapped FEK and the entry it is created for (`None`: unknown, the
+    /// row is then never shredded by an unlink, only found by fsck). Committed (to the WAL)
+    /// before returning, so the row exists before the ciphertext file does. One statement,
+    /// the owner included: a create costs no more than before.
+    pub fn insert_file_key(
+        &self,
+        file_id: &FileId,
+        wrapped: &[u8],
+        generation: u64,
+        owner: Option<&Owner>,
+    ) -> Result<()> {
+        let v3 = self.has_v3_schema();
         self.write_retrying_when_full(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![&file_id.0[..], wrapped, generation as i64])
+            if v3 {
+                conn.prepare_cached(
+                    "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation, owner)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    &file_id.0[..],
+                    wrapped,
+                    generation as i64,
+                    owner.map(|o| &o[..])
+                ])
+            } else {
+                conn.prepare_cached(
+                    "INSERT INTO file_keys (file_id, wrapped_fek, kek_generation)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![&file_id.0[..], wrapped, generation as i64])
+            }
         })?;
         Ok(())
     }
 
     /// A file's wrapped FEK and the KEK generation it was wrapped under.
     pub fn file_key(&self, file_id: &FileId) -> Result<Option<(Vec<u8>, u64)>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
+        wrapped_row(
+            &self.conn.lock(),
             "SELECT wrapped_fek, kek_generation FROM file_keys WHERE file_id = ?1",
-        )?;
-        let row = stmt
-            // as_bytes accepts TEXT too: a row rewritten as text by hand is tampered, and
-            // must fail authentication rather than surface as a type error.
-            .query_row([&file_id.0[..]], |r| {
-                Ok((
-                    r.get_ref(0)?
-                        .as_bytes()
-                        .map(<[u8]>::to_vec)
-                        .unwrap_or_default(),
-                    r.get::<_, i64>(1)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(|(w, g)| (w, g as u64)))
+            file_id,
+        )
     }
 
     /// Deletes a file's key row (crypto-shredding: `secure_delete` overwrites it).
@@ -598,6 +750,32 @@ impl HeaderStore {
         Ok(())
     }
 
+    /// Records the full encoded form of a long symlink target under its digest (format v3).
+    pub fn put_long_target(&self, digest: &[u8; 32], encoded: &str) -> Result<()> {
+        if !self.has_v3_schema() {
+            return Err(corrupt(
+                "long symlink targets need a v3 store (migrate first)",
+            ));
+        }
+        self.write_retrying_when_full(|conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO long_targets (digest, target) VALUES (?1, ?2)",
+            )?
+            .execute(params![&digest[..], encoded])
+        })?;
+        Ok(())
+    }
+
+    /// The full encoded form of a long symlink target.
+    pub fn long_target(&self, digest: &[u8; 32]) -> Result<Option<String>> {
+        if !self.has_v3_schema() {
+            return Ok(None);
+        }
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached("SELECT target FROM long_targets WHERE digest = ?1")?;
+        Ok(stmt.query_row([&digest[..]], |r| r.get(0)).optional()?)
+    }
+
     /// Makes every commit so far durable. Commits use `synchronous=NORMAL`: their WAL frames
     /// are written but not synced. Syncing the WAL file itself makes them survive a power cut
     /// (recovery replays the WAL); a checkpoint would not do, as SQLite skips its sync when a
@@ -620,7 +798,7 @@ impl HeaderStore {
     /// database and truncates it — the WAL only grows between checkpoints, so this frees its
     /// space — and tries once more: deleting a file's key must work on a full disk, and a
     /// create should fail only when there is really no room.
-    fn write_retrying_when_full<T>(
+    pub(super) fn write_retrying_when_full<T>(
         &self,
         op: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
@@ -637,13 +815,56 @@ impl HeaderStore {
         }
     }
 
+    /// [`write_retrying_when_full`](Self::write_retrying_when_full) for a write of several
+    /// statements: `op` runs inside one transaction, committed when it returns `Ok`.
+    pub(super) fn write_retrying_when_full_tx<T>(
+        &self,
+        op: impl Fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.write_retrying_when_full(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let out = op(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     /// Copies the WAL into the database and truncates it, so a store at rest is one file
     /// (what rsync and backups should see). Called at unmount and after management commands.
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.conn.lock();
+        // A read-only open (`mount --ro`) folds nothing in: a log left by a crash stays for
+        // the next read-write open to recover.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Ok(());
+        }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// The `(wrapped_fek, kek_generation)` row of `file_id` that `sql` selects (from `file_keys`
+/// or `quarantined_keys`).
+pub(super) fn wrapped_row(
+    conn: &Connection,
+    sql: &str,
+    file_id: &FileId,
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let row = conn
+        .prepare_cached(sql)?
+        // as_bytes accepts TEXT too: a row rewritten as text by hand is tampered, and must
+        // fail authentication rather than surface as a type error.
+        .query_row([&file_id.0[..]], |r| {
+            Ok((
+                r.get_ref(0)?
+                    .as_bytes()
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+                r.get::<_, i64>(1)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(|(w, g)| (w, g as u64)))
 }
 
 /// Generates a new random volume id.

@@ -25,7 +25,7 @@ use super::VolumeError;
 use crate::crypto::{ChunkCipher, random_nonce};
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
 use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
-use crate::keystore::Keyring;
+use crate::keystore::{Keyring, Owner};
 
 /// One open ciphertext file with its key.
 pub struct ChunkedFile {
@@ -41,6 +41,10 @@ pub struct ChunkedFile {
     cipher: OnceLock<ChunkCipher>,
     /// Where a keyless file gets its key.
     keyring: Arc<Keyring>,
+    /// The entry a keyless file's key row will be created for (`file_keys.owner`), kept
+    /// current by renames until then. Held across the row's creation, so a rename either
+    /// changes it before the row exists or sees the file keyed and moves the row's owner.
+    owner: parking_lot::Mutex<Option<Owner>>,
     layout: Layout,
     /// False while this file's key row may still sit only in the un-synced WAL.
     key_durable: AtomicBool,
@@ -85,20 +89,32 @@ fn quiet_reopen(file: &File) -> std::io::Result<File> {
 impl ChunkedFile {
     /// Makes `file` (empty, just created) a new ciphertext file: a new key row is committed
     /// first, then the header is written.
-    pub fn create(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
-        let f = Self::create_keyless(keyring, layout, file);
+    pub fn create(
+        keyring: &Arc<Keyring>,
+        layout: Layout,
+        file: File,
+        owner: Option<Owner>,
+    ) -> Result<Self> {
+        let f = Self::create_keyless(keyring, layout, file, owner);
         f.keyed()?;
         Ok(f)
     }
 
     /// Takes `file` (empty, just created) as a new file that gets its key row and header at
     /// its first change: until then it is a valid empty file and costs nothing in the store.
-    pub fn create_keyless(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Self {
+    /// `owner` is the entry it was created as (see `file_keys.owner`).
+    pub fn create_keyless(
+        keyring: &Arc<Keyring>,
+        layout: Layout,
+        file: File,
+        owner: Option<Owner>,
+    ) -> Self {
         ChunkedFile {
             quiet: OnceLock::new(),
             file,
             cipher: OnceLock::new(),
             keyring: keyring.clone(),
+            owner: parking_lot::Mutex::new(owner),
             layout,
             key_durable: AtomicBool::new(true),
             cipher_size: AtomicU64::new(0),
@@ -114,10 +130,11 @@ impl ChunkedFile {
         if let Some(c) = self.cipher.get() {
             return Ok(c);
         }
+        let owner = self.owner.lock();
         // Before the row exists: an fsync racing this first write must not skip making it
         // durable (`sync` reads the flag without the lock).
         self.key_durable.store(false, Ordering::Release);
-        let (file_id, fek) = self.keyring.new_file_key()?;
+        let (file_id, fek) = self.keyring.new_file_key(owner.as_ref())?;
         let header = FileHeader::new(file_id);
         if let Err(e) = self.file.write_all_at(&header.encode(), 0) {
             // No file will carry this key: best effort, fsck drops it too.
@@ -146,7 +163,7 @@ impl ChunkedFile {
         let mut header = [0u8; HEADER_LEN];
         let n = read_full_at(&quiet, &mut header, 0)?;
         if n == 0 {
-            let f = Self::create_keyless(keyring, layout, file);
+            let f = Self::create_keyless(keyring, layout, file, None);
             let _ = f.quiet.set(quiet);
             return Ok(f);
         }
@@ -161,6 +178,7 @@ impl ChunkedFile {
             quiet: OnceLock::from(quiet),
             cipher: OnceLock::from(ChunkCipher::new(&fek, header)),
             keyring: keyring.clone(),
+            owner: parking_lot::Mutex::new(None),
             layout,
             key_durable: AtomicBool::new(true),
             lock: RwLock::new(()),
@@ -176,6 +194,15 @@ impl ChunkedFile {
         Ok(self.quiet.get_or_init(|| f))
     }
 
+    /// Records `owner` as the entry the key row of this file, if it has none yet, is to be
+    /// created for (a keyless file opened, or renamed while open); returns the file's id if it
+    /// has a key already, whose row's owner the caller then keeps current instead.
+    pub fn set_pending_owner(&self, owner: Option<Owner>) -> Option<FileId> {
+        let mut pending = self.owner.lock();
+        *pending = owner;
+        self.file_id()
+    }
+
     /// The file's id; `None` while it has no key (an empty file never written).
     pub fn file_id(&self) -> Option<FileId> {
         self.cipher.get().map(ChunkCipher::file_id)
@@ -186,7 +213,7 @@ impl ChunkedFile {
     pub fn format_version(&self) -> u16 {
         self.cipher
             .get()
-            .map_or(crate::format::FORMAT_VERSION, ChunkCipher::version)
+            .map_or(crate::format::FILE_FORMAT_VERSION, ChunkCipher::version)
     }
 
     /// The backing file (for fstat, fchmod and friends).

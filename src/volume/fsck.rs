@@ -16,7 +16,7 @@ use super::walk::{Entry, EntryKind, Loc, long_name_digest, walk};
 use super::{Result, Volume, VolumeError};
 use crate::crypto::ChunkCipher;
 use crate::format::layout::CHUNK_OVERHEAD_LEN;
-use crate::format::names::{self as fnames, DIR_ID_FILE, QUARANTINE_DIR};
+use crate::format::names::{DIR_ID_FILE, QUARANTINE_DIR};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::KeystoreError;
 
@@ -60,6 +60,9 @@ pub enum ProblemKind {
     SharedFileId(FileId, String),
     /// A key row no file carries.
     OrphanKeyRow(FileId),
+    /// A file carries an id whose key row an earlier repair moved into the quarantine: it is
+    /// back, and `repair` moves its row back too.
+    QuarantinedKeyBack(FileId),
     /// A long-name row no entry uses.
     OrphanLongName(String),
     /// A leftover temporary file of an interrupted `reencrypt` (the original is intact).
@@ -109,6 +112,10 @@ impl std::fmt::Display for ProblemKind {
                 )
             }
             ProblemKind::OrphanKeyRow(id) => write!(f, "orphan key row {id}: no file carries it"),
+            ProblemKind::QuarantinedKeyBack(id) => write!(
+                f,
+                "the key row of file {id} is in the key quarantine: the file is back"
+            ),
             ProblemKind::OrphanLongName(d) => write!(f, "orphan long-name row {d}"),
             ProblemKind::TempFile => {
                 f.write_str("leftover temporary file of an interrupted reencrypt")
@@ -155,6 +162,8 @@ pub struct Stats {
     pub key_rows: u64,
     /// Entries already in the quarantine directory.
     pub quarantined_before: u64,
+    /// Key rows in the key quarantine (`quarantined_keys`) after the run.
+    pub quarantined_keys: u64,
 }
 
 /// What `fsck` found and did.
@@ -225,6 +234,17 @@ fn header_id(path: &Path) -> Option<FileId> {
 
 /// Checks a whole volume; with `repair`, fixes what can be fixed without losing data.
 pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
+    fsck_with(vol, repair, false, progress)
+}
+
+/// [`fsck`]; with `repair` and `purge_quarantine`, also destroys every key row in the key
+/// quarantine once the repair is done (the only way a repair destroys a key).
+pub fn fsck_with(
+    vol: &Volume,
+    repair: bool,
+    purge_quarantine: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report> {
     let mut report = Report::default();
     let w = walk(vol, Path::new(""), Some(String::new()))?;
     let q = quarantine_contents(vol)?;
@@ -360,6 +380,23 @@ pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> R
     let store = vol.keyring().store();
     let rows = store.file_ids()?;
     report.stats.key_rows = rows.len() as u64;
+    let live: HashSet<FileId> = rows.iter().copied().collect();
+    let mut back = Vec::new();
+    for qk in store.quarantined_keys()? {
+        let id = qk.file_id;
+        if live.contains(&id) {
+            continue;
+        }
+        let loc = used.get(&id).map(|&k| checks[k].0[0].loc.clone());
+        if loc.is_some() || q.file_ids.contains(&id) || temp_ids.contains(&id) {
+            report.problems.push(Problem {
+                loc,
+                kind: ProblemKind::QuarantinedKeyBack(id),
+                repaired: false,
+            });
+            back.push((id, report.problems.len() - 1));
+        }
+    }
     let mut orphan_rows = Vec::new();
     for id in rows {
         if !used.contains_key(&id) && !q.file_ids.contains(&id) && !temp_ids.contains(&id) {
@@ -391,9 +428,17 @@ pub fn fsck(vol: &Volume, repair: bool, progress: &mut dyn FnMut(Progress)) -> R
         r.remove_temps(&temps, &temp_ids, &used, &q.file_ids)?;
         r.quarantine(to_quarantine)?;
         r.fix_dir_ids(&dir_id_fix)?;
+        r.restore_keys(&back)?;
         r.remove_orphans(&orphan_rows, &orphan_longs)?;
+        if purge_quarantine {
+            let n = store.purge_quarantined_keys()?;
+            report.actions.push(format!(
+                "destroyed {n} key rows of the key quarantine (purged)"
+            ));
+        }
         store.checkpoint()?;
     }
+    report.stats.quarantined_keys = store.quarantined_keys()?.len() as u64;
     Ok(report)
 }
 
@@ -467,17 +512,18 @@ fn quarantine_contents(vol: &Volume) -> Result<QuarantineContents> {
     Ok(q)
 }
 
+/// True when the symlink's target decrypts (a long target: its row exists and matches its
+/// digest, see `volume::symlinks`).
 fn symlink_ok(vol: &Volume, e: &Entry) -> bool {
-    let Some(c) = vol.names().cipher() else {
+    if !vol.names().encrypted() {
         return true;
-    };
+    }
     let Ok(target) = std::fs::read_link(vol.root().join(&e.loc.cipher)) else {
         return false;
     };
-    target
-        .to_str()
-        .and_then(|t| fnames::decode(t).ok())
-        .is_some_and(|enc| c.decrypt_symlink(&enc).is_ok())
+    vol.names()
+        .plain_target(target.as_os_str().as_encoded_bytes(), vol.keyring().store())
+        .is_ok()
 }
 
 /// Checks one ciphertext file: header, key row, size, every chunk. `progress` gets the bytes
@@ -781,17 +827,33 @@ impl Repairer<'_> {
         Ok(())
     }
 
+    /// Moves the quarantined key rows of files that are back into `file_keys`.
+    fn restore_keys(&mut self, back: &[(FileId, usize)]) -> Result<()> {
+        let store = self.vol.keyring().store();
+        for (id, idx) in back {
+            if store.restore_quarantined_key(id)? {
+                self.report
+                    .actions
+                    .push(format!("restored key row {id} from the key quarantine"));
+                self.mark(&[*idx]);
+            }
+        }
+        Ok(())
+    }
+
     fn remove_orphans(
         &mut self,
         rows: &[(FileId, usize)],
         longs: &[([u8; 32], usize)],
     ) -> Result<()> {
         let store = self.vol.keyring().store();
+        // Reversible: the rows go into the key quarantine, not away.
         for (id, idx) in rows {
-            store.delete_file_key(id)?;
-            self.report
-                .actions
-                .push(format!("removed orphan key row {id}"));
+            store.quarantine_file_keys(&[*id], "orphan: no file carried it at fsck --repair")?;
+            self.report.actions.push(format!(
+                "moved orphan key row {id} into the key quarantine (put back by fsck --repair \
+                 when its file returns)"
+            ));
             self.mark(&[*idx]);
         }
         for (d, idx) in longs {

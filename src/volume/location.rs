@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Result, VolumeError};
@@ -61,13 +61,82 @@ fn place_in(cipherdir: &Path, store: &Path) -> Option<bool> {
     }
 }
 
+/// What is wrong with `meta` for a control file, or `None` for a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Option<String> {
+    let t = meta.file_type();
+    (!t.is_file()).then(|| {
+        let what = if t.is_symlink() {
+            "a symbolic link"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        format!("is {what}")
+    })
+}
+
+/// Opens a control file of the cipherdir for reading the way an untrusted file must be
+/// opened: never through a symlink, never blocking on a FIFO (`O_NOFOLLOW|O_NONBLOCK`), and
+/// only when it is a regular file. `Ok(None)` when it does not exist.
+fn open_control_file(path: &Path) -> Result<Option<File>> {
+    let refuse = |reason: String| VolumeError::ControlFile {
+        path: path.to_owned(),
+        reason,
+    };
+    if let Ok(meta) = path.symlink_metadata()
+        && let Some(why) = not_regular(&meta)
+    {
+        return Err(refuse(why));
+    }
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("is a symbolic link".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(why) = not_regular(&f.metadata()?) {
+        return Err(refuse(why));
+    }
+    Ok(Some(f))
+}
+
+/// Checks that the header store at `store` is a regular file before SQLite opens it. The
+/// default `cofferfs.db` lies in the (untrusted) cipherdir and must not be a symlink; a
+/// `--header-store` path is the user's own choice and may be one, but must lead to a regular
+/// file (SQLite would block on a FIFO).
+fn check_store_file(store: &Path, location: StoreLocation) -> Result<()> {
+    let meta = match location {
+        StoreLocation::InCipherdir => store.symlink_metadata(),
+        StoreLocation::Elsewhere => store.metadata(),
+    };
+    match meta {
+        Ok(m) => match not_regular(&m) {
+            Some(why) => Err(VolumeError::ControlFile {
+                path: store.to_owned(),
+                reason: why,
+            }),
+            None => Ok(()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads the cipherdir's marker; `None` when it has none.
 fn read_marker(cipherdir: &Path) -> Result<Option<VolumeMarker>> {
     let path = cipherdir.join(VOLUME_MARKER_NAME);
-    let f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(f) = open_control_file(&path)? else {
+        return Ok(None);
     };
     let mut bytes = Vec::with_capacity(MARKER_LEN);
     f.take(MARKER_LEN as u64 + 1).read_to_end(&mut bytes)?;
@@ -77,9 +146,14 @@ fn read_marker(cipherdir: &Path) -> Result<Option<VolumeMarker>> {
 }
 
 /// Takes an exclusive, non-blocking `flock` on `path`; `busy` is the error when another
-/// process holds it.
-fn flock(path: &Path, busy: impl FnOnce() -> VolumeError) -> Result<File> {
-    let f = File::open(path)?;
+/// process holds it. Opened `O_NONBLOCK` (a FIFO swapped in must not block us) and, for a
+/// file of the cipherdir (`in_cipherdir`), `O_NOFOLLOW`.
+fn flock(path: &Path, in_cipherdir: bool, busy: impl FnOnce() -> VolumeError) -> Result<File> {
+    let nofollow = if in_cipherdir { libc::O_NOFOLLOW } else { 0 };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | nofollow)
+        .open(path)?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(f),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(busy()),
@@ -142,11 +216,20 @@ impl Location {
                 reason: "lies inside the cipherdir (only its own cofferfs.db may)",
             });
         }
-        if !store.exists() && (store_must_exist || marker.is_none()) {
+        // The cipherdir's own store is judged without following a symlink (refused below).
+        let present = match store_location {
+            StoreLocation::InCipherdir => store.symlink_metadata().is_ok(),
+            StoreLocation::Elsewhere => store.exists(),
+        };
+        if !present && (store_must_exist || marker.is_none()) {
             return Err(match marker {
                 Some(_) => VolumeError::StoreMissing(store),
                 None => VolumeError::NotACipherdir(cipherdir.to_owned()),
             });
+        }
+        // Only `header restore` gets here without a store file; there is nothing to check.
+        if present {
+            check_store_file(&store, store_location)?;
         }
         let loc = Location {
             cipherdir: cipherdir.to_owned(),
@@ -266,21 +349,24 @@ impl Location {
     pub(super) fn lock(&self) -> Result<VolumeLock> {
         let busy = |p: &Path| VolumeError::Locked(p.to_owned());
         let marker = match self.marker {
-            Some(_) => Some(flock(&self.cipherdir.join(VOLUME_MARKER_NAME), || {
-                busy(&self.cipherdir)
-            })?),
+            Some(_) => Some(flock(
+                &self.cipherdir.join(VOLUME_MARKER_NAME),
+                true,
+                || busy(&self.cipherdir),
+            )?),
             None => None,
         };
         let store_name = match self.store_location {
             StoreLocation::InCipherdir => &self.cipherdir,
             StoreLocation::Elsewhere => &self.store,
         };
+        let in_cipherdir = self.store_location == StoreLocation::InCipherdir;
         // Only `header restore` gets here without a store file (see `resolve_for_restore`):
         // the marker's lock alone then keeps a mount out.
         let store = if self.marker.is_some() && !self.store.exists() {
             None
         } else {
-            Some(flock(&self.store, || busy(store_name))?)
+            Some(flock(&self.store, in_cipherdir, || busy(store_name))?)
         };
         Ok(VolumeLock {
             _marker: marker,

@@ -6,7 +6,9 @@ pub mod fsck;
 pub mod header;
 pub mod location;
 pub mod names;
+pub mod owners;
 pub mod reencrypt;
+pub mod symlinks;
 pub mod walk;
 
 use std::fs::File;
@@ -19,11 +21,14 @@ pub use location::{Location, lock_probe_path};
 pub use names::NameMap;
 
 use crate::crypto::names::NameCipher;
-use crate::crypto::{CryptoError, KdfParams, Kek, NameKey, wrap};
-use crate::format::names::HEADER_STORE_NAME;
+use crate::crypto::{CryptoError, KdfParams, Kek, NameKey};
+use crate::format::names::{DIR_ID_FILE, HEADER_STORE_NAME};
 use crate::format::{FORMAT_VERSION, FileId, FormatError, Layout};
+use crate::keystore::migrate::MigrationReport;
 use crate::keystore::store::{new_volume_id, now_secs};
-use crate::keystore::{HeaderStore, Keyring, KeystoreError, SlotKind, SlotRecord, VolumeParams};
+use crate::keystore::{
+    HeaderStore, Keyring, KeystoreError, Owner, SlotKind, SlotRecord, VolumeParams,
+};
 
 /// Why a volume operation failed. Corruption (`CorruptChunk`, `CorruptFile`, a tampered key)
 /// is kept apart from I/O errors: the first becomes EIO plus a warning, the second passes the
@@ -99,6 +104,15 @@ pub enum VolumeError {
         path: PathBuf,
         /// What is wrong with its bytes.
         source: FormatError,
+    },
+    /// A control file of the volume (the marker, the header store) is a symlink, a FIFO, a
+    /// device or a directory where a regular file must be: damage or an attack, refused.
+    #[error("{path}: {reason}; refused (it must be a regular file)")]
+    ControlFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
     },
     /// Bad volume parameters.
     #[error(transparent)]
@@ -202,18 +216,27 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     let volume_id = new_volume_id()?;
     let kek = Kek::generate()?;
     let name_key = NameKey::generate()?;
-    let params = VolumeParams {
+    let mut params = VolumeParams {
         format_version: FORMAT_VERSION,
         volume_id,
         chunk_len: layout.chunk_len() as u32,
         plaintext_names: opts.plaintext_names,
         kek_generation: 1,
-        wrapped_name_key: wrap::wrap_name_key(&kek, &name_key, &volume_id)?,
+        wrapped_name_key: Vec::new(),
         created: now_secs(),
     };
+    // Bound to every parameter above: a store whose parameters change no longer opens.
+    params.wrapped_name_key = params.wrap_name_key(&kek, &name_key)?;
     let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
     if !exists {
-        std::fs::create_dir(cipherdir)?;
+        // Private whatever the umask (as `ssh-keygen` makes ~/.ssh): file names, sizes and
+        // the header store are nobody else's business. An existing directory keeps its mode.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(cipherdir)?;
+        std::fs::set_permissions(
+            cipherdir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
     }
     let root = File::open(cipherdir)?;
     if !opts.plaintext_names {
@@ -228,12 +251,39 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     Ok(loc)
 }
 
+/// Refuses, with a message that says what works instead, a volume to be opened for writing
+/// whose cipherdir or header store lies on a read-only filesystem (a backup disk, a snapshot,
+/// a read-only bind mount or NFS export): SQLite would only say "unable to open database
+/// file". Commands that will write call it before they ask for a secret; every read-write
+/// open checks again.
+pub fn check_writable_media(loc: &Location) -> Result<()> {
+    refuse_read_only_media(loc.cipherdir())?;
+    refuse_read_only_media(loc.store())
+}
+
+fn refuse_read_only_media(path: &Path) -> Result<()> {
+    match rustix::fs::statvfs(path) {
+        Ok(st) if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {
+            Err(VolumeError::Io(std::io::Error::new(
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                format!(
+                    "{} is on a read-only filesystem: only reading works there \
+                     (mount --ro, fsck without --repair, info)",
+                    path.display()
+                ),
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The header store opened without a secret (for `info` and pre-mount checks). Closing it
 /// leaves the cipherdir exactly as it was, root timestamps included.
 #[derive(Debug)]
 pub struct ReadOnlyStore {
     store: HeaderStore,
-    /// Dropped after `store`, whose closing removes SQLite's -wal/-shm files.
+    /// Dropped after `store`. A store at rest is opened without touching the root; one with a
+    /// write-ahead log may make SQLite create `-shm` there, whose mtime change this undoes.
     _root_times: RootTimes,
 }
 
@@ -317,7 +367,12 @@ impl RootTimes {
 
 impl Drop for RootTimes {
     fn drop(&mut self) {
-        if let Some(t) = self.times.lock().take() {
+        // Restoring an mtime that did not change would still move the root's ctime (and fail
+        // on read-only media): only a root whose mtime moved is touched. A moved atime alone
+        // is a read's, as on any directory.
+        if let Some(t) = self.times.lock().take()
+            && Self::stat(&self.path).is_none_or(|now| !same_mtime(&now, &t))
+        {
             let _ = rustix::fs::utimensat(
                 rustix::fs::CWD,
                 &self.path,
@@ -326,6 +381,36 @@ impl Drop for RootTimes {
             );
         }
     }
+}
+
+/// The name mode of a v1/v2 volume is not authenticated: cross-check it against the root's
+/// `.cofferfs.dirid`, which encrypted-names volumes always have and plaintext-names volumes
+/// never have, and refuse a mismatch (a store whose `plaintext_names` was flipped) before the
+/// mount could write a single name in clear.
+fn check_legacy_name_mode(cipherdir: &Path, params: &VolumeParams) -> Result<()> {
+    let has_id = match std::fs::symlink_metadata(cipherdir.join(DIR_ID_FILE)) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
+    if has_id == params.plaintext_names {
+        return Err(KeystoreError::ParamsDoNotVerify(format!(
+            "the store says {} names, but the cipherdir root {} {DIR_ID_FILE}",
+            if params.plaintext_names {
+                "plaintext"
+            } else {
+                "encrypted"
+            },
+            if has_id { "has" } else { "has no" }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn same_mtime(a: &rustix::fs::Timestamps, b: &rustix::fs::Timestamps) -> bool {
+    let (a, b) = (&a.last_modification, &b.last_modification);
+    (a.tv_sec, a.tv_nsec) == (b.tv_sec, b.tv_nsec)
 }
 
 /// A volume opened with its KEK.
@@ -370,10 +455,36 @@ impl Volume {
         secret: &[u8],
         slot: Option<u32>,
     ) -> Result<Self> {
+        Self::open_at_as(loc, kind, secret, slot, false)
+    }
+
+    /// Opens the volume at `loc` as [`open_at`](Self::open_at) does, for reading only
+    /// (`mount --ro`, `fsck` without `--repair`): the header store is opened read-only (see
+    /// `HeaderStore::open`), so the cipherdir and the store keep every byte and timestamp,
+    /// and read-only media work. Nothing may write through such a volume.
+    pub fn open_read_only_at(
+        loc: &Location,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+    ) -> Result<Self> {
+        Self::open_at_as(loc, kind, secret, slot, true)
+    }
+
+    fn open_at_as(
+        loc: &Location,
+        kind: SlotKind,
+        secret: &[u8],
+        slot: Option<u32>,
+        read_only: bool,
+    ) -> Result<Self> {
         let cipherdir = loc.cipherdir();
+        if !read_only {
+            check_writable_media(loc)?;
+        }
         let lock = loc.lock()?;
         let root_times = RootTimes::capture(cipherdir);
-        let store = HeaderStore::open(loc.store(), false)?;
+        let store = HeaderStore::open(loc.store(), read_only)?;
         let params = store.params()?;
         loc.check_volume_id(&params.volume_id)?;
         if params.format_version > FORMAT_VERSION {
@@ -382,10 +493,16 @@ impl Volume {
         let layout = Layout::new(u64::from(params.chunk_len))?;
         let (slot_id, kek) = store.unlock_with(kind, secret, slot)?;
         let keyring = Keyring::new(store, kek)?;
+        // Verifies the parameters (v3: they are bound to the name key's wrap; a lowered
+        // format version fails too) before anything can be written with them.
+        let name_cipher = keyring.name_cipher()?;
+        if !params.bound() {
+            check_legacy_name_mode(cipherdir, &params)?;
+        }
         let cipher: Option<NameCipher> = if params.plaintext_names {
             None
         } else {
-            Some(keyring.name_cipher()?)
+            Some(name_cipher)
         };
         Ok(Volume {
             root: cipherdir.to_owned(),
@@ -435,13 +552,86 @@ impl Volume {
         self.slot_id
     }
 
-    /// Records the current format version in the header store of a volume made by an older
-    /// cofferfs (v1): called before anything that may write new-format files (a read-write
-    /// mount, `reencrypt`), so an older cofferfs then refuses the volume cleanly instead of
-    /// failing on each new file. Existing files keep their own version. Returns whether the
-    /// volume was upgraded.
+    /// Migrates a volume made by an older cofferfs (format v1 or v2) to the current format
+    /// (v3): called before anything that may write (a read-write mount, `reencrypt`,
+    /// `fsck --repair`), so an older cofferfs then refuses the volume cleanly. One walk of
+    /// the tree finds the owner of every key row carried by exactly one entry, then one
+    /// transaction adds the v3 schema, records those owners, re-wraps the name key bound to
+    /// the volume parameters and sets the format version (see `keystore::migrate`). Existing
+    /// files keep their own version. Returns whether the volume was migrated.
     pub fn upgrade_format_version(&self) -> Result<bool> {
-        Ok(self.keyring.store().raise_format_version(FORMAT_VERSION)?)
+        Ok(self.migrate()?.is_some())
+    }
+
+    /// [`upgrade_format_version`](Self::upgrade_format_version), with what it did.
+    pub fn migrate(&self) -> Result<Option<MigrationReport>> {
+        let store = self.keyring.store();
+        if store.params()?.format_version >= FORMAT_VERSION && store.has_v3_schema() {
+            return Ok(None);
+        }
+        let owners = owners::migration_owners(self)?;
+        let report = self.keyring.migrate_to_v3(FORMAT_VERSION, &owners)?;
+        if let Some(r) = &report {
+            log::info!(
+                "volume migrated from format {} to {FORMAT_VERSION}: {} key rows have an owner",
+                r.from_version,
+                r.owned_rows
+            );
+        }
+        Ok(report)
+    }
+
+    /// The owner digest of the entry `disk_name` in the directory with id `dir_id` (zeros on
+    /// plaintext-names volumes): see [`owners`].
+    pub fn entry_owner(&self, dir_id: &names::DirId, disk_name: &std::ffi::OsStr) -> Owner {
+        owners::entry_owner(dir_id, disk_name)
+    }
+
+    /// The owner entry of `file_id`'s key row was renamed from `from` to `to`: the row
+    /// follows it (one `UPDATE`). A rename of any other name carrying the id (a copy, a
+    /// second hard link) changes nothing.
+    pub fn entry_renamed(&self, file_id: &FileId, from: &Owner, to: &Owner) -> Result<()> {
+        self.keyring.store().move_owner(file_id, from, Some(to))?;
+        Ok(())
+    }
+
+    /// Two entries carrying `a` and `b` swapped names (`RENAME_EXCHANGE`): each row that was
+    /// owned by one of the names follows its entry, in one transaction.
+    pub fn entries_exchanged(&self, a: (FileId, Owner), b: (FileId, Owner)) -> Result<()> {
+        self.keyring
+            .store()
+            .move_owners(&[(a.0, a.1, Some(b.1)), (b.0, b.1, Some(a.1))])?;
+        Ok(())
+    }
+
+    /// A name of a file that keeps other hard links went away: if it was the row's owner,
+    /// the owner moves to `heir`, another live link of the file the caller knows, or becomes
+    /// unknown without one (the other names are not known without a walk): no unlink then
+    /// shreds the row, and fsck finds it once no file carries it.
+    pub fn link_removed(
+        &self,
+        file_id: &FileId,
+        owner: &Owner,
+        heir: Option<&Owner>,
+    ) -> Result<()> {
+        self.keyring.store().move_owner(file_id, owner, heir)?;
+        Ok(())
+    }
+
+    /// The last name of an open file went: if `owner` (that name's digest) owned the key row
+    /// of `file_id`, the row is marked as belonging to no name any more (see
+    /// [`owners::unlinked_open_owner`]); returns the owner the deletion at the last close must
+    /// name.
+    pub fn last_name_gone_while_open(
+        &self,
+        file_id: Option<&FileId>,
+        owner: &Owner,
+    ) -> Result<Owner> {
+        let gone = owners::unlinked_open_owner();
+        if let Some(id) = file_id {
+            self.keyring.store().move_owner(id, owner, Some(&gone))?;
+        }
+        Ok(gone)
     }
 
     /// Opens an existing ciphertext file for plaintext I/O.
@@ -449,14 +639,23 @@ impl Volume {
         ChunkedFile::open(&self.keyring, self.layout, file)
     }
 
-    /// Turns a newly created, empty file into a ciphertext file with its own key.
+    /// Turns a newly created, empty file into a ciphertext file with its own key (owner
+    /// unknown: for the volume API and tests; entries in a tree use
+    /// [`create_file_owned`](Self::create_file_owned)).
     pub fn create_file(&self, file: File) -> Result<ChunkedFile> {
-        ChunkedFile::create(&self.keyring, self.layout, file)
+        ChunkedFile::create(&self.keyring, self.layout, file, None)
+    }
+
+    /// Turns a newly created, empty file into a ciphertext file with its own key, whose row
+    /// records `owner` as the entry it belongs to.
+    pub fn create_file_owned(&self, file: File, owner: Owner) -> Result<ChunkedFile> {
+        ChunkedFile::create(&self.keyring, self.layout, file, Some(owner))
     }
 
     /// Takes a newly created, empty file as one that gets its key at its first change (the
-    /// mount's `create`: an empty file costs no key row, header or transaction).
-    pub fn create_file_keyless(&self, file: File) -> ChunkedFile {
-        ChunkedFile::create_keyless(&self.keyring, self.layout, file)
+    /// mount's `create`: an empty file costs no key row, header or transaction). `owner` is
+    /// the entry it is created as.
+    pub fn create_file_keyless(&self, file: File, owner: Option<Owner>) -> ChunkedFile {
+        ChunkedFile::create_keyless(&self.keyring, self.layout, file, owner)
     }
 }

@@ -2,7 +2,7 @@
 //! name to its directory.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::fs::{Mode, OFlags};
@@ -107,8 +107,19 @@ impl NameMap {
         };
         let enc = fnames::decode(&encoded).map_err(|_| bad())?;
         let plain = cipher.decrypt_name(dir_id, &enc).map_err(|_| bad())?;
+        // Authentic but impossible: only a crafted entry decrypts to one of these, and
+        // passing it up would break the whole listing (the kernel refuses a readdir with `/`)
+        // or alias another entry.
+        if !is_valid_name(&plain) {
+            return Err(bad());
+        }
         Ok(Some(OsString::from_vec(plain)))
     }
+}
+
+/// True for a name a directory entry may have: not empty, `.` or `..`, without `/` or NUL.
+pub fn is_valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
 }
 
 /// Writes a new random id into the directory `dir` (the `.cofferfs.dirid` file, mode 0444).
@@ -132,22 +143,50 @@ pub fn write_dir_id(dir: BorrowedFd<'_>, id: &DirId) -> Result<()> {
     Ok(())
 }
 
-/// Reads the id of the directory `dir`.
+/// Reads the id of the directory `dir`. The id file comes from the (untrusted) cipherdir and
+/// is read by a daemon that often runs as root, so it is never followed if a symlink, never
+/// opened unless it is a regular file of exactly [`DIR_ID_LEN`] bytes (a FIFO would block a
+/// worker, a device could be read or rewound), and opened `O_NOFOLLOW|O_NONBLOCK` in case it
+/// is swapped in between. Anything else is damage (`CorruptFile`: EIO, an fsck finding).
 pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
-    let fd = rustix::fs::openat(
+    let damaged = |what: String| VolumeError::CorruptFile {
+        file_id: None,
+        reason: format!("directory id file {DIR_ID_FILE} {what}"),
+    };
+    let check = |st: &rustix::fs::Stat| {
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(damaged(format!("is not a regular file ({kind:?})")));
+        }
+        if st.st_size != DIR_ID_LEN as i64 {
+            return Err(damaged(format!(
+                "is {} bytes, not {DIR_ID_LEN}",
+                st.st_size
+            )));
+        }
+        Ok(())
+    };
+    check(&rustix::fs::statat(
         dir,
         DIR_ID_FILE,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?)?;
+    let fd = match rustix::fs::openat(
+        dir,
+        DIR_ID_FILE,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Err(damaged("is a symbolic link".into())),
+        Err(e) => return Err(e.into()),
+    };
+    check(&rustix::fs::fstat(&fd)?)?;
     let file = std::fs::File::from(fd);
     let mut id = [0u8; DIR_ID_LEN];
     let n = super::chunked::read_full_at(&file, &mut id, 0)?;
     if n != DIR_ID_LEN {
-        return Err(VolumeError::CorruptFile {
-            file_id: None,
-            reason: format!("directory id file is {n} bytes, not {DIR_ID_LEN}"),
-        });
+        return Err(damaged(format!("is {n} bytes, not {DIR_ID_LEN}")));
     }
     Ok(id)
 }
@@ -166,8 +205,9 @@ fn read_dir_id_if_any(dir: BorrowedFd<'_>) -> Result<Option<DirId>> {
     }
 }
 
-/// True when `dir` holds no entry but (maybe) its id file.
-fn holds_only_id(dir: BorrowedFd<'_>) -> Result<bool> {
+/// True when `dir` holds no entry but (maybe) its id file: what makes a ciphertext directory
+/// empty to the user, whose `rmdir` or `rename` over it must then succeed.
+pub fn holds_only_id(dir: BorrowedFd<'_>) -> Result<bool> {
     let fd = rustix::fs::openat(
         dir,
         ".",
@@ -185,9 +225,12 @@ fn holds_only_id(dir: BorrowedFd<'_>) -> Result<bool> {
 
 /// Reads the id of directory `dir`; when its id file is missing or short and the directory
 /// holds nothing else, gives it a new id (if `writable`). That is what a crash leaves inside
-/// `mkdir` (directory made, id not yet written) or `rmdir` (id removed, directory not yet):
-/// no name is bound to the id of an empty directory, so a new one loses nothing. A directory
-/// with entries that lost its id is damage for `fsck --repair` (`CorruptFile`, so EIO).
+/// `mkdir` (directory made, id not yet written), `rmdir` or a `rename` over it (id removed,
+/// directory not yet): no name is bound to the id of an empty directory, so a new one loses
+/// nothing. Read-only (`mount --ro`, read-only media), such a directory gets a stand-in id
+/// that is never written: it has no name to decrypt, and nothing can be created in it. A
+/// directory with entries that lost its id is damage for `fsck --repair` (`CorruptFile`, so
+/// EIO).
 pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId> {
     if let Some(id) = read_dir_id_if_any(dir)? {
         return Ok(id);
@@ -196,11 +239,14 @@ pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId
     if let Some(id) = read_dir_id_if_any(dir)? {
         return Ok(id);
     }
-    if !writable || !holds_only_id(dir)? {
+    if !holds_only_id(dir)? {
         return Err(VolumeError::CorruptFile {
             file_id: None,
             reason: format!("directory id file {DIR_ID_FILE} is missing or damaged"),
         });
+    }
+    if !writable {
+        return Ok(DirId::default());
     }
     match rustix::fs::unlinkat(dir, DIR_ID_FILE, rustix::fs::AtFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => {}
@@ -208,4 +254,99 @@ pub fn read_or_renew_dir_id(dir: BorrowedFd<'_>, writable: bool) -> Result<DirId
     }
     log::warn!("an empty directory had no id (interrupted mkdir or rmdir): given a new one");
     create_dir_id(dir)
+}
+
+/// A ciphertext directory about to be removed (`rmdir`) or replaced (`rename` over it): it
+/// held no user entry, and its id file, the one entry the backing filesystem would count, is
+/// gone. If the removal then fails, [`restore`](Self::restore) puts the id back. A crash in
+/// between leaves an empty directory without an id, which [`read_or_renew_dir_id`] gives a
+/// new one at its next use: no name was bound to the old one, so both the directory and
+/// whatever was to take its place stay readable.
+#[derive(Debug)]
+pub struct EmptiedDir {
+    dir: OwnedFd,
+    id: Option<DirId>,
+}
+
+impl EmptiedDir {
+    /// Empties the ciphertext directory `name` in `parent` for its removal, or fails with
+    /// ENOTEMPTY (nothing changed) when it holds anything but its id file. A directory
+    /// without an id (plaintext names, or a crash) needs nothing removed.
+    pub fn prepare(parent: BorrowedFd<'_>, name: &OsStr) -> Result<Self> {
+        let dir = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if !holds_only_id(dir.as_fd())? {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOTEMPTY).into());
+        }
+        let id = read_dir_id_if_any(dir.as_fd())?;
+        match rustix::fs::unlinkat(&dir, DIR_ID_FILE, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(EmptiedDir { dir, id })
+    }
+
+    /// The removal failed: gives the directory its id back, so that the id cached for it
+    /// stays its id. One it got meanwhile (an `opendir` renewed the missing id) is kept: the
+    /// directory is still empty, so no name is bound to either.
+    pub fn restore(self) -> Result<()> {
+        let Some(id) = self.id else {
+            return Ok(());
+        };
+        match write_dir_id(self.dir.as_fd(), &id) {
+            Err(VolumeError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_fd(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn emptied_dir_refuses_user_entries_and_restores_its_id() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = dir_fd(t.path());
+        let d = t.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        let id = create_dir_id(dir_fd(&d).as_fd()).unwrap();
+
+        let emptied = EmptiedDir::prepare(parent.as_fd(), OsStr::new("d")).unwrap();
+        assert!(
+            !d.join(DIR_ID_FILE).exists(),
+            "the id file is in the way of rmdir"
+        );
+        emptied.restore().unwrap();
+        assert_eq!(read_dir_id(dir_fd(&d).as_fd()).unwrap(), id);
+
+        std::fs::write(d.join("x"), b"").unwrap();
+        let err = EmptiedDir::prepare(parent.as_fd(), OsStr::new("d")).unwrap_err();
+        assert!(
+            matches!(&err, VolumeError::Io(e) if e.raw_os_error() == Some(libc::ENOTEMPTY)),
+            "{err:?}"
+        );
+        assert_eq!(
+            read_dir_id(dir_fd(&d).as_fd()).unwrap(),
+            id,
+            "nothing changed"
+        );
+        std::fs::remove_file(d.join("x")).unwrap();
+
+        // Without an id (plaintext names, or a crash inside mkdir): nothing to remove or restore.
+        std::fs::remove_file(d.join(DIR_ID_FILE)).unwrap();
+        EmptiedDir::prepare(parent.as_fd(), OsStr::new("d"))
+            .unwrap()
+            .restore()
+            .unwrap();
+        assert!(!d.join(DIR_ID_FILE).exists());
+    }
 }

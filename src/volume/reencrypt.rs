@@ -122,7 +122,9 @@ pub fn reencrypt_file(
         .create_new(true)
         .mode(0o600)
         .open(&tmp_path)?;
-    let new = match vol.create_file(tmp) {
+    // The new row belongs to the entry the temporary file will replace.
+    let owner = reencrypt_owner(vol, &dir, &path)?;
+    let new = match vol.create_file_owned(tmp, owner) {
         Ok(n) => n,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp_path);
@@ -250,6 +252,18 @@ fn copy_metadata(from: &File, to: &File, meta: &std::fs::Metadata) -> Result<()>
     };
     rustix::fs::futimens(to, &times)?;
     Ok(())
+}
+
+/// The owner digest of the entry at `path` in directory `dir`: what the new key row of a
+/// file re-encrypted in place records (see `volume::owners`).
+fn reencrypt_owner(vol: &Volume, dir: &Path, path: &Path) -> Result<crate::keystore::Owner> {
+    let dir_id = if vol.names().encrypted() {
+        super::names::read_dir_id(std::os::fd::AsFd::as_fd(&File::open(dir)?))?
+    } else {
+        super::names::DirId::default()
+    };
+    let name = path.file_name().unwrap_or_default();
+    Ok(vol.entry_owner(&dir_id, name))
 }
 
 #[cfg(test)]

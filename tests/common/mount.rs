@@ -316,3 +316,25 @@ pub fn sh(dir: &Path, script: &str) -> String {
     assert!(out.status.success(), "command failed: {script}\n{text}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Reads every file of a mounted copy of `tests/fixtures/v2` and checks it holds what the
+/// fixture was made with (see `tests/fixture_v2.rs`).
+pub fn check_v2_fixture_contents(m: &Mounted) {
+    assert_eq!(
+        std::fs::read(m.path("hello.txt")).unwrap(),
+        b"hello, cofferfs v2\n"
+    );
+    let nested: Vec<u8> = (0..10000u32).map(|i| ((i * 7) % 256) as u8).collect();
+    assert_eq!(std::fs::read(m.path("dir/nested.bin")).unwrap(), nested);
+    assert_eq!(
+        std::fs::read_link(m.path("link")).unwrap().to_str(),
+        Some("dir/nested.bin")
+    );
+    assert_eq!(std::fs::read(m.path(&"L".repeat(200))).unwrap(), b"long");
+    let exact: Vec<u8> = (0..8192u32).map(|i| ((i * 13) % 256) as u8).collect();
+    assert_eq!(std::fs::read(m.path("exact.bin")).unwrap(), exact);
+    let mut sparse = vec![0u8; 20000];
+    sparse[4096] = b'x';
+    assert_eq!(std::fs::read(m.path("sparse")).unwrap(), sparse);
+    assert_eq!(std::fs::read(m.path("empty")).unwrap(), b"");
+}

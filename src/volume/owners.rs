@@ -1,0 +1,158 @@
+//! Which directory entry a key row belongs to (`file_keys.owner`, format v3), and the walk
+//! that gives the rows of a migrated v1/v2 volume their owners.
+//!
+//! An entry's owner digest is `SHA-256("cofferfs/v3/owner" ‖ dir_id ‖ on-disk name)`, with the
+//! parent directory's 16-byte id (16 zero bytes on plaintext-names volumes, which have none).
+//! It changes only when the entry is renamed (a rename of a directory moves neither its
+//! children's names nor its id), so it identifies the entry without a path. A ciphertext file
+//! copied under another name or into another directory carries the same `file_id` but is
+//! another entry: removing the copy leaves the original's key alone. On plaintext-names
+//! volumes (debugging only) the digest covers the name but not the directory.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::names::{DirId, read_dir_id};
+use super::{Result, Volume};
+use crate::crypto::names::sha256;
+use crate::format::names::{self as fnames, QUARANTINE_DIR};
+use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::keystore::Owner;
+
+/// Domain label of an entry's owner digest.
+pub const OWNER_LABEL: &[u8] = b"cofferfs/v3/owner";
+
+/// The owner digest of the entry `disk_name` in the directory with id `dir_id`.
+pub fn entry_owner(dir_id: &DirId, disk_name: &OsStr) -> Owner {
+    sha256(&[OWNER_LABEL, &dir_id[..], disk_name.as_bytes()].concat())
+}
+
+/// The owner a key row gets when the last name of its file goes while the file is still
+/// open: no entry can have it (it is no digest of a name), so between the unlink and the last
+/// close no rename of a copy onto the old name can make the pending deletion match a live
+/// entry. The deletion at the last close asks for this owner.
+pub fn unlinked_open_owner() -> Owner {
+    sha256(b"cofferfs/v3/owner/unlinked-while-open")
+}
+
+/// Who carries a file id in the tree.
+enum Carriers {
+    /// One inode (maybe several hard links): the first name met, in name order.
+    One { inode: (u64, u64), owner: Owner },
+    /// Two or more inodes, or one the mount cannot unlink (quarantined, a temporary file).
+    Several,
+}
+
+/// Walks the whole tree once and returns every file id carried by exactly one inode, with
+/// the owner digest of its first name (in name order): the owners a migration records. Ids
+/// carried by two or more inodes (copies, conflict duplicates) and entries in the quarantine
+/// or `reencrypt` temporary files are left out, so their rows keep an unknown owner and no
+/// unlink shreds them. Directories that cannot be read are skipped: their files' rows stay
+/// unknown too (never shredded by unlink; fsck finds them once no file carries them).
+pub fn migration_owners(vol: &Volume) -> Result<Vec<(FileId, Owner)>> {
+    let mut carriers: HashMap<FileId, Carriers> = HashMap::new();
+    let mut stack = vec![vol.root().to_owned()];
+    let mut root = true;
+    while let Some(dir) = stack.pop() {
+        let dir_id = if vol.names().encrypted() {
+            let f = match std::fs::File::open(&dir) {
+                Ok(f) => f,
+                Err(_) => continue,
+            };
+            read_dir_id(std::os::fd::AsFd::as_fd(&f)).unwrap_or_default()
+        } else {
+            DirId::default()
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name();
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let quarantine = root && name == QUARANTINE_DIR;
+            if fnames::is_reserved(name.as_bytes(), root) && !quarantine && !is_temp(&name) {
+                continue;
+            }
+            if meta.is_dir() {
+                if quarantine {
+                    mark_all_several(&e.path(), &mut carriers);
+                } else {
+                    stack.push(e.path());
+                }
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let Some(id) = header_id(&e.path()) else {
+                continue;
+            };
+            let inode = (meta.dev(), meta.ino());
+            let owned = !is_temp(&name);
+            carriers
+                .entry(id)
+                .and_modify(|c| {
+                    if !matches!(c, Carriers::One { inode: i, .. } if *i == inode && owned) {
+                        *c = Carriers::Several;
+                    }
+                })
+                .or_insert_with(|| match owned {
+                    true => Carriers::One {
+                        inode,
+                        owner: entry_owner(&dir_id, &name),
+                    },
+                    false => Carriers::Several,
+                });
+        }
+        root = false;
+    }
+    let mut out: Vec<(FileId, Owner)> = carriers
+        .into_iter()
+        .filter_map(|(id, c)| match c {
+            Carriers::One { owner, .. } => Some((id, owner)),
+            Carriers::Several => None,
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn is_temp(name: &OsStr) -> bool {
+    fnames::is_temp_name(name.as_bytes())
+}
+
+/// Every file in the quarantine carries its id for an entry the mount cannot reach.
+fn mark_all_several(dir: &Path, carriers: &mut HashMap<FileId, Carriers>) {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            match std::fs::symlink_metadata(e.path()) {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => {
+                    if let Some(id) = header_id(&e.path()) {
+                        carriers.insert(id, Carriers::Several);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The file id in the header of the ciphertext file at `path`, if it has a valid one.
+fn header_id(path: &Path) -> Option<FileId> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut h = [0u8; HEADER_LEN];
+    let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
+    FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
+}
