@@ -13,9 +13,16 @@ if ! command -v fusermount3 >/dev/null; then
     fi
 fi
 
-echo "== building (release)"
-cargo build --release --locked --quiet
-bin=$PWD/target/release/cofferfs
+echo "== building (release; a first build takes a few minutes)"
+# Cargo's own progress goes to stderr; the path of the binary comes from its JSON messages, so
+# CARGO_TARGET_DIR (or a target-dir in .cargo/config.toml) is honoured.
+bin=$(cargo build --release --locked --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\/cofferfs\)".*/\1/p' | tail -n 1)
+if [ ! -x "$bin" ]; then
+    echo "cargo build did not report the cofferfs binary" >&2
+    exit 1
+fi
+echo "binary: $bin"
 
 demo=$(mktemp -d /tmp/cofferfs-demo.XXXXXX)
 cipher=$demo/cipher

@@ -67,6 +67,18 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// Gives SIGPIPE back its default action (end the process), which the Rust runtime sets to
+/// "ignore" at start-up. A command whose output goes to `head` or a pager that quits then ends
+/// as `ls` or `cat` do, quietly, instead of failing on `EPIPE` with a panic. Not for the mount
+/// daemon: it must never die because a reader of its stderr or its parent went away.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE runs no code of ours in a signal context; it is
+    // called at start-up, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Anonymous pages for key bytes, as `crypto::secure_mem` carves them: mapped private,
 /// excluded from core dumps (`MADV_DONTDUMP`), and locked in RAM (`mlock`) when
 /// `RLIMIT_MEMLOCK` allows, so they are neither swapped out nor written into a dump. The

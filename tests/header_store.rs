@@ -344,22 +344,24 @@ fn a_second_mount_through_a_copy_of_the_store_or_of_the_cipherdir_is_refused() {
     let cipher_copy = m.dir.path().join("cipher-copy");
 
     // Mounting `cipherdir` with `store` on `other` is refused: `busy` is in use.
-    let refused = |store: &Path, cipherdir: &Path, busy: &Path| {
+    let refused = |store: &Path, cipherdir: &Path, busy: &Path, why: &str| {
         let (code, _, err) = run_refused(
             &["mount", "--header-store", s(store), s(cipherdir), s(&other)],
             &other,
         );
         assert_eq!(code, LOCKED, "{err}");
         let want = format!(
-            "cofferfs: {} is in use by another cofferfs process (mounted?)\n",
+            "cofferfs: {} is in use by another cofferfs process{why}\n",
             busy.display()
         );
         assert_eq!(err, want);
     };
-    // The same cipherdir with a copy of its store: the marker's lock refuses it.
-    refused(&store_copy, &m.cipherdir, &m.cipherdir);
+    // The same cipherdir with a copy of its store: the marker's lock refuses it, and the
+    // cipherdir is found in the mount table.
+    let at = format!(": it is already mounted at {}", m.mnt.display());
+    refused(&store_copy, &m.cipherdir, &m.cipherdir, &at);
     // A copy of the cipherdir with the same store: the store's lock refuses it.
-    refused(&store, &cipher_copy, &store);
+    refused(&store, &cipher_copy, &store, " (mounted?)");
     // Management commands too.
     let (code, _, err) = cofferfs(&["passwd", "--header-store", s(&store), s(&cipher_copy)]);
     assert_eq!(code, LOCKED, "{err}");

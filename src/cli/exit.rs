@@ -22,10 +22,12 @@ pub const PASSWORD_INPUT: i32 = 10;
 pub const WRONG_PASSWORD: i32 = 12;
 /// The volume is in use by another cofferfs process (mounted, or a management command).
 pub const LOCKED: i32 = 15;
-/// A key slot operation was refused: no such slot, the last slot, the wrong kind, a slot
-/// beyond the 32 a volume may have, or `rotate` with other slots and no `--drop-other-slots`.
+/// A key slot operation was refused: no such slot, the last slot, the wrong kind, removing a
+/// slot with only its own secret, a slot beyond the 32 a volume may have, or `rotate` with
+/// other slots and no `--drop-other-slots`.
 pub const KEY_SLOT: i32 = 16;
-/// The mount itself failed (mountpoint missing or not empty, FUSE refused).
+/// The mount itself failed (mountpoint missing, not empty or already a mount point, FUSE
+/// refused).
 pub const MOUNT: i32 = 20;
 /// The cipherdir keeps its header store elsewhere and no `--header-store` was given.
 pub const STORE_ELSEWHERE: i32 = 21;
@@ -45,6 +47,33 @@ pub const REENCRYPT_INCOMPLETE: i32 = 28;
 /// The volume parameters in the header store (name mode, chunk size, format version, volume
 /// id) are not the ones the KEK authenticated: the store was tampered with.
 pub const PARAMS_UNVERIFIED: i32 = 30;
+/// `header backup`/`header restore`: the backup FILE is refused (it exists already at
+/// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
+pub const HEADER_BACKUP_FILE: i32 = 35;
+
+/// Every code above with its name: what the README's "Exit codes" table must list, checked by
+/// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
+/// here). A new code is added above, here, and to the README table.
+pub const ALL: &[(i32, &str)] = &[
+    (OK, "OK"),
+    (OTHER, "OTHER"),
+    (USAGE, "USAGE"),
+    (CIPHERDIR, "CIPHERDIR"),
+    (HEADER_STORE, "HEADER_STORE"),
+    (PASSWORD_INPUT, "PASSWORD_INPUT"),
+    (WRONG_PASSWORD, "WRONG_PASSWORD"),
+    (LOCKED, "LOCKED"),
+    (KEY_SLOT, "KEY_SLOT"),
+    (MOUNT, "MOUNT"),
+    (STORE_ELSEWHERE, "STORE_ELSEWHERE"),
+    (STORE_MISMATCH, "STORE_MISMATCH"),
+    (STORE_PATH, "STORE_PATH"),
+    (FSCK_PROBLEMS, "FSCK_PROBLEMS"),
+    (FSCK_REPAIRED, "FSCK_REPAIRED"),
+    (REENCRYPT_INCOMPLETE, "REENCRYPT_INCOMPLETE"),
+    (PARAMS_UNVERIFIED, "PARAMS_UNVERIFIED"),
+    (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
+];
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {

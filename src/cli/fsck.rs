@@ -6,10 +6,9 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::password::PasswordSource;
+use super::unlock::UnlockArgs;
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::keystore::SlotKind;
 use crate::volume::fsck::{Report, fsck_with};
 use crate::volume::{self, Volume};
 
@@ -31,9 +30,9 @@ pub struct FsckArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
-    /// Where the password comes from.
+    /// The secret: a password, or a key file.
     #[command(flatten)]
-    pub password: PasswordSource,
+    pub unlock: UnlockArgs,
 }
 
 /// A byte progress bar on stderr when it is a terminal; hidden otherwise.
@@ -118,15 +117,15 @@ pub fn run(a: FsckArgs) -> Result<(), CliError> {
     if a.repair {
         volume::check_writable_media(&loc)?;
     }
-    let pw = a.password.read("Password: ", false)?;
+    let secret = a.unlock.read("Password: ")?;
     // Without --repair nothing is written: the store is opened read-only, so a check
     // changes no byte of the volume and works on read-only media.
     let vol = if a.repair {
-        Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?
+        secret.open(&loc, a.slot)?
     } else {
-        Volume::open_read_only_at(&loc, SlotKind::Password, &pw, a.slot)?
+        Volume::open_read_only_at(&loc, secret.kind, &secret.bytes, a.slot)?
     };
-    drop(pw);
+    drop(secret);
     if a.repair {
         // A repair writes: a v1/v2 volume is migrated first, as by a read-write mount.
         vol.upgrade_format_version()?;

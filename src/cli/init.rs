@@ -54,7 +54,6 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
     if kdf.check(false).is_err() {
         eprintln!("cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap");
     }
-    let pw = a.password.read("New password: ", true)?;
     let opts = InitOptions {
         chunk_len: a.chunk_size,
         plaintext_names: a.plaintext_names,
@@ -62,6 +61,9 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
         label: a.label,
         header_store: a.header_store,
     };
+    // Every mistake in the arguments is refused before the password is asked for.
+    volume::check_init(&a.cipherdir, &opts)?;
+    let pw = a.password.read("New password: ", true)?;
     let loc = volume::init(&a.cipherdir, &pw, &opts)?;
     println!(
         "Created cofferfs volume in {} (chunk size {}, {} names).",

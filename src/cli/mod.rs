@@ -5,6 +5,7 @@ pub mod exit;
 pub mod fsck;
 pub mod generate;
 pub mod harden;
+pub mod header;
 pub mod helper_form;
 pub mod info;
 pub mod init;
@@ -18,6 +19,8 @@ pub mod rotate;
 pub mod speed;
 pub mod unlock;
 pub mod volume_args;
+
+use std::io::Write;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -56,6 +59,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Replace the KEK: re-wrap every file key in one transaction (no content is touched).
     Rotate(rotate::RotateArgs),
+    /// Back up or restore the header store (as cryptsetup luksHeaderBackup/Restore).
+    Header(header::HeaderArgs),
     /// Measure this machine: AES-256-GCM per chunk size, AES-SIV names, Argon2id unlock time.
     Speed(speed::SpeedArgs),
     /// Write the man pages or print shell completions (for installing cofferfs).
@@ -124,6 +129,11 @@ pub fn main() -> i32 {
         };
     }
     let cli = Cli::parse_from(argv);
+    // The mount daemon keeps SIGPIPE ignored (see `sys::default_sigpipe`); every other command
+    // ends quietly on a closed pipe, as coreutils do.
+    if !matches!(cli.command, Command::Mount(_)) {
+        crate::sys::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Info(a) => info::run(a),
@@ -135,12 +145,14 @@ pub fn main() -> i32 {
         Command::Passwd(a) => passwd::run(a),
         Command::Rotate(a) => rotate::run(a),
         Command::Speed(a) => speed::run(a),
+        Command::Header(a) => header::run(a),
         Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("cofferfs: {}", e.message);
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "cofferfs: {}", e.message);
             e.code
         }
     }

@@ -51,7 +51,8 @@ pub struct MountArgs {
     /// plant a setuid-root program or a device node in the mount.
     #[arg(long)]
     pub allow_suid_dev: bool,
-    /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 2h).
+    /// Unmount after this long without any use and with nothing open (e.g. 90s, 10m, 1h30m,
+    /// 0.5s; 0: never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle: Option<Duration>,
     /// Try only this key slot.
@@ -73,17 +74,46 @@ pub struct MountArgs {
     pub syslog_socket: Option<PathBuf>,
 }
 
-/// Parses `90`, `90s`, `10m`, `2h`.
+/// Parses a duration as systemd and gocryptfs's `-idle` write them: one or more numbers,
+/// each with a unit (`ms`, `s`, `m`/`min`, `h`, `d`), fractions allowed, spaces between parts
+/// allowed: `90s`, `10m`, `1h30m`, `0.5s`, `1.5h`, `2h 15min`. A bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("bad duration unit in {s:?} (use s, m or h)")),
+    let bad = |why: &str| {
+        format!("bad duration {s:?}: {why} (examples: 90s, 10m, 1h30m, 0.5s, 2h 15min)")
     };
-    Ok(Duration::from_secs(secs))
+    let text = s.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad("out of range"));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad("empty"));
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| bad("a number must come first in each part"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "" => return Err(bad("every part but a lone number needs a unit")),
+            _ => return Err(bad("unknown unit (use ms, s, m, min, h or d)")),
+        };
+        total += n * unit;
+        rest = rest[unit_len..].trim_start();
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad("out of range"))
 }
 
 fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
@@ -178,7 +208,95 @@ fn mount_options(a: &MountArgs) -> Result<Vec<MountOption>, CliError> {
     Ok(opts)
 }
 
+/// One line of /proc/self/mountinfo: what is mounted where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountEntry {
+    target: String,
+    fstype: String,
+    source: String,
+}
+
+/// Parses /proc/self/mountinfo (`id parent dev root TARGET opts [tags…] - FSTYPE SOURCE
+/// superopts`), the octal escapes of its paths undone.
+fn parse_mountinfo(table: &str) -> Vec<MountEntry> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let target = unescape(left.split(' ').nth(4)?);
+            let mut r = right.split(' ');
+            let (fstype, source) = (r.next()?.to_owned(), unescape(r.next()?));
+            Some(MountEntry {
+                target,
+                fstype,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The mounts of this process's namespace (empty if /proc is not there).
+fn mount_table() -> Vec<MountEntry> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
+}
+
+/// `p` absolute with its directory's symlinks resolved; the last component is not touched, so
+/// that a dead FUSE mount (whose `stat` fails with ENOTCONN) still resolves.
+fn absolute(p: &Path) -> Option<PathBuf> {
+    let name = p.file_name()?;
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(name))
+}
+
+/// The newest mount on `mnt`, if `mnt` is a mount point.
+fn mount_on(mnt: &Path) -> Option<MountEntry> {
+    let mnt = absolute(mnt)?;
+    let mnt = mnt.to_string_lossy();
+    mount_table().into_iter().rev().find(|m| m.target == mnt)
+}
+
+/// Where the cofferfs volume of `cipherdir` is mounted, if it is (its source is the
+/// cipherdir path, as given at mount time: compared resolved).
+fn mounted_at(cipherdir: &Path) -> Option<String> {
+    let want = std::fs::canonicalize(cipherdir).ok()?;
+    mount_table()
+        .into_iter()
+        .find(|m| {
+            m.fstype == "fuse.cofferfs"
+                && std::fs::canonicalize(&m.source).is_ok_and(|src| src == want)
+        })
+        .map(|m| m.target)
+}
+
+/// Refuses a mountpoint that is a mount point already (mounting over it would hide that
+/// mount), that cannot be read, or that is not empty.
 fn check_mountpoint(p: &Path) -> Result<(), CliError> {
+    if let Some(m) = mount_on(p) {
+        let dead =
+            matches!(std::fs::metadata(p), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+        let hint = if dead {
+            format!(
+                "its daemon is gone: remove it with `fusermount3 -uz {}`",
+                p.display()
+            )
+        } else {
+            "unmount it first, or choose another directory".to_owned()
+        };
+        return Err(CliError::new(
+            exit::MOUNT,
+            format!(
+                "{} is already a mount point: {} ({}) is mounted there; {hint}",
+                p.display(),
+                m.source,
+                m.fstype
+            ),
+        ));
+    }
     let mut entries = std::fs::read_dir(p)
         .map_err(|e| CliError::new(exit::MOUNT, format!("mountpoint {}: {e}", p.display())))?;
     if entries.next().is_some() {
@@ -188,6 +306,47 @@ fn check_mountpoint(p: &Path) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// `check_not_locked`, saying where the volume is mounted when that is why it is locked.
+fn check_not_mounted(loc: &Location) -> Result<(), CliError> {
+    volume::check_not_locked(loc).map_err(|e| {
+        let mut err = CliError::from(e);
+        if err.code == exit::LOCKED
+            && let Some(at) = mounted_at(loc.cipherdir())
+        {
+            err.message = format!(
+                "{} is in use by another cofferfs process: it is already mounted at {at}",
+                loc.cipherdir().display()
+            );
+        }
+        err
+    })
+}
+
+/// The error of a mount that fuser could not make, saying what was refused and what to check.
+fn mount_failed(mnt: &Path, e: &std::io::Error) -> CliError {
+    let at = format!("mount on {} failed", mnt.display());
+    let message = if e.kind() != std::io::ErrorKind::PermissionDenied {
+        format!("{at}: {e}")
+    } else if let Err(dev) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        format!(
+            "{at}: /dev/fuse cannot be opened for reading and writing ({dev}): check `ls -l \
+             /dev/fuse` (usually crw-rw-rw-, or a group of yours), that the fuse module is \
+             loaded (`modprobe fuse`), and in a container that /dev/fuse is passed in (docker \
+             --device /dev/fuse)"
+        )
+    } else {
+        format!(
+            "{at}: the kernel refused the mount ({e}): mount as root, or install fusermount3 \
+             (package fuse3) setuid root; the mountpoint must be yours"
+        )
+    };
+    CliError::new(exit::MOUNT, message)
 }
 
 /// Runs `mount`.
@@ -202,7 +361,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
     volume::open_store_read_only_at(&loc)?;
     check_mountpoint(&a.mountpoint)?;
-    volume::check_not_locked(&loc)?;
+    check_not_mounted(&loc)?;
     if !a.ro {
         volume::check_writable_media(&loc)?;
     }
@@ -230,10 +389,9 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
         Forked::Child => {
             drop(rx);
             let _ = rustix::process::setsid();
+            // Every error before the mount is up goes to the parent, which prints it; one
+            // after it is logged by `serve`.
             let result = serve(&a, &loc, options, password, Some(tx));
-            if let Err(e) = &result {
-                log::error!("{}", e.message);
-            }
             std::process::exit(result.map(|_| 0).unwrap_or_else(|e| e.code));
         }
     }
@@ -340,15 +498,8 @@ fn serve(
     } else {
         SessionACL::Owner
     };
-    let session = Session::new(fs, &a.mountpoint, &cfg).map_err(|e| {
-        fail(
-            &mut ready,
-            CliError::new(
-                exit::MOUNT,
-                format!("mount on {} failed: {e}", a.mountpoint.display()),
-            ),
-        )
-    })?;
+    let session = Session::new(fs, &a.mountpoint, &cfg)
+        .map_err(|e| fail(&mut ready, mount_failed(&a.mountpoint, &e)))?;
     let _ = notifier.set(session.notifier());
     let bg = session
         .spawn()
@@ -359,6 +510,16 @@ fn serve(
         loc.cipherdir().display(),
         a.mountpoint.display()
     );
+    if ready.is_none() {
+        // Foreground: say so, as the background parent's exit status says it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "cofferfs: {} mounted on {}: ready (Ctrl-C or `cofferfs umount {}` unmounts)",
+            loc.cipherdir().display(),
+            a.mountpoint.display(),
+            a.mountpoint.display()
+        );
+    }
     // From here on the daemon's stderr is /dev/null: its warnings go to syslog instead.
     if ready.is_some() && !a.nosyslog {
         super::logging::switch_to_syslog(a.syslog_socket.as_deref());
@@ -372,7 +533,7 @@ fn serve(
             detach(&mnt);
         }
     });
-    if let Some(limit) = a.idle {
+    if let Some(limit) = a.idle.filter(|d| !d.is_zero()) {
         let mnt = a.mountpoint.clone();
         std::thread::spawn(move || {
             loop {
@@ -386,11 +547,34 @@ fn serve(
             }
         });
     }
-    bg.join()
-        .map_err(|e| CliError::new(exit::OTHER, format!("filesystem loop failed: {e}")))?;
+    join_session(bg, &a.mountpoint).map_err(|e| {
+        // The parent is gone: this goes to the log only.
+        log::error!("filesystem loop failed: {e}");
+        CliError::new(exit::OTHER, format!("filesystem loop failed: {e}"))
+    })?;
     // destroy() has checkpointed the store; dropping the volume releases the lock and keys.
     drop(vol);
     Ok(())
+}
+
+/// Waits for the session's loop to end, without fuser's own unmount afterwards. The loop
+/// ends when the filesystem is unmounted (by `detach`, `cofferfs umount` or `fusermount3 -u`);
+/// fuser 0.18's `Mount` would then unmount once more when dropped, because its "already
+/// unmounted?" check is inverted (FUSER-NOTES): umount(2) of a path that is no longer a
+/// mount point logs "Unmount failed: Invalid argument", and if the mountpoint has been
+/// mounted again meanwhile it unmounts that newer mount. So the handle is joined through its
+/// thread and then leaked (one fd and a path, until the process exits a moment later); a
+/// loop that ends with an error, the mount possibly still there, is detached here instead.
+fn join_session(mut bg: fuser::BackgroundSession, mnt: &Path) -> std::io::Result<()> {
+    let guard = std::mem::replace(&mut bg.guard, std::thread::spawn(|| Ok(())));
+    std::mem::forget(bg);
+    let result = guard
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the filesystem thread panicked")));
+    if result.is_err() && mount_on(mnt).is_some_and(|m| m.fstype == "fuse.cofferfs") {
+        detach(mnt);
+    }
+    result
 }
 
 /// Kernel readahead for the mount, in KiB: one full-size FUSE read request (256 pages).
@@ -437,19 +621,14 @@ pub struct UmountArgs {
     pub mountpoint: PathBuf,
 }
 
-/// The source (cipherdir) of the cofferfs mount at `mnt`, from /proc/mounts.
+/// The source (cipherdir) of the FUSE mount at `mnt`, from /proc/self/mountinfo.
 fn mounted_source(mnt: &Path) -> Option<String> {
-    let mnt = std::fs::canonicalize(mnt).ok()?;
-    let table = std::fs::read_to_string("/proc/mounts").ok()?;
-    table.lines().find_map(|line| {
-        let mut f = line.split(' ');
-        let (source, target, fstype) = (f.next()?, f.next()?, f.next()?);
-        (unescape(target) == mnt.to_string_lossy() && fstype.starts_with("fuse"))
-            .then(|| unescape(source))
-    })
+    mount_on(mnt)
+        .filter(|m| m.fstype.starts_with("fuse"))
+        .map(|m| m.source)
 }
 
-/// Undoes /proc/mounts' octal escapes (`\040` for a space).
+/// Undoes /proc/self/mountinfo's octal escapes (`\040` for a space).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -521,11 +700,41 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("m").is_err());
+        let secs = Duration::from_secs;
+        assert_eq!(parse_duration("90").unwrap(), secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), secs(600));
+        assert_eq!(parse_duration("2h").unwrap(), secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), secs(5400));
+        assert_eq!(parse_duration("2h 15min").unwrap(), secs(8100));
+        assert_eq!(parse_duration("1.5h").unwrap(), secs(5400));
+        assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("1m30s250ms").unwrap(),
+            Duration::from_millis(90_250)
+        );
+        assert_eq!(parse_duration("2d").unwrap(), secs(172_800));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "m", "5x", "1h30", "-1s", "1..5s", "s5", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn mountinfo_lines_parse() {
+        let table = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n\
+                     40 36 0:52 / /tmp/plain rw,nosuid,nodev - fuse.cofferfs /tmp/c rw,user_id=0\n";
+        let m = parse_mountinfo(table);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].target, "/mnt/a b");
+        assert_eq!(m[0].fstype, "ext3");
+        assert_eq!(
+            m[1],
+            MountEntry {
+                target: "/tmp/plain".into(),
+                fstype: "fuse.cofferfs".into(),
+                source: "/tmp/c".into(),
+            }
+        );
     }
 
     #[test]

@@ -4,13 +4,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::fsck::progress_bar;
-use super::password::PasswordSource;
+use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::keystore::SlotKind;
 use crate::volume::reencrypt::{Outcome, reencrypt_file, resolve};
 use crate::volume::walk::{EntryKind, walk};
-use crate::volume::{self, Volume, VolumeError};
+use crate::volume::{Volume, VolumeError};
 
 /// Arguments of `cofferfs reencrypt`.
 #[derive(Debug, clap::Args)]
@@ -27,19 +26,24 @@ pub struct ReencryptArgs {
     /// Try only this key slot.
     #[arg(long)]
     pub slot: Option<u32>,
-    /// Where the password comes from.
+    /// The secret: a password, or a key file.
     #[command(flatten)]
-    pub password: PasswordSource,
+    pub unlock: UnlockArgs,
 }
 
-/// The files to rewrite: (plaintext path for messages, ciphertext path).
-fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<(String, PathBuf)>, CliError> {
+/// A file to rewrite: the plaintext path for messages, and its ciphertext path, or why a
+/// path given on the command line could not be found (it is then left alone, exit 28, and
+/// the others are still done, as `cp` or `rsync` go on past a missing source).
+type Target = (String, Result<PathBuf, VolumeError>);
+
+/// The files to rewrite.
+fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<Target>, CliError> {
     if !a.all {
-        return a
+        return Ok(a
             .paths
             .iter()
-            .map(|p| Ok((p.display().to_string(), resolve(vol, p)?)))
-            .collect();
+            .map(|p| (p.display().to_string(), resolve(vol, p)))
+            .collect());
     }
     let w = walk(vol, Path::new(""), Some(String::new()))?;
     // Hard links share one inode: list it once (it is refused once, not once per name).
@@ -47,28 +51,45 @@ fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<(String, PathBuf)>, Cl
     Ok(w.entries
         .into_iter()
         .filter(|e| e.kind == EntryKind::File && seen.insert((e.meta.dev(), e.meta.ino())))
-        .map(|e| (e.loc.to_string(), e.loc.cipher))
+        .map(|e| (e.loc.to_string(), Ok(e.loc.cipher)))
         .collect())
+}
+
+/// Why a path given could not be re-encrypted, for the user.
+fn not_found_reason(e: &VolumeError) -> String {
+    match e {
+        VolumeError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "no such file or directory in the volume".to_owned()
+        }
+        e => e.to_string(),
+    }
 }
 
 /// Runs `reencrypt`.
 pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
-    volume::precheck(&loc)?;
-    let pw = a.password.read("Password: ", false)?;
-    let vol = Volume::open_at(&loc, SlotKind::Password, &pw, a.slot)?;
-    drop(pw);
+    let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
+    drop(secret);
     vol.upgrade_format_version()?;
     let list = targets(&vol, &a)?;
     let total: u64 = list
         .iter()
-        .filter_map(|(_, c)| std::fs::metadata(vol.root().join(c)).ok())
+        .filter_map(|(_, c)| std::fs::metadata(vol.root().join(c.as_ref().ok()?)).ok())
         .map(|m| vol.layout().cipher_size_to_plain_size_lenient(m.len()))
         .sum();
     let pb = progress_bar("re-encrypting");
     pb.set_length(total);
     let (mut done, mut left) = (0u64, 0u64);
     for (shown, cipher) in &list {
+        let cipher = match cipher {
+            Ok(c) => c,
+            Err(e) => {
+                left += 1;
+                let why = not_found_reason(e);
+                pb.suspend(|| eprintln!("cofferfs: skipped {shown}: {why}"));
+                continue;
+            }
+        };
         match reencrypt_file(&vol, cipher, &mut |n| pb.inc(n)) {
             Ok(Outcome::Reencrypted { old, new }) => {
                 done += 1;

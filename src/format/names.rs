@@ -26,6 +26,10 @@ pub const VOLUME_MARKER_NAME: &str = "cofferfs.volume";
 /// Directory in the cipherdir root where `fsck --repair` moves entries it cannot read (never
 /// deleting them). Hidden from the mount.
 pub const QUARANTINE_DIR: &str = "cofferfs.quarantine";
+/// Prefix, in the cipherdir root, of the copies `header restore` makes of the store: the one it
+/// replaces (`cofferfs.db.before-restore-<time>`) and the one it is about to put in place
+/// (`cofferfs.db.restoring`). cofferfs metadata, hidden from the mount like the store itself.
+pub const HEADER_STORE_COPY_PREFIX: &str = "cofferfs.db.";
 /// Prefix of the temporary file `reencrypt` writes next to the file it rewrites, before
 /// renaming it over the original; anywhere in the tree. A leftover one is the trace of an
 /// interrupted `reencrypt` (the original is intact) and `fsck --repair` removes it.
@@ -87,7 +91,9 @@ pub fn is_reserved(disk_name: &[u8], in_root: bool) -> bool {
     ];
     reserved_anywhere.contains(&disk_name)
         || is_temp_name(disk_name)
-        || (in_root && reserved_in_root.contains(&disk_name))
+        || (in_root
+            && (reserved_in_root.contains(&disk_name)
+                || disk_name.starts_with(HEADER_STORE_COPY_PREFIX.as_bytes())))
 }
 
 /// True for a `reencrypt` temporary file name (see [`TEMP_PREFIX`]).
@@ -140,6 +146,14 @@ mod tests {
         assert!(is_reserved(b".cofferfs.dirid", false));
         assert!(is_reserved(b"cofferfs.db", true));
         assert!(!is_reserved(b"cofferfs.db", false));
+        assert!(is_reserved(
+            b"cofferfs.db.before-restore-20261202T013000Z",
+            true
+        ));
+        assert!(!is_reserved(
+            b"cofferfs.db.before-restore-20261202T013000Z",
+            false
+        ));
         assert!(!is_reserved(b"abc", true));
         assert!(is_reserved(b"cofferfs.quarantine", true));
         assert!(!is_reserved(b"cofferfs.quarantine", false));

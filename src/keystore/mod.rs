@@ -2,6 +2,7 @@
 //! slots, one wrapped FEK per file and the long names. `store` is the raw database;
 //! `keyring` adds the unlocked KEK and an LRU of unwrapped FEKs.
 
+pub mod backup;
 pub mod keyring;
 pub mod migrate;
 pub mod owners;

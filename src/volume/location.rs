@@ -168,7 +168,7 @@ fn flock(path: &Path, in_cipherdir: bool, busy: impl FnOnce() -> VolumeError) ->
 #[derive(Debug)]
 pub struct VolumeLock {
     _marker: Option<File>,
-    _store: File,
+    _store: Option<File>,
 }
 
 impl Location {
@@ -179,6 +179,21 @@ impl Location {
     /// cipherdir, a missing store, and a store whose volume id is not the marker's (read
     /// without creating any file next to the store).
     pub fn resolve(cipherdir: &Path, header_store: Option<&Path>) -> Result<Self> {
+        Self::resolve_with(cipherdir, header_store, true)
+    }
+
+    /// Like [`Location::resolve`], but a missing store file is accepted when the cipherdir's
+    /// marker says where it should be, and the store is not compared with the marker:
+    /// `header restore` puts a lost or wrong store right.
+    pub fn resolve_for_restore(cipherdir: &Path, header_store: Option<&Path>) -> Result<Self> {
+        Self::resolve_with(cipherdir, header_store, false)
+    }
+
+    fn resolve_with(
+        cipherdir: &Path,
+        header_store: Option<&Path>,
+        store_must_exist: bool,
+    ) -> Result<Self> {
         if !cipherdir.is_dir() {
             return Err(VolumeError::NotACipherdir(cipherdir.to_owned()));
         }
@@ -206,13 +221,16 @@ impl Location {
             StoreLocation::InCipherdir => store.symlink_metadata().is_ok(),
             StoreLocation::Elsewhere => store.exists(),
         };
-        if !present {
+        if !present && (store_must_exist || marker.is_none()) {
             return Err(match marker {
                 Some(_) => VolumeError::StoreMissing(store),
                 None => VolumeError::NotACipherdir(cipherdir.to_owned()),
             });
         }
-        check_store_file(&store, store_location)?;
+        // Only `header restore` gets here without a store file; there is nothing to check.
+        if present {
+            check_store_file(&store, store_location)?;
+        }
         let loc = Location {
             cipherdir: cipherdir.to_owned(),
             store,
@@ -220,8 +238,8 @@ impl Location {
             marker,
         };
         // A store that cannot be peeked at is checked again, with a proper error, when it
-        // is opened.
-        if let Ok(id) = HeaderStore::peek_volume_id(&loc.store) {
+        // is opened. The store that a restore replaces may be anything.
+        if store_must_exist && let Ok(id) = HeaderStore::peek_volume_id(&loc.store) {
             loc.check_volume_id(&id)?;
         }
         Ok(loc)
@@ -309,6 +327,11 @@ impl Location {
         Ok(())
     }
 
+    /// The volume id in the cipherdir's marker (`None` for volumes made before markers).
+    pub fn marker_volume_id(&self) -> Option<[u8; VOLUME_ID_LEN]> {
+        self.marker.map(|m| m.volume_id)
+    }
+
     /// Refuses a store whose volume id is not the one in the cipherdir's marker.
     pub(super) fn check_volume_id(&self, store_id: &[u8; VOLUME_ID_LEN]) -> Result<()> {
         match self.marker {
@@ -338,7 +361,13 @@ impl Location {
             StoreLocation::Elsewhere => &self.store,
         };
         let in_cipherdir = self.store_location == StoreLocation::InCipherdir;
-        let store = flock(&self.store, in_cipherdir, || busy(store_name))?;
+        // Only `header restore` gets here without a store file (see `resolve_for_restore`):
+        // the marker's lock alone then keeps a mount out.
+        let store = if self.marker.is_some() && !self.store.exists() {
+            None
+        } else {
+            Some(flock(&self.store, in_cipherdir, || busy(store_name))?)
+        };
         Ok(VolumeLock {
             _marker: marker,
             _store: store,

@@ -3,6 +3,7 @@
 
 pub mod chunked;
 pub mod fsck;
+pub mod header;
 pub mod location;
 pub mod names;
 pub mod owners;
@@ -167,11 +168,16 @@ impl Default for InitOptions {
     }
 }
 
-/// Creates a new volume in `cipherdir` (created if missing; must be empty otherwise) with one
-/// password slot, its marker, and its header store (in the cipherdir or at
-/// `opts.header_store`). Every check runs before anything is created. Returns where the
-/// volume's parts are.
-pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Location> {
+/// What `init`'s checks found: everything it needs to go on.
+struct InitPlan {
+    layout: Layout,
+    /// The cipherdir exists (and is empty).
+    exists: bool,
+    loc: Location,
+}
+
+/// Every check `init` makes, in one place, creating nothing.
+fn plan_init(cipherdir: &Path, opts: &InitOptions) -> Result<InitPlan> {
     let layout = Layout::new(u64::from(opts.chunk_len))?;
     opts.kdf.check(true)?;
     let exists = match std::fs::read_dir(cipherdir) {
@@ -182,7 +188,31 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(e.into()),
     };
-    let mut loc = Location::for_init(cipherdir, opts.header_store.as_deref())?;
+    let loc = Location::for_init(cipherdir, opts.header_store.as_deref())?;
+    Ok(InitPlan {
+        layout,
+        exists,
+        loc,
+    })
+}
+
+/// Runs every check [`init`] makes (chunk size, Argon2id bounds, an empty or new cipherdir,
+/// a usable `--header-store` path) without creating anything, so that the command line can
+/// refuse a mistake before it asks for a password, as gocryptfs does. `init` checks again.
+pub fn check_init(cipherdir: &Path, opts: &InitOptions) -> Result<()> {
+    plan_init(cipherdir, opts).map(drop)
+}
+
+/// Creates a new volume in `cipherdir` (created if missing; must be empty otherwise) with one
+/// password slot, its marker, and its header store (in the cipherdir or at
+/// `opts.header_store`). Every check runs before anything is created. Returns where the
+/// volume's parts are.
+pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Location> {
+    let InitPlan {
+        layout,
+        exists,
+        mut loc,
+    } = plan_init(cipherdir, opts)?;
     let volume_id = new_volume_id()?;
     let kek = Kek::generate()?;
     let name_key = NameKey::generate()?;

@@ -44,8 +44,9 @@ pub fn run(a: RemoveArgs) -> Result<(), CliError> {
                     .is_ok()
             });
         if !opens_another {
+            // The secret is right; the operation is what is refused (README: 16).
             return Err(CliError::new(
-                exit::WRONG_PASSWORD,
+                exit::KEY_SLOT,
                 format!(
                     "the secret given opens only slot {} itself: give the secret of a slot \
                      that stays (removing a slot must leave you a way in)",
