@@ -1,6 +1,7 @@
 //! Names read from an untrusted cipherdir (`format::names`, `crypto::names`): the base64url
 //! decoding of on-disk names, the long-name form `cofferfs.long.<digest>`, the reserved-name
-//! rules, and AES-SIV decryption of entry names and symlink targets under a fixed name key.
+//! rules, and AES-SIV decryption of entry names, symlink targets and extended attribute names
+//! and values under a fixed name key.
 //! Input: a 16-byte directory id, then the on-disk name. Nothing may panic; a name that
 //! decodes must be the canonical encoding of its bytes, a long name must be the one its digest
 //! gives, and a name or target that decrypts must be exactly what encrypting its plaintext
@@ -11,7 +12,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use cofferfs::crypto::NameKey;
-use cofferfs::crypto::names::NameCipher;
+use cofferfs::crypto::names::{NameCipher, XATTR_NAME_LABEL, XATTR_VALUE_LABEL};
 use cofferfs::format::names::{self as fnames, DIR_ID_LEN};
 use cofferfs::volume::walk::long_name_digest;
 use libfuzzer_sys::fuzz_target;
@@ -46,6 +47,18 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(target) = c.decrypt_symlink(&enc) {
         assert_eq!(c.encrypt_symlink(&target), enc, "forged symlink target");
+    }
+    // Extended attributes: the name (base64url on disk), and a value (raw bytes on disk)
+    // bound to its attribute name, here the directory id bytes.
+    if let Ok(name) = c.open(&[XATTR_NAME_LABEL], &enc) {
+        assert_eq!(c.seal(&[XATTR_NAME_LABEL], &name), enc, "forged xattr name");
+    }
+    if let Ok(value) = c.open(&[XATTR_VALUE_LABEL, dir_id], disk) {
+        assert_eq!(
+            c.seal(&[XATTR_VALUE_LABEL, dir_id], &value),
+            disk,
+            "forged xattr value"
+        );
     }
     // The decoded bytes as a plaintext name: a round trip bound to this directory only.
     let sealed = c.encrypt_name(dir_id, &enc);
