@@ -98,6 +98,8 @@ impl CofferFs {
             }
             other => other?,
         };
+        let store = self.vol.keyring().store();
+        self.vol.names().check_long_name_row(&dn, store)?;
         self.lookup_disk(&parent, &dn.name)
     }
 

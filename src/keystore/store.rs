@@ -107,7 +107,9 @@ impl SlotKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The kind a `slots.kind` column names, if any. Public for the fuzz target over slot
+    /// columns (`fuzz/fuzz_targets/slots.rs`): the column is untrusted.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "password" => Some(SlotKind::Password),
             "keyfile" => Some(SlotKind::Keyfile),

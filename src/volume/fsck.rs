@@ -1,9 +1,11 @@
 //! `fsck`: checks a whole volume through the `volume` layer (not through a mount), so every
-//! finding names the exact entry and chunk. Checks directory ids, names, long-name rows,
-//! symlink targets, file headers, sizes, key rows and every chunk's tag; finds orphan key rows,
-//! orphan long-name rows and leftover `reencrypt` temporary files. `repair` removes the orphans
-//! and temporary files and moves unreadable entries into the quarantine directory: it never
-//! deletes a user's data. Knows nothing of the terminal: progress goes through a callback.
+//! finding names the exact entry and chunk. Checks directory ids (present and unique), names,
+//! long-name rows (present, and matching their digest), symlink targets, file headers, sizes,
+//! key rows and every chunk's tag; finds orphan key rows, orphan long-name rows and leftover
+//! `reencrypt` temporary files. `repair` removes the orphans and temporary files, files
+//! misplaced long-name rows under their own digest and moves unreadable entries into the
+//! quarantine directory: it never deletes a user's data. Knows nothing of the terminal:
+//! progress goes through a callback.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -11,12 +13,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::chunked::read_full_at;
-use super::names::create_dir_id;
-use super::walk::{Entry, EntryKind, Loc, long_name_digest, walk};
+use super::names::{DirId, create_dir_id, long_row_matches};
+use super::walk::{Entry, EntryKind, Loc, Walk, long_name_digest, walk};
 use super::{Result, Volume, VolumeError};
 use crate::crypto::ChunkCipher;
 use crate::format::layout::CHUNK_OVERHEAD_LEN;
-use crate::format::names::{DIR_ID_FILE, QUARANTINE_DIR};
+use crate::format::names::{self as fnames, DIR_ID_FILE, QUARANTINE_DIR};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::KeystoreError;
 
@@ -28,6 +30,17 @@ const CHUNKS_PER_READ: u64 = 64;
 pub enum ProblemKind {
     /// A directory's id file is missing or damaged.
     DirId(String),
+    /// A directory's id is also the id of the directory named (found earlier in the walk): an
+    /// id file was copied, so entries can move between the two and still decrypt.
+    SharedDirId(String),
+    /// A long-name row filed under the digest `at` holds the long name whose digest is `of`
+    /// (rows swapped or copied in the header store). Reported by `repair`, which moves it.
+    MisfiledLongName {
+        /// The long on-disk name the row was filed under.
+        at: String,
+        /// The long on-disk name the row's content belongs to.
+        of: String,
+    },
     /// An entry's name does not decrypt (or its long-name row is gone).
     Name(String),
     /// A symlink's target does not decrypt.
@@ -75,6 +88,15 @@ impl std::fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProblemKind::DirId(r) => write!(f, "directory id: {r}"),
+            ProblemKind::SharedDirId(other) => write!(
+                f,
+                "directory id: the same id as {other} (a copied {DIR_ID_FILE}: entries can \
+                 move between the two unnoticed)"
+            ),
+            ProblemKind::MisfiledLongName { at, of } => write!(
+                f,
+                "the long-name row of {of} was filed under {at} (swapped or copied rows)"
+            ),
             ProblemKind::Name(r) => f.write_str(r),
             ProblemKind::SymlinkTarget => f.write_str("symlink target does not decrypt"),
             ProblemKind::Header(r) => write!(f, "bad file header: {r}"),
@@ -246,7 +268,10 @@ pub fn fsck_with(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report> {
     let mut report = Report::default();
-    let w = walk(vol, Path::new(""), Some(String::new()))?;
+    let mut w = walk(vol, Path::new(""), Some(String::new()))?;
+    if repair && refile_long_names(vol, &w, &mut report)? {
+        w = walk(vol, Path::new(""), Some(String::new()))?;
+    }
     let q = quarantine_contents(vol)?;
     report.stats.quarantined_before = q.entries;
     let total: u64 = w
@@ -286,6 +311,10 @@ pub fn fsck_with(
             false,
         );
         dir_id_fix.push((d.loc.clone(), d.missing, report.problems.len() - 1));
+    }
+
+    for (loc, first) in shared_dir_ids(&w) {
+        push(&mut report, &loc, ProblemKind::SharedDirId(first), false);
     }
 
     for (loc, e) in &w.unreadable {
@@ -440,6 +469,67 @@ pub fn fsck_with(
     }
     report.stats.quarantined_keys = store.quarantined_keys()?.len() as u64;
     Ok(report)
+}
+
+/// Every directory whose id an earlier directory in the walk already has, with the path of
+/// that first one. Not repaired: which of the two the entries belong to is not written
+/// anywhere, and re-encrypting the names of one of them is a series of renames that a crash
+/// can leave half done (the README's fsck section says how to settle it through a mount).
+fn shared_dir_ids(w: &Walk) -> Vec<(Loc, String)> {
+    let mut first: HashMap<DirId, &Loc> = HashMap::new();
+    let mut found = Vec::new();
+    for (loc, id) in &w.dir_ids {
+        match first.get(id) {
+            Some(f) => found.push((loc.clone(), f.to_string())),
+            None => {
+                first.insert(*id, loc);
+            }
+        }
+    }
+    found
+}
+
+/// Repair of long-name rows filed under another entry's digest (rows swapped or copied in the
+/// header store): each row's content is written under its own digest when an entry in the
+/// tree has that digest and its row does not already match. Safe, because the digest is a
+/// plain hash of the content and the name AEAD still checks the name against its directory;
+/// each write is one statement, so a crash leaves a state the next repair continues from.
+/// Returns true when it moved any row (the walk must then be redone).
+fn refile_long_names(vol: &Volume, w: &Walk, report: &mut Report) -> Result<bool> {
+    let store = vol.keyring().store();
+    let mut moves: BTreeMap<[u8; 32], ([u8; 32], String)> = BTreeMap::new();
+    for at in store.long_name_digests()? {
+        let Some(row) = store.long_name(&at)? else {
+            continue;
+        };
+        let own = crate::crypto::names::sha256(row.as_bytes());
+        if own == at || !w.long_digests.contains(&own) {
+            continue;
+        }
+        if store
+            .long_name(&own)?
+            .is_some_and(|r| long_row_matches(&own, &r))
+        {
+            continue;
+        }
+        moves.entry(own).or_insert((at, row));
+    }
+    for (own, (at, row)) in &moves {
+        store.put_long_name(own, row)?;
+        let (at, of) = (fnames::long_name(at), fnames::long_name(own));
+        report.actions.push(format!(
+            "moved the long-name row of {of} from {at} to its own digest"
+        ));
+        report.problems.push(Problem {
+            loc: None,
+            kind: ProblemKind::MisfiledLongName { at, of },
+            repaired: true,
+        });
+    }
+    if !moves.is_empty() {
+        store.make_durable()?;
+    }
+    Ok(!moves.is_empty())
 }
 
 /// True when `repair` moves every name of this inode into quarantine: its content is

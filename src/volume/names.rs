@@ -101,7 +101,11 @@ impl NameMap {
                     .ok()
                     .and_then(|v| v.try_into().ok())
                     .ok_or_else(bad)?;
-                store.long_name(&digest)?.ok_or_else(bad)?
+                let row = store.long_name(&digest)?.ok_or_else(bad)?;
+                if !long_row_matches(&digest, &row) {
+                    return Err(bad());
+                }
+                row
             }
             None => text.to_owned(),
         };
@@ -115,6 +119,29 @@ impl NameMap {
         }
         Ok(Some(OsString::from_vec(plain)))
     }
+
+    /// Refuses the long name `dn` when the header store's row under its digest holds another
+    /// encoded name (a swapped or altered row): `CorruptName`, so EIO. The lookup itself needs
+    /// no row (it hashes the name it was asked for), but it must not serve an entry that
+    /// `readdir` shows under a different name. A missing row is left to `fsck`.
+    pub fn check_long_name_row(&self, dn: &DiskName, store: &HeaderStore) -> Result<()> {
+        let Some((digest, encoded)) = &dn.long else {
+            return Ok(());
+        };
+        match store.long_name(digest)? {
+            Some(row) if row != *encoded => Err(VolumeError::CorruptName(
+                dn.name.to_string_lossy().into_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// True when `encoded`, a long-name row's name, is the one the row's `digest` names. The
+/// digest is not keyed, so this catches rows swapped or altered in the header store; the name
+/// AEAD then checks that the name belongs to its directory.
+pub fn long_row_matches(digest: &[u8; 32], encoded: &str) -> bool {
+    sha256(encoded.as_bytes()) == *digest
 }
 
 /// True for a name a directory entry may have: not empty, `.` or `..`, without `/` or NUL.

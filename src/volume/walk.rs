@@ -9,7 +9,7 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::names::{DirId, read_dir_id};
+use super::names::{DirId, long_row_matches, read_dir_id};
 use super::{Result, Volume, VolumeError};
 use crate::format::names::{self as fnames, DIR_ID_FILE, LONG_NAME_PREFIX};
 
@@ -79,6 +79,9 @@ pub struct Walk {
     pub entries: Vec<Entry>,
     /// Directories with a bad id file.
     pub dir_id_problems: Vec<DirIdProblem>,
+    /// Every directory whose id file reads, with that id, in walk order (encrypted names
+    /// only): ids must be unique, or entries can move between directories unnoticed.
+    pub dir_ids: Vec<(Loc, DirId)>,
     /// Digests of every long on-disk name seen.
     pub long_digests: HashSet<[u8; 32]>,
     /// Directories that could not be listed (permissions, I/O errors), with the error.
@@ -115,7 +118,10 @@ fn dir_id_of(vol: &Volume, dir: &Loc, w: &mut Walk) -> Result<Option<DirId>> {
         reason,
     };
     match read_dir_id(std::os::fd::AsFd::as_fd(&f)) {
-        Ok(id) => Ok(Some(id)),
+        Ok(id) => {
+            w.dir_ids.push((dir.clone(), id));
+            Ok(Some(id))
+        }
         Err(VolumeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             w.dir_id_problems.push(bad(
                 true,
@@ -170,11 +176,17 @@ fn walk_dir(vol: &Volume, dir: &Loc, w: &mut Walk) -> Result<()> {
                 Ok(Some(n)) => (Some(n), None),
                 Ok(None) => continue,
                 Err(VolumeError::CorruptName(_)) => {
+                    const UNDECRYPTABLE: &str = "name does not decrypt in its directory";
                     let why = match digest {
-                        Some(d) if store.long_name(&d)?.is_none() => {
-                            "long name has no row in the header store"
-                        }
-                        _ => "name does not decrypt in its directory",
+                        Some(d) => match store.long_name(&d)? {
+                            None => "long name has no row in the header store",
+                            Some(row) if !long_row_matches(&d, &row) => {
+                                "long name's row in the header store does not match its \
+                                 digest (a swapped or altered long-name row)"
+                            }
+                            Some(_) => UNDECRYPTABLE,
+                        },
+                        None => UNDECRYPTABLE,
                     };
                     (None, Some(why.to_owned()))
                 }
