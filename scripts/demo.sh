@@ -55,7 +55,7 @@ cat "$plain/shortcut"
 echo
 echo "== the ciphertext (what lands on disk and in backups)"
 ls -lRa "$cipher"
-blob=$(find "$cipher" -type f -size -200c ! -name '.cofferfs.dirid' | head -n 1)
+blob=$(find "$cipher" -type f -size -200c ! -name '.cofferfs.dirid' ! -name 'cofferfs.*' | head -n 1)
 echo "--- hexdump of $blob (the encrypted plan.txt)"
 od -A d -t x1 "$blob" | head -n 6
 
