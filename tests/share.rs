@@ -1,0 +1,477 @@
+//! `cofferfs share` / `open-share` / `shares list` with real programs: files made through a
+//! real mount, keys made by `age-keygen` (and `ssh-keygen`), shares opened by Debian's
+//! `age -d` and by `cofferfs open-share`; the plaintext compared byte for byte; tampered,
+//! truncated, foreign and re-encrypted ciphertexts refused (45) with nothing left under OUT's
+//! name; wrong identities and tampered shares refused (46); and the payload checked, against
+//! keys unwrapped from the store, to hold the shared file's FEK and no other key.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cofferfs::crypto::wrap::{unwrap_fek, unwrap_name_key_bound};
+use cofferfs::format::{FileHeader, FileId, HEADER_LEN};
+use cofferfs::keystore::HeaderStore;
+use cofferfs::share::payload;
+use common::damage::{cipher_path, flip_byte};
+use common::mount::{Mounted, PASSWORD, cofferfs};
+
+const CHUNK: usize = 4096;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 7 + i / 251) % 256) as u8 ^ seed)
+        .collect()
+}
+
+/// A new age key pair made by `age-keygen`: (identity file, public key).
+fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (apt-get install age)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_owned();
+    (path, public)
+}
+
+/// Runs `age -d -i IDENTITY SHARE`; returns (success, stdout bytes, stderr).
+fn age_decrypt(identity: &Path, share: &Path) -> (bool, Vec<u8>, String) {
+    let out = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity)
+        .arg(share)
+        .output()
+        .expect("age (apt-get install age)");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `cofferfs share CIPHERDIR PATHS --to R... -o SHARE --print-cipher-path EXTRA`; returns the
+/// ciphertext paths it printed.
+fn share(
+    cipherdir: &Path,
+    paths: &[&str],
+    to: &[&str],
+    out: &Path,
+    extra: &[&str],
+) -> Vec<PathBuf> {
+    let mut args = vec!["share", cipherdir.to_str().unwrap()];
+    args.extend_from_slice(paths);
+    for r in to {
+        args.extend(["--to", r]);
+    }
+    args.extend(["-o", out.to_str().unwrap(), "--print-cipher-path"]);
+    args.extend_from_slice(extra);
+    let (code, stdout, err) = cofferfs(&args);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    lines[lines.len() - paths.len()..]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn open_share(
+    share: &Path,
+    identity: &Path,
+    ciphers: &[&Path],
+    out: &Path,
+) -> (i32, String, String) {
+    let mut args = vec![
+        "open-share".to_owned(),
+        share.to_str().unwrap().to_owned(),
+        "--identity".to_owned(),
+        identity.to_str().unwrap().to_owned(),
+    ];
+    args.extend(ciphers.iter().map(|c| c.to_str().unwrap().to_owned()));
+    args.extend(["-o".to_owned(), out.to_str().unwrap().to_owned()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    // No password: open-share must not read one (stdin is empty).
+    common::mount::run_with_stdin(&refs, "")
+}
+
+/// Names in `dir` (to see that nothing, not even a temporary file, was left).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The KEK, the name key and the FEK of every file id, unwrapped from the store.
+fn keys_from_store(cipherdir: &Path, ids: &[FileId]) -> ([u8; 32], [u8; 64], Vec<[u8; 32]>) {
+    let store = HeaderStore::open(&cipherdir.join("cofferfs.db"), true).unwrap();
+    let (_, kek) = store.unlock(PASSWORD.as_bytes(), None).unwrap();
+    let params = store.params().unwrap();
+    let nk = unwrap_name_key_bound(&kek, &params.wrapped_name_key, &params.binding()).unwrap();
+    let feks = ids
+        .iter()
+        .map(|id| {
+            let (wrapped, _) = store.file_key(id).unwrap().unwrap();
+            *unwrap_fek(&kek, &wrapped, id).unwrap().expose()
+        })
+        .collect();
+    let mut name_key = [0u8; 64];
+    name_key[..nk.expose().len()].copy_from_slice(nk.expose());
+    (*kek.expose(), name_key, feks)
+}
+
+fn file_id_of(blob: &Path) -> FileId {
+    let b = std::fs::read(blob).unwrap();
+    FileHeader::decode(&b[..HEADER_LEN]).unwrap().file_id
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn shares_open_with_age_and_open_share_byte_for_byte_and_hold_only_their_keys() {
+    let mut m = Mounted::new();
+    let sizes: &[(&str, usize)] = &[
+        ("zero", 0),
+        ("one", 1),
+        ("chunk-1", CHUNK - 1),
+        ("chunk", CHUNK),
+        ("chunk+1", CHUNK + 1),
+        ("big", 3 * 1024 * 1024 + 1),
+    ];
+    std::fs::create_dir(m.path("d")).unwrap();
+    let mut want = Vec::new();
+    for (k, (name, len)) in sizes.iter().enumerate() {
+        let data = pattern(*len, k as u8);
+        std::fs::write(m.path(&format!("d/{name}")), &data).unwrap();
+        want.push((format!("d/{name}"), data));
+    }
+    // A sparse file: a hole, 5 bytes in the middle, a hole to the end.
+    {
+        let f = std::fs::File::create(m.path("d/sparse")).unwrap();
+        f.set_len(1024 * 1024 + 5).unwrap();
+        f.write_all_at(b"hello", 600_000).unwrap();
+        let mut data = vec![0u8; 1024 * 1024 + 5];
+        data[600_000..600_005].copy_from_slice(b"hello");
+        want.push(("d/sparse".into(), data));
+    }
+    std::fs::write(m.path("unshared"), b"not for them").unwrap();
+    m.unmount();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "alice.key");
+    let paths: Vec<String> = want.iter().map(|(p, _)| format!("/{p}")).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let share_file = tmp.path().join("all.age");
+    let ciphers = share(&m.cipherdir, &refs, &[&public], &share_file, &[]);
+    assert_eq!(ciphers.len(), want.len());
+    for ((p, _), c) in want.iter().zip(&ciphers) {
+        assert_eq!(c, &cipher_path(&m.cipherdir, &format!("/{p}")), "{p}");
+    }
+
+    // Debian's age opens it; the payload is the documented format, with this volume's keys.
+    let (ok, plain, err) = age_decrypt(&id, &share_file);
+    assert!(ok, "{err}");
+    assert_eq!(&plain[..8], b"CFSSHARE");
+    let entries = payload::decode(&plain).unwrap();
+    assert_eq!(entries.len(), want.len());
+    let mut ids: Vec<FileId> = ciphers
+        .iter()
+        .filter(|c| std::fs::metadata(c).unwrap().len() > 0)
+        .map(|c| file_id_of(c))
+        .collect();
+    let shared = ids.len();
+    let other = file_id_of(&cipher_path(&m.cipherdir, "/unshared"));
+    ids.push(other);
+    let (kek, name_key, feks) = keys_from_store(&m.cipherdir, &ids);
+    for (k, fek) in feks[..shared].iter().enumerate() {
+        assert!(contains(&plain, fek), "FEK of shared file {k} missing");
+        let e = entries.iter().find(|e| e.file_id == Some(ids[k])).unwrap();
+        assert_eq!(e.fek.as_ref().unwrap().expose(), fek);
+    }
+    assert!(
+        !contains(&plain, &feks[shared]),
+        "another file's FEK is in the share"
+    );
+    assert!(!contains(&plain, &kek), "the KEK is in the share");
+    assert!(
+        !contains(&plain, &name_key[..32]),
+        "the name key is in the share"
+    );
+    assert!(
+        !contains(&plain, &name_key[32..]),
+        "the name key is in the share"
+    );
+    assert!(entries.iter().all(|e| e.chunk_len == CHUNK as u32));
+    let big = entries
+        .iter()
+        .find(|e| e.name.as_ref().unwrap().path == Path::new("d/big"))
+        .unwrap();
+    assert_eq!(big.name.as_ref().unwrap().size, 3 * 1024 * 1024 + 1);
+
+    // open-share: every file, under its path, byte for byte, with its mtime.
+    let out = tmp.path().join("out");
+    let cref: Vec<&Path> = ciphers.iter().map(PathBuf::as_path).collect();
+    let (code, o, e) = open_share(&share_file, &id, &cref, &out);
+    assert_eq!(code, 0, "{o}{e}");
+    for (p, data) in &want {
+        let got = std::fs::read(out.join(p)).unwrap();
+        assert!(
+            got == *data,
+            "{p}: {} bytes, want {}",
+            got.len(),
+            data.len()
+        );
+    }
+    assert!(!out.join("unshared").exists());
+
+    // One file to a file, and to standard output.
+    let one = tmp.path().join("one.age");
+    let c = share(&m.cipherdir, &["/d/chunk+1"], &[&public], &one, &[]);
+    let dst = tmp.path().join("plain.bin");
+    let (code, o, e) = open_share(&one, &id, &[&c[0]], &dst);
+    assert_eq!(code, 0, "{o}{e}");
+    assert_eq!(std::fs::read(&dst).unwrap(), want[4].1);
+    let stdout = Command::new(common::mount::bin())
+        .args([
+            "open-share",
+            one.to_str().unwrap(),
+            "-i",
+            id.to_str().unwrap(),
+        ])
+        .arg(&c[0])
+        .args(["-o", "-"])
+        .output()
+        .unwrap();
+    assert!(stdout.status.success());
+    assert_eq!(stdout.stdout, want[4].1);
+
+    // --no-names: no path in the payload.
+    let anon = tmp.path().join("anon.age");
+    share(
+        &m.cipherdir,
+        &["/d/chunk"],
+        &[&public],
+        &anon,
+        &["--no-names"],
+    );
+    let (ok, plain, _) = age_decrypt(&id, &anon);
+    assert!(ok);
+    assert!(!contains(&plain, b"chunk"));
+    assert!(payload::decode(&plain).unwrap()[0].name.is_none());
+}
+
+#[test]
+fn wrong_identities_tampered_shares_and_non_shares_are_refused_with_46() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("f"), pattern(10_000, 3)).unwrap();
+    m.unmount();
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let (other_id, _) = age_keygen(tmp.path(), "b.key");
+    let s = tmp.path().join("s.age");
+    let c = share(&m.cipherdir, &["/f"], &[&public], &s, &[]);
+    let out = tmp.path().join("out");
+
+    let (code, _, err) = open_share(&s, &other_id, &[&c[0]], &out);
+    assert_eq!(code, 46, "{err}");
+    let (ok, _, _) = age_decrypt(&other_id, &s);
+    assert!(!ok);
+
+    let len = std::fs::metadata(&s).unwrap().len();
+    for off in [len - 1, len - 40, 40] {
+        let t = tmp.path().join(format!("t{off}.age"));
+        std::fs::copy(&s, &t).unwrap();
+        flip_byte(&t, off);
+        let (code, _, err) = open_share(&t, &id, &[&c[0]], &out);
+        assert_eq!(code, 46, "byte {off}: {err}");
+    }
+    // An age file that is no share.
+    let plain = tmp.path().join("note.txt");
+    std::fs::write(&plain, b"just a note").unwrap();
+    let note = tmp.path().join("note.age");
+    let st = Command::new("age")
+        .args(["-r", &public, "-o"])
+        .arg(&note)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, _, err) = open_share(&note, &id, &[&c[0]], &out);
+    assert_eq!(code, 46, "{err}");
+    assert!(err.contains("not a cofferfs share"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn tampered_truncated_and_foreign_ciphertexts_are_45_and_leave_nothing() {
+    let mut m = Mounted::new();
+    let data = pattern(5 * CHUNK + 100, 1);
+    std::fs::write(m.path("f"), &data).unwrap();
+    std::fs::write(m.path("g"), pattern(5 * CHUNK + 100, 2)).unwrap();
+    m.unmount();
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let s = tmp.path().join("s.age");
+    let c = share(&m.cipherdir, &["/f"], &[&public], &s, &[]);
+    let outdir = tmp.path().join("o");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("f.out");
+
+    let bad = tmp.path().join("bad");
+    std::fs::copy(&c[0], &bad).unwrap();
+    flip_byte(&bad, (HEADER_LEN + 2 * (CHUNK + 28) + 50) as u64);
+    let (code, _, err) = open_share(&s, &id, &[&bad], &out);
+    assert_eq!(code, 45, "{err}");
+    assert!(err.contains("chunk 2"), "{err}");
+    assert!(names_in(&outdir).is_empty(), "{:?}", names_in(&outdir));
+
+    // Cut at a chunk boundary (a v2 file's last chunk must carry the final flag) and mid-chunk.
+    for cut in [
+        HEADER_LEN + 4 * (CHUNK + 28),
+        HEADER_LEN + 3 * (CHUNK + 28) + 1000,
+    ] {
+        let t = tmp.path().join("cut");
+        std::fs::copy(&c[0], &t).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&t)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
+        let (code, _, err) = open_share(&s, &id, &[&t], &out);
+        assert_eq!(code, 45, "cut at {cut}: {err}");
+        assert!(err.contains("chunk 3"), "{err}");
+        assert!(names_in(&outdir).is_empty());
+    }
+
+    let g = cipher_path(&m.cipherdir, "/g");
+    let (code, _, err) = open_share(&s, &id, &[&g], &out);
+    assert_eq!(code, 45, "{err}");
+    // The same, with its header made to claim the shared file's id: chunk 0 fails.
+    let forged = tmp.path().join("forged");
+    let mut bytes = std::fs::read(&g).unwrap();
+    bytes[..HEADER_LEN].copy_from_slice(&std::fs::read(&c[0]).unwrap()[..HEADER_LEN]);
+    std::fs::write(&forged, bytes).unwrap();
+    let (code, _, err) = open_share(&s, &id, &[&forged], &out);
+    assert_eq!(code, 45, "{err}");
+    assert!(err.contains("chunk 0"), "{err}");
+    assert!(names_in(&outdir).is_empty());
+
+    let (code, o, err) = open_share(&s, &id, &[&c[0]], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert_eq!(names_in(&outdir), ["f.out"]);
+}
+
+#[test]
+fn a_rewritten_file_still_opens_and_reencrypt_ends_the_share() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("f"), pattern(9000, 4)).unwrap();
+    m.unmount();
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let s = tmp.path().join("s.age");
+    let c = share(&m.cipherdir, &["/f"], &[&public], &s, &[]);
+    let cd = m.cipherdir.to_str().unwrap().to_owned();
+
+    let (code, list, err) = cofferfs(&["shares", "list", &cd]);
+    assert_eq!(code, 0, "{err}");
+    assert!(list.contains(&public), "{list}");
+    assert!(list.contains("key live"), "{list}");
+
+    // Rewritten through the mount: same file, same key, so the share opens the new content.
+    m.mount(&[]);
+    let new = pattern(20_000, 5);
+    std::fs::write(m.path("f"), &new).unwrap();
+    m.unmount();
+    let out = tmp.path().join("out");
+    let (code, o, err) = open_share(&s, &id, &[&c[0]], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), new);
+
+    let (code, o, err) = cofferfs(&["reencrypt", &cd, "/f"]);
+    assert_eq!(code, 0, "{o}{err}");
+    assert!(o.contains("ends share"), "{o}");
+    assert!(o.contains(&public), "{o}");
+    let (_, list, _) = cofferfs(&["shares", "list", &cd]);
+    assert!(list.contains("share ended"), "{list}");
+    let out2 = tmp.path().join("out2");
+    let (code, _, err) = open_share(&s, &id, &[&c[0]], &out2);
+    assert_eq!(code, 45, "{err}");
+    assert!(!out2.exists());
+}
+
+#[test]
+fn share_refuses_a_mounted_volume_bad_recipients_and_takes_recipient_files_and_ssh_keys() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("f"), b"shared text").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_id, a_pub) = age_keygen(tmp.path(), "a.key");
+    let (b_id, b_pub) = age_keygen(tmp.path(), "b.key");
+    let cd = m.cipherdir.to_str().unwrap().to_owned();
+    let s = tmp.path().join("s.age");
+    let s_str = s.to_str().unwrap();
+    let (code, _, err) = cofferfs(&["share", &cd, "/f", "--to", &a_pub, "-o", s_str]);
+    assert_eq!(code, 15, "{err}");
+    assert!(!s.exists());
+    m.unmount();
+    let (code, _, err) = cofferfs(&["share", &cd, "/f", "--to", "age1nonsense", "-o", s_str]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = cofferfs(&["share", &cd, "/missing", "--to", &a_pub, "-o", s_str]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!s.exists());
+
+    // -R with two recipients and a comment; and an ssh-ed25519 key made by ssh-keygen.
+    let ssh_key = tmp.path().join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@example", "-f"])
+        .arg(&ssh_key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ssh_pub = std::fs::read_to_string(tmp.path().join("id_ed25519.pub")).unwrap();
+    let rf = tmp.path().join("recipients.txt");
+    std::fs::write(&rf, format!("# team\n{a_pub}\n\n{b_pub}\n")).unwrap();
+    let c = share(
+        &m.cipherdir,
+        &["/f"],
+        &[ssh_pub.trim()],
+        &s,
+        &["-R", rf.to_str().unwrap()],
+    );
+    for ident in [&a_id, &b_id, &ssh_key] {
+        let out = tmp.path().join("out");
+        let (code, o, err) = open_share(&s, ident, &[&c[0]], &out);
+        assert_eq!(code, 0, "{}: {o}{err}", ident.display());
+        assert_eq!(std::fs::read(&out).unwrap(), b"shared text");
+        std::fs::remove_file(&out).unwrap();
+        let (ok, _, err) = age_decrypt(ident, &s);
+        assert!(ok, "age -d -i {}: {err}", ident.display());
+    }
+    let (_, list, _) = cofferfs(&["shares", "list", &cd]);
+    assert!(
+        list.contains(&a_pub) && list.contains(&b_pub) && list.contains("ssh-ed25519"),
+        "{list}"
+    );
+    // A share is never overwritten.
+    let (code, _, err) = cofferfs(&["share", &cd, "/f", "--to", &a_pub, "-o", s_str]);
+    assert_ne!(code, 0, "{err}");
+}
