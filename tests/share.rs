@@ -475,3 +475,65 @@ fn share_refuses_a_mounted_volume_bad_recipients_and_takes_recipient_files_and_s
     let (code, _, err) = cofferfs(&["share", &cd, "/f", "--to", &a_pub, "-o", s_str]);
     assert_ne!(code, 0, "{err}");
 }
+
+#[test]
+fn a_bundle_of_a_directory_opens_from_the_share_alone() {
+    let mut m = Mounted::new();
+    std::fs::create_dir_all(m.path("d/sub")).unwrap();
+    let a = pattern(2 * CHUNK + 3, 6);
+    let b = pattern(77, 7);
+    std::fs::write(m.path("d/a"), &a).unwrap();
+    std::fs::write(m.path("d/sub/b"), &b).unwrap();
+    std::fs::write(m.path("d/sub/empty"), b"").unwrap();
+    std::fs::write(m.path("outside"), b"not shared").unwrap();
+    m.unmount();
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let s = tmp.path().join("s.age");
+    let cd = m.cipherdir.to_str().unwrap().to_owned();
+    let args = [
+        "share",
+        &cd,
+        "-r",
+        "/d",
+        "--bundle",
+        "--to",
+        &public,
+        "-o",
+        s.to_str().unwrap(),
+    ];
+    let (code, o, err) = cofferfs(&args);
+    assert_eq!(code, 0, "{o}{err}");
+    assert!(o.contains("shared 3 file(s)"), "{o}");
+
+    let (ok, plain, err) = age_decrypt(&id, &s);
+    assert!(ok, "{err}");
+    let (entries, bundle) = payload::decode_bundled(&plain).unwrap();
+    let bundle = bundle.unwrap();
+    let blob_a = cipher_path(&m.cipherdir, "/d/a");
+    let k = entries
+        .iter()
+        .position(|e| e.name.as_ref().unwrap().path == Path::new("d/a"))
+        .unwrap();
+    assert_eq!(bundle[k], std::fs::read(&blob_a).unwrap());
+    assert!(!contains(&plain, b"outside"));
+
+    // The share alone: no ciphertext file, no volume.
+    let out = tmp.path().join("out");
+    let (code, o, err) = open_share(&s, &id, &[], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    assert_eq!(std::fs::read(out.join("d/a")).unwrap(), a);
+    assert_eq!(std::fs::read(out.join("d/sub/b")).unwrap(), b);
+    assert_eq!(std::fs::read(out.join("d/sub/empty")).unwrap(), b"");
+    assert!(!out.join("outside").exists());
+
+    // A ciphertext on the command line as well is refused; a tampered bundle is 46.
+    let (code, _, err) = open_share(&s, &id, &[&blob_a], &tmp.path().join("x"));
+    assert_eq!(code, 2, "{err}");
+    let t = tmp.path().join("t.age");
+    std::fs::copy(&s, &t).unwrap();
+    flip_byte(&t, std::fs::metadata(&t).unwrap().len() - 100);
+    let (code, _, err) = open_share(&t, &id, &[], &tmp.path().join("y"));
+    assert_eq!(code, 46, "{err}");
+    assert!(!tmp.path().join("y").exists());
+}

@@ -30,8 +30,15 @@ pub struct ShareArgs {
     #[command(flatten)]
     pub volume: VolumeArgs,
     /// Plaintext paths inside the volume of the regular files to share (e.g. `/docs/a.pdf`).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "dirs")]
     pub paths: Vec<PathBuf>,
+    /// Share every regular file below this directory of the volume (recipients are given
+    /// with --to, not with age's -r).
+    #[arg(short = 'r', long = "recursive", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Put the ciphertexts into the share too, so that the share alone is enough.
+    #[arg(long)]
+    pub bundle: bool,
     /// A recipient: an age X25519 public key (`age1…`) or an ssh-ed25519/ssh-rsa public key.
     #[arg(long = "to", value_name = "RECIPIENT")]
     pub to: Vec<String>,
@@ -144,6 +151,37 @@ fn temp_beside(target: &Path) -> Result<PathBuf, CliError> {
     Ok(dir.map_or_else(|| PathBuf::from(&name), |d| d.join(&name)))
 }
 
+/// The plaintext paths of the regular files below plaintext directory `dir` (each inode once:
+/// hard links share one key); entries whose names do not decrypt are skipped with a warning.
+fn files_below(vol: &crate::volume::Volume, dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let cipher = crate::volume::reencrypt::resolve(vol, dir)?;
+    if !std::fs::metadata(vol.root().join(&cipher)).is_ok_and(|m| m.is_dir()) {
+        return Err(CliError::new(
+            exit::OTHER,
+            format!("-r {}: not a directory of the volume", dir.display()),
+        ));
+    }
+    let plain = format!("/{}", crate::volume::share::share_path(dir).display());
+    let plain = plain.trim_end_matches('/').to_owned();
+    let w = crate::volume::walk::walk(vol, &cipher, Some(plain))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for e in w.entries {
+        if e.kind != crate::volume::walk::EntryKind::File
+            || !seen.insert((e.meta.dev(), e.meta.ino()))
+        {
+            continue;
+        }
+        match &e.loc.plain {
+            Some(p) => out.push(PathBuf::from(p)),
+            None => eprintln!("cofferfs: skipped {}: its name does not decrypt", e.loc),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Runs `share`.
 pub fn run_share(a: ShareArgs) -> Result<(), CliError> {
     let recipients = recipients(&a)?;
@@ -160,8 +198,12 @@ pub fn run_share(a: ShareArgs) -> Result<(), CliError> {
     let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
     drop(secret);
     vol.upgrade_format_version()?;
+    let mut paths = a.paths.clone();
+    for d in &a.dirs {
+        paths.extend(files_below(&vol, d)?);
+    }
     let mut sources = Vec::new();
-    for p in &a.paths {
+    for p in &paths {
         let src = share_source(&vol, p, !a.no_names).map_err(|e| match e {
             VolumeError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => CliError::new(
                 exit::OTHER,
@@ -171,9 +213,25 @@ pub fn run_share(a: ShareArgs) -> Result<(), CliError> {
         })?;
         sources.push(src);
     }
+    if sources.is_empty() {
+        return Err(CliError::new(exit::OTHER, "no regular file to share"));
+    }
     let (entries, ciphers): (Vec<SharedFile>, Vec<PathBuf>) =
         sources.into_iter().map(|s| (s.entry, s.cipher)).unzip();
-    let bytes = payload::encode(&entries, !a.no_names)
+    let bundle = if a.bundle {
+        let mut cts = Vec::with_capacity(ciphers.len());
+        for c in &ciphers {
+            let path = vol.root().join(c);
+            cts.push(
+                std::fs::read(&path)
+                    .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", path.display())))?,
+            );
+        }
+        Some(cts)
+    } else {
+        None
+    };
+    let bytes = payload::encode_bundled(&entries, !a.no_names, bundle.as_deref())
         .map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     let file = age_file::encrypt(&bytes, &recipients)
         .map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
@@ -299,6 +357,40 @@ fn write_stdout(ct: &SharedCiphertext, cipher: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError::new(exit::OTHER, format!("standard output: {e}")))
 }
 
+/// An unnamed file in `dir` holding `bytes` (a bundled ciphertext, read back from there by
+/// the chunk reader): `O_TMPFILE` where the filesystem has it, else a file removed at once.
+fn scratch_file(dir: &Path, bytes: &[u8]) -> std::io::Result<File> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(f) => f,
+        Err(_) => {
+            let mut r = [0u8; 8];
+            crate::crypto::os_random(&mut r).map_err(std::io::Error::other)?;
+            let name = dir.join(format!(".cofferfs-bundle-{}", hex(&r)));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&name)?;
+            std::fs::remove_file(&name)?;
+            f
+        }
+    };
+    f.write_all_at(bytes, 0)?;
+    Ok(f)
+}
+
 /// The name an entry is written under below a directory.
 fn entry_name(e: &SharedFile, k: usize) -> PathBuf {
     match (&e.name, e.file_id) {
@@ -328,14 +420,21 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
             a.share.display()
         ))
     })?;
-    let entries =
-        payload::decode(&plain).map_err(|e| unreadable(format!("{}: {e}", a.share.display())))?;
-    drop(plain);
+    let (entries, bundle) = payload::decode_bundled(&plain)
+        .map_err(|e| unreadable(format!("{}: {e}", a.share.display())))?;
+    if bundle.is_some() && !a.ciphertexts.is_empty() {
+        return Err(CliError::new(
+            exit::USAGE,
+            "the share carries its ciphertext (--bundle): give no CIPHERFILE",
+        ));
+    }
 
     // Match the ciphertexts given to the entries by the file id in their header; a share of
     // one file takes its one ciphertext as it is (a foreign one then fails as such).
     let mut cipher_of: Vec<Option<PathBuf>> = vec![None; entries.len()];
-    if entries.len() == 1 && a.ciphertexts.len() == 1 {
+    if bundle.is_some() {
+        // Each entry's ciphertext is in the share.
+    } else if entries.len() == 1 && a.ciphertexts.len() == 1 {
         cipher_of[0] = Some(a.ciphertexts[0].clone());
     } else {
         for c in &a.ciphertexts {
@@ -362,7 +461,7 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
         }
     }
     for (e, c) in entries.iter().zip(&cipher_of) {
-        if c.is_none() && e.file_id.is_some() {
+        if c.is_none() && e.file_id.is_some() && bundle.is_none() {
             return Err(CliError::new(
                 exit::USAGE,
                 format!(
@@ -419,7 +518,18 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
         } else {
             Dest::File(a.output.clone())
         };
+        let scratch_dir = match &dest {
+            Dest::File(p) => p.parent().map(Path::to_owned).unwrap_or_default(),
+            Dest::Stdout => std::env::temp_dir(),
+        };
         let (file, shown) = match c {
+            _ if bundle.is_some() => {
+                let bytes = bundle.as_ref().expect("a bundle")[k];
+                let f = scratch_file(&scratch_dir, bytes).map_err(|e| {
+                    CliError::new(exit::OTHER, format!("{}: {e}", scratch_dir.display()))
+                })?;
+                (f, PathBuf::from(format!("{} (bundled)", a.share.display())))
+            }
             Some(c) => (
                 File::open(c)
                     .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", c.display())))?,

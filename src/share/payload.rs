@@ -6,7 +6,8 @@
 //! offset  size  field
 //!      0     8  magic "CFSSHARE"
 //!      8     2  payload version, big-endian (1)
-//!     10     2  flags, big-endian: bit 0 = names (path, size, mtime per file); others 0
+//!     10     2  flags, big-endian: bit 0 = names (path, size, mtime per file);
+//!                  bit 1 = bundle (the ciphertexts follow the entries); others 0
 //!     12     4  file count N, big-endian (1..=65536)
 //!     16        N entries:
 //!               16  file id (all zero for an empty file without a key)
@@ -20,7 +21,8 @@
 //!                8  mtime, seconds since the epoch (signed)
 //!                4  mtime, nanoseconds (< 1e9)
 //! ```
-//! Nothing may follow the last entry.
+//! With the bundle flag, the entries are followed by each entry's ciphertext file, in entry
+//! order: 8 bytes of length, then that many bytes. Nothing else may follow.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -33,6 +35,8 @@ pub const MAGIC: [u8; 8] = *b"CFSSHARE";
 pub const PAYLOAD_VERSION: u16 = 1;
 /// Flag: every entry carries its plaintext path, size and mtime (not `--no-names`).
 pub const FLAG_NAMES: u16 = 1;
+/// Flag: the ciphertext files follow the entries (`--bundle`).
+pub const FLAG_BUNDLE: u16 = 2;
 /// Most files one share may hold (a bound for the decoder, not a limit anyone should meet).
 pub const MAX_FILES: u32 = 65536;
 /// Longest path an entry may carry (Linux's `PATH_MAX`).
@@ -98,13 +102,27 @@ pub fn encode(
     files: &[SharedFile],
     names: bool,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, PayloadError> {
+    encode_bundled(files, names, None)
+}
+
+/// Encodes a payload, with `bundle` (one ciphertext file per entry, in order) after the
+/// entries when given.
+pub fn encode_bundled(
+    files: &[SharedFile],
+    names: bool,
+    bundle: Option<&[Vec<u8>]>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, PayloadError> {
     if files.is_empty() || files.len() as u64 > MAX_FILES as u64 {
         return Err(PayloadError::Malformed("file count"));
     }
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(16 + files.len() * 128));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&PAYLOAD_VERSION.to_be_bytes());
-    out.extend_from_slice(&(if names { FLAG_NAMES } else { 0 }).to_be_bytes());
+    if bundle.is_some_and(|b| b.len() != files.len()) {
+        return Err(PayloadError::Malformed("one bundled ciphertext per file"));
+    }
+    let flags = if names { FLAG_NAMES } else { 0 } | if bundle.is_some() { FLAG_BUNDLE } else { 0 };
+    out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&(files.len() as u32).to_be_bytes());
     for f in files {
         out.extend_from_slice(&f.file_id.map_or([0; FILE_ID_LEN], |id| id.0));
@@ -130,6 +148,10 @@ pub fn encode(
             _ => return Err(PayloadError::Malformed("names on some entries only")),
         }
     }
+    for c in bundle.unwrap_or_default() {
+        out.extend_from_slice(&(c.len() as u64).to_be_bytes());
+        out.extend_from_slice(c);
+    }
     Ok(out)
 }
 
@@ -151,8 +173,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes a payload, refusing anything not exactly as [`encode`] writes it.
+/// Decodes a payload, refusing anything not exactly as [`encode`] writes it (a bundle's
+/// ciphertexts are checked and left out: see [`decode_bundled`]).
 pub fn decode(bytes: &[u8]) -> Result<Vec<SharedFile>, PayloadError> {
+    decode_bundled(bytes).map(|(files, _)| files)
+}
+
+/// A decoded payload: its entries and, for a bundle, each entry's ciphertext file (in entry
+/// order, borrowed from the payload).
+pub type Decoded<'a> = (Vec<SharedFile>, Option<Vec<&'a [u8]>>);
+
+/// Decodes a payload and, if it is a bundle, the ciphertext of each entry (in entry order).
+pub fn decode_bundled(bytes: &[u8]) -> Result<Decoded<'_>, PayloadError> {
     let mut c = Cursor(bytes);
     if c.take(MAGIC.len()).map_err(|_| PayloadError::BadMagic)? != MAGIC {
         return Err(PayloadError::BadMagic);
@@ -162,7 +194,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SharedFile>, PayloadError> {
         return Err(PayloadError::UnsupportedVersion(version));
     }
     let flags = u16::from_be_bytes(c.array()?);
-    if flags & !FLAG_NAMES != 0 {
+    if flags & !(FLAG_NAMES | FLAG_BUNDLE) != 0 {
         return Err(PayloadError::Malformed("unknown flags"));
     }
     let names = flags & FLAG_NAMES != 0;
@@ -215,10 +247,21 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SharedFile>, PayloadError> {
             name,
         });
     }
+    let bundle = if flags & FLAG_BUNDLE != 0 {
+        let mut cts = Vec::with_capacity(files.len());
+        for _ in 0..files.len() {
+            let len = u64::from_be_bytes(c.array()?);
+            let len = usize::try_from(len).map_err(|_| PayloadError::Malformed("truncated"))?;
+            cts.push(c.take(len)?);
+        }
+        Some(cts)
+    } else {
+        None
+    };
     if !c.0.is_empty() {
         return Err(PayloadError::Malformed("trailing bytes"));
     }
-    Ok(files)
+    Ok((files, bundle))
 }
 
 #[cfg(test)]
@@ -266,6 +309,25 @@ mod tests {
             assert!(back[1].file_id.is_none() && back[1].fek.is_none());
             assert_eq!(encode(&back, names).unwrap(), bytes);
         }
+    }
+
+    #[test]
+    fn bundles_round_trip_and_are_checked() {
+        let cts = vec![b"ciphertext one".to_vec(), Vec::new()];
+        let bytes = encode_bundled(&sample(true), true, Some(&cts)).unwrap();
+        let (files, bundle) = decode_bundled(&bytes).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(bundle.unwrap(), [&b"ciphertext one"[..], &b""[..]]);
+        for n in 0..bytes.len() {
+            assert!(decode_bundled(&bytes[..n]).is_err(), "truncated to {n}");
+        }
+        assert!(encode_bundled(&sample(true), true, Some(&cts[..1])).is_err());
+        assert!(
+            decode_bundled(&encode(&sample(true), true).unwrap())
+                .unwrap()
+                .1
+                .is_none()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct ShareSource {
 }
 
 /// The plaintext path as a share records it: relative, `/`-separated, without `.` or `/`.
-fn share_path(plain: &Path) -> PathBuf {
+pub fn share_path(plain: &Path) -> PathBuf {
     plain
         .components()
         .filter_map(|c| match c {
