@@ -241,6 +241,14 @@ fn shares_open_with_age_and_open_share_byte_for_byte_and_hold_only_their_keys() 
         );
     }
     assert!(!out.join("unshared").exists());
+    // With the share and the whole cipherdir, no other file opens.
+    let other_blob = cipher_path(&m.cipherdir, "/unshared");
+    let (code, _, err) = open_share(&share_file, &id, &[&other_blob], &tmp.path().join("x"));
+    assert_eq!(code, 45, "{err}");
+    assert!(
+        err.contains("not the ciphertext of any file in the share"),
+        "{err}"
+    );
 
     // One file to a file, and to standard output.
     let one = tmp.path().join("one.age");
@@ -341,6 +349,10 @@ fn tampered_truncated_and_foreign_ciphertexts_are_45_and_leave_nothing() {
     let (code, _, err) = open_share(&s, &id, &[&bad], &out);
     assert_eq!(code, 45, "{err}");
     assert!(err.contains("chunk 2"), "{err}");
+    assert!(
+        err.contains(bad.to_str().unwrap()),
+        "names the ciphertext: {err}"
+    );
     assert!(names_in(&outdir).is_empty(), "{:?}", names_in(&outdir));
 
     // Cut at a chunk boundary (a v2 file's last chunk must carry the final flag) and mid-chunk.

@@ -286,7 +286,12 @@ enum Dest {
 
 /// Writes one entry's plaintext to `out` through a temporary file in its directory, renamed
 /// over `out` only once every chunk has authenticated.
-fn write_file(ct: &SharedCiphertext, entry: &SharedFile, out: &Path) -> Result<(), CliError> {
+fn write_file(
+    ct: &SharedCiphertext,
+    entry: &SharedFile,
+    out: &Path,
+    cipher: &Path,
+) -> Result<(), CliError> {
     let tmp = temp_beside(out)?;
     let io = |e: std::io::Error| CliError::new(exit::OTHER, format!("{}: {e}", out.display()));
     let f = OpenOptions::new()
@@ -307,7 +312,7 @@ fn write_file(ct: &SharedCiphertext, entry: &SharedFile, out: &Path) -> Result<(
             }
             Ok(())
         })
-        .map_err(|e| ciphertext_error(out, e))?;
+        .map_err(|e| ciphertext_error(cipher, e))?;
         f.set_len(ct.plain_size()).map_err(io)?;
         if let Some(n) = &entry.name {
             let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
@@ -544,7 +549,7 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
         let ct = SharedCiphertext::open(file, e).map_err(|err| ciphertext_error(&shown, err))?;
         match dest {
             Dest::Stdout => write_stdout(&ct, &shown)?,
-            Dest::File(p) => write_file(&ct, e, &p)?,
+            Dest::File(p) => write_file(&ct, e, &p, &shown)?,
         }
     }
     Ok(())

@@ -48,7 +48,7 @@ pub fn share_source(vol: &Volume, plain: &Path, names: bool) -> Result<ShareSour
         return Err(VolumeError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!(
-                "{}: not a regular file (only regular files can be shared)",
+                "{}: not a regular file (only regular files can be shared; -r DIR shares a directory's)",
                 plain.display()
             ),
         )));
