@@ -549,3 +549,20 @@ fn a_bundle_of_a_directory_opens_from_the_share_alone() {
     assert_eq!(code, 46, "{err}");
     assert!(!tmp.path().join("y").exists());
 }
+
+#[test]
+fn a_64_mib_plus_one_file_opens_byte_for_byte() {
+    let mut m = Mounted::new();
+    let data = pattern(64 * 1024 * 1024 + 1, 8);
+    std::fs::write(m.path("big"), &data).unwrap();
+    m.unmount();
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let s = tmp.path().join("s.age");
+    let c = share(&m.cipherdir, &["/big"], &[&public], &s, &[]);
+    let out = tmp.path().join("big.out");
+    let (code, o, err) = open_share(&s, &id, &[&c[0]], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    let got = std::fs::read(&out).unwrap();
+    assert!(got == data, "{} bytes, want {}", got.len(), data.len());
+}
