@@ -566,3 +566,33 @@ fn a_64_mib_plus_one_file_opens_byte_for_byte() {
     let got = std::fs::read(&out).unwrap();
     assert!(got == data, "{} bytes, want {}", got.len(), data.len());
 }
+
+#[test]
+fn a_v1_file_of_the_v1_fixture_is_shared_with_its_v1_rules() {
+    let (_dir, c) = common::fixture_copy("v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let s = tmp.path().join("s.age");
+    let cd = c.to_str().unwrap();
+    let args = [
+        "share",
+        cd,
+        "/dir/nested.bin",
+        "--to",
+        &public,
+        "-o",
+        s.to_str().unwrap(),
+        "--print-cipher-path",
+    ];
+    let (code, o, err) = common::mount::cofferfs_with(&args, common::FIXTURE_PASSWORD);
+    assert_eq!(code, 0, "{o}{err}");
+    let blob = PathBuf::from(o.lines().last().unwrap());
+    let (ok, plain, err) = age_decrypt(&id, &s);
+    assert!(ok, "{err}");
+    assert_eq!(payload::decode(&plain).unwrap()[0].file_version, 1);
+    let out = tmp.path().join("nested.bin");
+    let (code, o, err) = open_share(&s, &id, &[&blob], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    let want: Vec<u8> = (0..10000u32).map(|i| ((i * 7) % 256) as u8).collect();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
