@@ -405,10 +405,10 @@ fn entry_name(e: &SharedFile, k: usize) -> PathBuf {
     }
 }
 
-/// Runs `open-share`.
-pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
+/// Reads every identity file given with `--identity`.
+fn read_identities(paths: &[PathBuf]) -> Result<age_file::Identities, CliError> {
     let mut identities = Vec::new();
-    for path in &a.identity {
+    for path in paths {
         let bytes = zeroize::Zeroizing::new(
             read_small(path, MAX_KEY_FILE_LEN)
                 .map_err(|e| unreadable(format!("identity file {}: {e}", path.display())))?,
@@ -417,6 +417,124 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
             .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
         identities.append(&mut ids);
     }
+    Ok(identities)
+}
+
+/// Matches the ciphertext files given to the share's entries by the file id in their header
+/// (a 0-byte file goes to an empty entry without a key); a share of one file takes its one
+/// ciphertext as it is, so that a foreign one fails as such. Every entry with a key needs one.
+fn match_ciphertexts(
+    entries: &[SharedFile],
+    ciphertexts: &[PathBuf],
+) -> Result<Vec<Option<PathBuf>>, CliError> {
+    let mut cipher_of: Vec<Option<PathBuf>> = vec![None; entries.len()];
+    if entries.len() == 1 && ciphertexts.len() == 1 {
+        cipher_of[0] = Some(ciphertexts[0].clone());
+        return Ok(cipher_of);
+    }
+    let io =
+        |c: &Path, e: std::io::Error| CliError::new(exit::OTHER, format!("{}: {e}", c.display()));
+    for c in ciphertexts {
+        let f = File::open(c).map_err(|e| io(c, e))?;
+        let id = header_file_id(&f).map_err(|e| io(c, e))?;
+        let empty = f.metadata().map_err(|e| io(c, e))?.len() == 0;
+        let k = (0..entries.len()).find(|&k| {
+            let e = &entries[k];
+            (id.is_some() && e.file_id == id)
+                || (empty && e.file_id.is_none() && cipher_of[k].is_none())
+        });
+        let k = k.ok_or_else(|| {
+            CliError::new(
+                exit::CIPHERTEXT_UNAUTHENTIC,
+                format!(
+                    "{}: not the ciphertext of any file in the share",
+                    c.display()
+                ),
+            )
+        })?;
+        cipher_of[k] = Some(c.clone());
+    }
+    for (k, (e, c)) in entries.iter().zip(&cipher_of).enumerate() {
+        if c.is_none() && e.file_id.is_some() {
+            return Err(CliError::new(
+                exit::USAGE,
+                format!(
+                    "no ciphertext given for {} (give its ciphertext file after the share)",
+                    entry_name(e, k).display()
+                ),
+            ));
+        }
+    }
+    Ok(cipher_of)
+}
+
+/// Checks `-o` against the number of files and creates the directory a share of several
+/// files needs; returns whether OUT is a directory.
+fn prepare_output(out: &Path, files: usize) -> Result<bool, CliError> {
+    let out_is_dir = out.is_dir();
+    if files > 1 && out.as_os_str() == "-" {
+        return Err(CliError::new(
+            exit::USAGE,
+            "-o -: a share of several files needs a directory",
+        ));
+    }
+    if files > 1 && !out_is_dir {
+        if out.exists() {
+            return Err(CliError::new(
+                exit::USAGE,
+                format!(
+                    "{}: a share of several files needs a directory",
+                    out.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(out)
+            .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", out.display())))?;
+        return Ok(true);
+    }
+    Ok(out_is_dir)
+}
+
+/// Where entry `k` of a share of `files` files goes: standard output, OUT itself, or its
+/// path below the directory OUT (its file name only, for a share of one file), with the
+/// directories on the way created.
+fn destination(
+    out: &Path,
+    out_is_dir: bool,
+    files: usize,
+    e: &SharedFile,
+    k: usize,
+) -> Result<Dest, CliError> {
+    if out.as_os_str() == "-" {
+        return Ok(Dest::Stdout);
+    }
+    if !out_is_dir {
+        return Ok(Dest::File(out.to_owned()));
+    }
+    let rel = entry_name(e, k);
+    // Decoded paths are relative with normal components only; checked again here.
+    if !payload::is_safe_relative(&rel) {
+        return Err(unreadable(format!(
+            "unsafe path in the share: {}",
+            rel.display()
+        )));
+    }
+    let rel = if files == 1 {
+        PathBuf::from(rel.file_name().unwrap_or(rel.as_os_str()))
+    } else {
+        rel
+    };
+    let p = out.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", parent.display())))?;
+    }
+    Ok(Dest::File(p))
+}
+
+/// Runs `open-share`.
+pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
+    let identities = read_identities(&a.identity)?;
     let share = read_small(&a.share, MAX_SHARE_LEN)
         .map_err(|e| unreadable(format!("{}: {e}", a.share.display())))?;
     let plain = age_file::decrypt(&share, &identities).map_err(|e| {
@@ -427,121 +545,37 @@ pub fn run_open_share(a: OpenShareArgs) -> Result<(), CliError> {
     })?;
     let (entries, bundle) = payload::decode_bundled(&plain)
         .map_err(|e| unreadable(format!("{}: {e}", a.share.display())))?;
-    if bundle.is_some() && !a.ciphertexts.is_empty() {
-        return Err(CliError::new(
-            exit::USAGE,
-            "the share carries its ciphertext (--bundle): give no CIPHERFILE",
-        ));
-    }
-
-    // Match the ciphertexts given to the entries by the file id in their header; a share of
-    // one file takes its one ciphertext as it is (a foreign one then fails as such).
-    let mut cipher_of: Vec<Option<PathBuf>> = vec![None; entries.len()];
-    if bundle.is_some() {
-        // Each entry's ciphertext is in the share.
-    } else if entries.len() == 1 && a.ciphertexts.len() == 1 {
-        cipher_of[0] = Some(a.ciphertexts[0].clone());
-    } else {
-        for c in &a.ciphertexts {
-            let f = File::open(c)
-                .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", c.display())))?;
-            let id = header_file_id(&f)
-                .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", c.display())))?;
-            let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(false);
-            let k = (0..entries.len()).find(|&k| {
-                let e = &entries[k];
-                (id.is_some() && e.file_id == id)
-                    || (empty && e.file_id.is_none() && cipher_of[k].is_none())
-            });
-            let k = k.ok_or_else(|| {
-                CliError::new(
-                    exit::CIPHERTEXT_UNAUTHENTIC,
-                    format!(
-                        "{}: not the ciphertext of any file in the share",
-                        c.display()
-                    ),
-                )
-            })?;
-            cipher_of[k] = Some(c.clone());
-        }
-    }
-    for (e, c) in entries.iter().zip(&cipher_of) {
-        if c.is_none() && e.file_id.is_some() && bundle.is_none() {
+    let cipher_of = match &bundle {
+        Some(_) if !a.ciphertexts.is_empty() => {
             return Err(CliError::new(
                 exit::USAGE,
-                format!(
-                    "no ciphertext given for {} (give its ciphertext file after the share)",
-                    entry_name(e, 0).display()
-                ),
+                "the share carries its ciphertext (--bundle): give no CIPHERFILE",
             ));
         }
-    }
-    let out_is_dir = a.output.is_dir();
-    if entries.len() > 1 && a.output.as_os_str() == "-" {
-        return Err(CliError::new(
-            exit::USAGE,
-            "-o -: a share of several files needs a directory",
-        ));
-    }
-    if entries.len() > 1 && !out_is_dir {
-        if a.output.exists() {
-            return Err(CliError::new(
-                exit::USAGE,
-                format!(
-                    "{}: a share of several files needs a directory",
-                    a.output.display()
-                ),
-            ));
-        }
-        std::fs::create_dir_all(&a.output)
-            .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", a.output.display())))?;
-    }
+        Some(_) => vec![None; entries.len()],
+        None => match_ciphertexts(&entries, &a.ciphertexts)?,
+    };
+    let out_is_dir = prepare_output(&a.output, entries.len())?;
     for (k, (e, c)) in entries.iter().zip(&cipher_of).enumerate() {
-        let dest = if a.output.as_os_str() == "-" {
-            Dest::Stdout
-        } else if entries.len() > 1 || out_is_dir {
-            let rel = entry_name(e, k);
-            // Decoded paths are relative with normal components only; checked again here.
-            if !payload::is_safe_relative(&rel) {
-                return Err(unreadable(format!(
-                    "unsafe path in the share: {}",
-                    rel.display()
-                )));
-            }
-            let rel = if entries.len() == 1 {
-                PathBuf::from(rel.file_name().unwrap_or(rel.as_os_str()))
-            } else {
-                rel
-            };
-            let p = a.output.join(rel);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    CliError::new(exit::OTHER, format!("{}: {e}", parent.display()))
-                })?;
-            }
-            Dest::File(p)
-        } else {
-            Dest::File(a.output.clone())
-        };
-        let scratch_dir = match &dest {
-            Dest::File(p) => p.parent().map(Path::to_owned).unwrap_or_default(),
-            Dest::Stdout => std::env::temp_dir(),
-        };
-        let (file, shown) = match c {
-            _ if bundle.is_some() => {
-                let bytes = bundle.as_ref().expect("a bundle")[k];
-                let f = scratch_file(&scratch_dir, bytes).map_err(|e| {
-                    CliError::new(exit::OTHER, format!("{}: {e}", scratch_dir.display()))
-                })?;
+        let dest = destination(&a.output, out_is_dir, entries.len(), e, k)?;
+        let (file, shown) = match (&bundle, c) {
+            (Some(b), _) => {
+                // Read back from an unnamed file beside the output by the same reader.
+                let dir = match &dest {
+                    Dest::File(p) => p.parent().map(Path::to_owned).unwrap_or_default(),
+                    Dest::Stdout => std::env::temp_dir(),
+                };
+                let f = scratch_file(&dir, b[k])
+                    .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", dir.display())))?;
                 (f, PathBuf::from(format!("{} (bundled)", a.share.display())))
             }
-            Some(c) => (
+            (None, Some(c)) => (
                 File::open(c)
                     .map_err(|e| CliError::new(exit::OTHER, format!("{}: {e}", c.display())))?,
                 c.clone(),
             ),
             // An empty file without a key: nothing to read.
-            None => (
+            (None, None) => (
                 File::open("/dev/null").map_err(|e| CliError::new(exit::OTHER, e.to_string()))?,
                 PathBuf::from("(empty)"),
             ),
