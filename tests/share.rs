@@ -460,16 +460,35 @@ fn share_refuses_a_mounted_volume_bad_recipients_and_takes_recipient_files_and_s
         .unwrap();
     assert!(st.success());
     let ssh_pub = std::fs::read_to_string(tmp.path().join("id_ed25519.pub")).unwrap();
+    let rsa_key = tmp.path().join("id_rsa");
+    let st = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-N",
+            "",
+            "-C",
+            "carol@example",
+            "-f",
+        ])
+        .arg(&rsa_key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rsa_pub = std::fs::read_to_string(tmp.path().join("id_rsa.pub")).unwrap();
     let rf = tmp.path().join("recipients.txt");
     std::fs::write(&rf, format!("# team\n{a_pub}\n\n{b_pub}\n")).unwrap();
     let c = share(
         &m.cipherdir,
         &["/f"],
-        &[ssh_pub.trim()],
+        &[ssh_pub.trim(), rsa_pub.trim()],
         &s,
         &["-R", rf.to_str().unwrap()],
     );
-    for ident in [&a_id, &b_id, &ssh_key] {
+    for ident in [&a_id, &b_id, &ssh_key, &rsa_key] {
         let out = tmp.path().join("out");
         let (code, o, err) = open_share(&s, ident, &[&c[0]], &out);
         assert_eq!(code, 0, "{}: {o}{err}", ident.display());
