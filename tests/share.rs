@@ -499,7 +499,10 @@ fn share_refuses_a_mounted_volume_bad_recipients_and_takes_recipient_files_and_s
     }
     let (_, list, _) = cofferfs(&["shares", "list", &cd]);
     assert!(
-        list.contains(&a_pub) && list.contains(&b_pub) && list.contains("ssh-ed25519"),
+        list.contains(&a_pub)
+            && list.contains(&b_pub)
+            && list.contains("ssh-ed25519")
+            && list.contains("ssh-rsa"),
         "{list}"
     );
     // A share is never overwritten.
