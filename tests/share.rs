@@ -414,10 +414,15 @@ fn a_rewritten_file_still_opens_and_reencrypt_ends_the_share() {
     let new = pattern(20_000, 5);
     std::fs::write(m.path("f"), &new).unwrap();
     m.unmount();
+    // A new KEK changes no file key: the share still opens (README).
+    let (code, o, err) = cofferfs(&["rotate", &cd]);
+    assert_eq!(code, 0, "{o}{err}");
     let out = tmp.path().join("out");
     let (code, o, err) = open_share(&s, &id, &[&c[0]], &out);
     assert_eq!(code, 0, "{o}{err}");
     assert_eq!(std::fs::read(&out).unwrap(), new);
+    let before_reencrypt = tmp.path().join("old-ciphertext");
+    std::fs::copy(&c[0], &before_reencrypt).unwrap();
 
     let (code, o, err) = cofferfs(&["reencrypt", &cd, "/f"]);
     assert_eq!(code, 0, "{o}{err}");
@@ -429,6 +434,10 @@ fn a_rewritten_file_still_opens_and_reencrypt_ends_the_share() {
     let (code, _, err) = open_share(&s, &id, &[&c[0]], &out2);
     assert_eq!(code, 45, "{err}");
     assert!(!out2.exists());
+    // A copy of the ciphertext from before the re-encryption still opens (README).
+    let (code, o, err) = open_share(&s, &id, &[&before_reencrypt], &out2);
+    assert_eq!(code, 0, "{o}{err}");
+    assert_eq!(std::fs::read(&out2).unwrap(), new);
 }
 
 #[test]

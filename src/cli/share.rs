@@ -609,7 +609,7 @@ pub fn run_shares(a: SharesArgs) -> Result<(), CliError> {
                     let state = if live {
                         "key live: the recipient can read this file's current ciphertext"
                     } else {
-                        "key gone (re-encrypted or deleted): share ended"
+                        "key gone (re-encrypted or deleted): share ended for new content"
                     };
                     println!("  file {id}: {state}");
                 }
