@@ -194,6 +194,14 @@ pub fn run_share(a: ShareArgs) -> Result<(), CliError> {
             ),
         ));
     }
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(CliError::new(
+            exit::OTHER,
+            format!("{}: no such directory", dir.display()),
+        ));
+    }
     let loc = a.volume.locate()?;
     let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
     drop(secret);
