@@ -627,3 +627,62 @@ fn a_v1_file_of_the_v1_fixture_is_shared_with_its_v1_rules() {
     let want: Vec<u8> = (0..10000u32).map(|i| ((i * 7) % 256) as u8).collect();
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
+
+/// A payload written by hand (not by cofferfs) with one entry at `path`.
+fn hand_made_payload(path: &[u8]) -> Vec<u8> {
+    let mut p = b"CFSSHARE".to_vec();
+    p.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 1]);
+    p.extend_from_slice(&[0x11; 16]);
+    p.extend_from_slice(&[0, 2, 0, 0, 0x10, 0]);
+    p.extend_from_slice(&[0x22; 32]);
+    p.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    p.extend_from_slice(path);
+    p.extend_from_slice(&[0; 20]);
+    p
+}
+
+#[test]
+fn a_share_made_elsewhere_with_an_escaping_path_is_refused_with_46() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, public) = age_keygen(tmp.path(), "a.key");
+    let cipher = tmp.path().join("ciphertext");
+    let mut bytes = b"CFS\x01\x00\x02".to_vec();
+    bytes.extend_from_slice(&[0x11; 16]);
+    std::fs::write(&cipher, &bytes).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (k, path) in [&b"../escape"[..], b"/tmp/escape", b"a/../../escape"]
+        .iter()
+        .enumerate()
+    {
+        let plain = tmp.path().join(format!("payload{k}"));
+        std::fs::write(&plain, hand_made_payload(path)).unwrap();
+        let share = tmp.path().join(format!("evil{k}.age"));
+        let st = Command::new("age")
+            .args(["-r", &public, "-o"])
+            .arg(&share)
+            .arg(&plain)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (code, _, err) = open_share(&share, &id, &[&cipher], &out);
+        assert_eq!(code, 46, "{}: {err}", String::from_utf8_lossy(path));
+        assert!(err.contains("path"), "{err}");
+    }
+    assert!(names_in(&out).is_empty());
+    assert!(!tmp.path().join("escape").exists());
+    // The same payload with a plain relative path opens (an empty file: the header alone).
+    let plain = tmp.path().join("payload-ok");
+    std::fs::write(&plain, hand_made_payload(b"fine")).unwrap();
+    let share = tmp.path().join("ok.age");
+    let st = Command::new("age")
+        .args(["-r", &public, "-o"])
+        .arg(&share)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, o, err) = open_share(&share, &id, &[&cipher], &out);
+    assert_eq!(code, 0, "{o}{err}");
+    assert_eq!(std::fs::read(out.join("fine")).unwrap(), b"");
+}
