@@ -8,6 +8,8 @@ command -v fusermount3 >/dev/null || need_apt+=(fuse3)
 # tests/programs.rs drives real programs in the mount; python3, tar and coreutils are assumed.
 command -v rsync >/dev/null || need_apt+=(rsync)
 command -v git >/dev/null || need_apt+=(git)
+# tests/share.rs makes keys with age-keygen and opens shares with Debian's age.
+command -v age >/dev/null || need_apt+=(age)
 # tests/generate.rs renders the generated man pages with man-db's man -l.
 command -v man >/dev/null || need_apt+=(man-db)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -9,5 +9,6 @@ pub mod crypto;
 pub mod format;
 pub mod fs;
 pub mod keystore;
+pub mod share;
 pub mod sys;
 pub mod volume;

@@ -359,6 +359,52 @@ fn worked_sizes() {
     }
 }
 
+// The share payload of FORMAT.md, "Shares".
+const SHARE_PAYLOAD: &[&str] = &[
+    "4346535348415245",                 // magic "CFSSHARE"
+    "0001",                             // payload version 1
+    "0001",                             // flags: names
+    "00000001",                         // 1 file
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // file_id
+    "0002",                             // file format version 2
+    "00001000",                         // chunk size 4096
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", // FEK
+    "000f",                             // path length 15
+    "646f63732f7265706f72742e747874",   // "docs/report.txt"
+    "0000000000000010",                 // size 16
+    "000000006553f100",                 // mtime 1700000000 s
+    "075bcd15",                         // mtime 123456789 ns
+];
+
+#[test]
+fn share_payload_vector() {
+    use cofferfs::share::payload::{self, SharedFile, SharedName};
+    let entry = SharedFile {
+        file_id: Some(file_id()),
+        file_version: 2,
+        chunk_len: 4096,
+        fek: Some(fek()),
+        name: Some(SharedName {
+            path: "docs/report.txt".into(),
+            size: 16,
+            mtime_secs: 1_700_000_000,
+            mtime_nsecs: 123_456_789,
+        }),
+    };
+    let bytes = payload::encode(&[entry], true).unwrap();
+    assert_eq!(bytes.len(), 107);
+    assert_eq!(bytes.to_vec(), unhex(SHARE_PAYLOAD));
+    let back = payload::decode(&bytes).unwrap();
+    assert_eq!(back[0].file_id, Some(file_id()));
+    assert_eq!(back[0].fek.as_ref().unwrap().expose(), fek().expose());
+    for field in SHARE_PAYLOAD {
+        assert!(
+            doc_has_line_starting_with(field),
+            "docs/FORMAT.md has no line starting with {field}"
+        );
+    }
+}
+
 /// True when some line of FORMAT.md starts (after indentation) with `token` as a whole word.
 fn doc_has_line_starting_with(token: &str) -> bool {
     FORMAT_MD

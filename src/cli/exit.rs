@@ -50,6 +50,13 @@ pub const PARAMS_UNVERIFIED: i32 = 30;
 /// `header backup`/`header restore`: the backup FILE is refused (it exists already at
 /// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
 pub const HEADER_BACKUP_FILE: i32 = 35;
+/// `open-share`: the ciphertext does not authenticate under the share's key: a chunk is
+/// tampered with, missing or cut short, or it is another file's ciphertext (or the file was
+/// re-encrypted since the share). No plaintext is left under OUT's name.
+pub const CIPHERTEXT_UNAUTHENTIC: i32 = 45;
+/// `open-share`: the share cannot be opened: no identity given opens it, the identity file is
+/// unusable, or it is not a cofferfs share (or was tampered with).
+pub const SHARE_UNREADABLE: i32 = 46;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -73,6 +80,8 @@ pub const ALL: &[(i32, &str)] = &[
     (REENCRYPT_INCOMPLETE, "REENCRYPT_INCOMPLETE"),
     (PARAMS_UNVERIFIED, "PARAMS_UNVERIFIED"),
     (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
+    (CIPHERTEXT_UNAUTHENTIC, "CIPHERTEXT_UNAUTHENTIC"),
+    (SHARE_UNREADABLE, "SHARE_UNREADABLE"),
 ];
 
 /// The exit code for a volume error.

@@ -16,6 +16,7 @@ pub mod passwd;
 pub mod password;
 pub mod reencrypt;
 pub mod rotate;
+pub mod share;
 pub mod speed;
 pub mod unlock;
 pub mod volume_args;
@@ -53,6 +54,12 @@ enum Command {
     Fsck(fsck::FsckArgs),
     /// Give files a new key and rewrite their content (unmounted volume).
     Reencrypt(reencrypt::ReencryptArgs),
+    /// Share files: their keys, and nothing else of the volume, encrypted to age or ssh keys.
+    Share(share::ShareArgs),
+    /// Decrypt a shared file with the share, an identity and its ciphertext (no volume needed).
+    OpenShare(share::OpenShareArgs),
+    /// The shares recorded in the header store: `shares list`.
+    Shares(share::SharesArgs),
     /// Manage key slots: list, add, remove; make key files.
     Keys(keys::KeysArgs),
     /// Change the password of one key slot (O(1): nothing else is re-encrypted).
@@ -141,6 +148,9 @@ pub fn main() -> i32 {
         Command::Umount(a) => mount::run_umount(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Reencrypt(a) => reencrypt::run(a),
+        Command::Share(a) => share::run_share(a),
+        Command::OpenShare(a) => share::run_open_share(a),
+        Command::Shares(a) => share::run_shares(a),
         Command::Keys(a) => keys::run(a),
         Command::Passwd(a) => passwd::run(a),
         Command::Rotate(a) => rotate::run(a),

@@ -65,6 +65,25 @@ fn not_found_reason(e: &VolumeError) -> String {
     }
 }
 
+/// Says which recorded shares a new key ended for `old` (their recipients cannot read the
+/// new content); a store that cannot say is only warned about.
+fn report_ended_shares(
+    vol: &Volume,
+    old: &crate::format::FileId,
+    shown: &str,
+    pb: &indicatif::ProgressBar,
+) {
+    match vol.keyring().store().shares_of(old) {
+        Ok(shares) => {
+            for s in shares {
+                let to = s.recipients.join(", ");
+                pb.suspend(|| println!("  ends share {} of {shown} (to {to})", s.id_hex()));
+            }
+        }
+        Err(e) => pb.suspend(|| eprintln!("cofferfs: warning: shares of {shown}: {e}")),
+    }
+}
+
 /// Runs `reencrypt`.
 pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
@@ -94,6 +113,7 @@ pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
             Ok(Outcome::Reencrypted { old, new }) => {
                 done += 1;
                 pb.suspend(|| println!("re-encrypted {shown} (file id {old} -> {new})"));
+                report_ended_shares(&vol, &old, shown, &pb);
             }
             Ok(Outcome::Empty) => {
                 pb.suspend(|| println!("{shown} is empty: nothing to re-encrypt"));

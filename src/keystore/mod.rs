@@ -9,6 +9,7 @@ pub mod owners;
 pub mod quarantine;
 pub mod rotate;
 pub mod schema;
+pub mod shares;
 mod slots;
 pub mod store;
 

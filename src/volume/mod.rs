@@ -8,6 +8,7 @@ pub mod location;
 pub mod names;
 pub mod owners;
 pub mod reencrypt;
+pub mod share;
 pub mod symlinks;
 pub mod walk;
 
