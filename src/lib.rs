@@ -10,4 +10,5 @@ pub mod format;
 pub mod fs;
 pub mod keystore;
 pub mod sys;
+pub mod transit;
 pub mod volume;

@@ -50,6 +50,19 @@ pub const PARAMS_UNVERIFIED: i32 = 30;
 /// `header backup`/`header restore`: the backup FILE is refused (it exists already at
 /// `backup`, which never overwrites; at `restore` it is missing or not a cofferfs header store).
 pub const HEADER_BACKUP_FILE: i32 = 35;
+/// Transit slot: Vault/OpenBao did not answer in time (`VAULT_CLIENT_TIMEOUT`, default
+/// 10 s), refused the connection, or the TLS handshake failed.
+pub const VAULT_UNREACHABLE: i32 = 50;
+/// Transit slot: Vault/OpenBao is sealed.
+pub const VAULT_SEALED: i32 = 51;
+/// Transit slot: the token (or AppRole login) is missing or refused (401/403), e.g. a
+/// token that may decrypt but not encrypt at `keys add`.
+pub const VAULT_DENIED: i32 = 52;
+/// Transit slot: the Transit key or mount does not exist.
+pub const VAULT_KEY_MISSING: i32 = 53;
+/// Transit slot: the slot's ciphertext is older than the key's `min_decryption_version`
+/// (`cofferfs keys rewrap` before raising it).
+pub const VAULT_CIPHERTEXT_TOO_OLD: i32 = 54;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -73,7 +86,26 @@ pub const ALL: &[(i32, &str)] = &[
     (REENCRYPT_INCOMPLETE, "REENCRYPT_INCOMPLETE"),
     (PARAMS_UNVERIFIED, "PARAMS_UNVERIFIED"),
     (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
+    (VAULT_UNREACHABLE, "VAULT_UNREACHABLE"),
+    (VAULT_SEALED, "VAULT_SEALED"),
+    (VAULT_DENIED, "VAULT_DENIED"),
+    (VAULT_KEY_MISSING, "VAULT_KEY_MISSING"),
+    (VAULT_CIPHERTEXT_TOO_OLD, "VAULT_CIPHERTEXT_TOO_OLD"),
 ];
+
+/// The exit code for a Transit failure.
+pub fn code_for_transit(e: &crate::transit::TransitError) -> i32 {
+    use crate::transit::TransitError as T;
+    match e {
+        T::Unreachable { .. } => VAULT_UNREACHABLE,
+        T::Sealed(_) => VAULT_SEALED,
+        T::Denied(_) => VAULT_DENIED,
+        T::KeyMissing(_) => VAULT_KEY_MISSING,
+        T::TooOld(_) => VAULT_CIPHERTEXT_TOO_OLD,
+        T::Config(_) => USAGE,
+        T::Other(_) => OTHER,
+    }
+}
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {

@@ -17,6 +17,7 @@ pub mod password;
 pub mod reencrypt;
 pub mod rotate;
 pub mod speed;
+pub mod transit;
 pub mod unlock;
 pub mod volume_args;
 
@@ -99,6 +100,15 @@ impl From<crate::volume::VolumeError> for CliError {
     fn from(e: crate::volume::VolumeError) -> Self {
         CliError {
             code: exit::code_for(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::transit::TransitError> for CliError {
+    fn from(e: crate::transit::TransitError) -> Self {
+        CliError {
+            code: exit::code_for_transit(&e),
             message: e.to_string(),
         }
     }

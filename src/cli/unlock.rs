@@ -32,8 +32,10 @@ pub struct UnlockArgs {
 pub struct SlotSecret {
     /// Which kind of slot it can open.
     pub kind: SlotKind,
-    /// The password or the key file's bytes.
+    /// The password, the key file's bytes, or the slot key Vault decrypted.
     pub bytes: Secret,
+    /// The one slot this secret is for (a Transit slot's key opens that slot only).
+    pub slot: Option<u32>,
 }
 
 impl UnlockArgs {
@@ -43,19 +45,46 @@ impl UnlockArgs {
             Some(path) => Ok(SlotSecret {
                 kind: SlotKind::Keyfile,
                 bytes: read_keyfile(path)?,
+                slot: None,
             }),
             None => Ok(SlotSecret {
                 kind: SlotKind::Password,
                 bytes: self.password.read(prompt, false)?,
+                slot: None,
             }),
         }
+    }
+
+    /// The secret for the volume at `loc` (only slot `slot` if given): without `--keyfile`,
+    /// a volume with a Transit slot is unlocked through Vault, no prompt; when that fails and
+    /// a password slot exists, the password is read as [`read`](Self::read) does.
+    pub fn read_for(
+        &self,
+        loc: &Location,
+        slot: Option<u32>,
+        prompt: &str,
+    ) -> Result<SlotSecret, CliError> {
+        if self.keyfile.is_none() {
+            let slots = volume::open_store_read_only_at(loc)?
+                .slots()
+                .map_err(volume::VolumeError::from)?;
+            if let Some(secret) = super::transit::try_unlock(&slots, slot, &self.password)? {
+                return Ok(secret);
+            }
+        }
+        self.read(prompt)
     }
 }
 
 impl SlotSecret {
     /// Opens (and locks) the volume with this secret.
     pub fn open(&self, loc: &Location, slot: Option<u32>) -> volume::Result<Volume> {
-        Volume::open_at(loc, self.kind, &self.bytes, slot)
+        Volume::open_at(loc, self.kind, &self.bytes, self.slot.or(slot))
+    }
+
+    /// Opens the volume with this secret for reading only (`mount --ro`, `fsck`).
+    pub fn open_read_only(&self, loc: &Location, slot: Option<u32>) -> volume::Result<Volume> {
+        Volume::open_read_only_at(loc, self.kind, &self.bytes, self.slot.or(slot))
     }
 }
 
@@ -109,7 +138,7 @@ pub fn open_for_management(
     slot: Option<u32>,
 ) -> Result<(Volume, SlotSecret), CliError> {
     volume::precheck(loc)?;
-    let secret = unlock.read("Password: ")?;
+    let secret = unlock.read_for(loc, slot, "Password: ")?;
     let vol = secret.open(loc, slot)?;
     Ok((vol, secret))
 }

@@ -12,6 +12,7 @@ use super::migrate::MigrationReport;
 use super::owners::ShredOutcome;
 use super::rotate::{Progress, RotateReport};
 use super::store::{Owner, SlotKind};
+use super::transit_params::TransitParams;
 use super::{HeaderStore, KeystoreError, Result, SlotRecord};
 use crate::crypto::names::NameCipher;
 use crate::crypto::{CryptoError, Fek, KdfParams, Kek, os_random, wrap};
@@ -175,7 +176,33 @@ impl Keyring {
             SlotKind::Keyfile => {
                 SlotRecord::new_keyfile(slot_id, label, secret, &self.kek, &self.volume_id)
             }
+            // A secret alone does not make one: see `add_transit_slot`.
+            SlotKind::Transit => Err(KeystoreError::Crypto(
+                crate::crypto::CryptoError::Malformed("a Transit slot needs its Vault parameters"),
+            )),
         }
+    }
+
+    /// Adds a Transit slot in the lowest free slot id: `slot_key` is the random key Vault
+    /// encrypted into `params.ciphertext`; it wraps this KEK. Refused on a schema-1 store,
+    /// which has no `slots.params` column (its first read-write mount migrates it).
+    pub fn add_transit_slot(
+        &self,
+        label: &str,
+        slot_key: &[u8],
+        params: &TransitParams,
+    ) -> Result<u32> {
+        if !self.store.has_v3_schema() {
+            return Err(super::store::corrupt(
+                "Transit slots need a format v3 store: mount the volume read-write once to \
+                 upgrade it",
+            ));
+        }
+        let id = self.store.free_slot_id()?;
+        let slot =
+            SlotRecord::new_transit(id, label, slot_key, params, &self.kek, &self.volume_id)?;
+        self.store.add_slot(&slot)?;
+        Ok(id)
     }
 
     /// Adds a slot opened by `secret` in the lowest free slot id; returns the id.

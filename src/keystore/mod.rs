@@ -11,10 +11,12 @@ pub mod rotate;
 pub mod schema;
 mod slots;
 pub mod store;
+pub mod transit_params;
 
 pub use keyring::Keyring;
 pub use rotate::RotateReport;
 pub use store::{HeaderStore, Owner, SlotKind, SlotRecord, VolumeParams};
+pub use transit_params::TransitParams;
 
 use crate::crypto::CryptoError;
 use crate::format::FileId;
