@@ -523,3 +523,82 @@ fn failures_have_their_own_exit_codes_and_change_nothing() {
         "unreachable",
     );
 }
+
+#[test]
+fn approle_login_and_keys_remove_keep_the_rules() {
+    let bao = Bao::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = transit_volume(&bao, dir.path());
+    bao.ok(&["auth", "enable", "approle"]);
+    bao.token_with_policy(
+        "unlock",
+        &format!("path \"transit/decrypt/{KEY}\" {{ capabilities = [\"update\"] }}\n"),
+    );
+    bao.ok(&[
+        "write",
+        "auth/approle/role/mounter",
+        "token_policies=unlock",
+    ]);
+    let role_id = bao.ok(&[
+        "read",
+        "-field=role_id",
+        "auth/approle/role/mounter/role-id",
+    ]);
+    let secret_id = bao.ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/mounter/secret-id",
+    ]);
+    let sid = dir.path().join("secret-id");
+    std::fs::write(&sid, format!("{secret_id}\n")).unwrap();
+    // No token at all: AppRole alone opens the volume.
+    let approle = [
+        "--vault-role-id",
+        role_id.as_str(),
+        "--vault-secret-id-file",
+        s(&sid),
+    ];
+    let mut args = vec!["fsck", s(&c)];
+    args.extend_from_slice(&approle);
+    ok(&[("VAULT_ADDR", &bao.addr)], &args, None);
+    let bad = dir.path().join("bad-id");
+    std::fs::write(&bad, "0000\n").unwrap();
+    let (code, _, err) = coffer(
+        &[("VAULT_ADDR", &bao.addr)],
+        &[
+            "fsck",
+            s(&c),
+            "--vault-role-id",
+            &role_id,
+            "--vault-secret-id-file",
+            s(&bad),
+        ],
+        None,
+    );
+    assert_eq!(code, 52, "{err}");
+    assert!(err.contains("invalid role or secret ID"), "{err}");
+
+    // A password slot added through Transit; removing the Transit slot needs the password
+    // (the Transit slot's own secret may not remove it), removing the password slot needs
+    // Vault.
+    let e = env(&bao, ROOT_TOKEN);
+    let mut add = vec!["keys", "add", s(&c), "--new-passfile"];
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, "second pw\n").unwrap();
+    add.push(s(&pwfile));
+    add.extend_from_slice(&CHEAP_KDF);
+    ok(&e, &add, None);
+    let (code, _, err) = coffer(&e, &["keys", "remove", s(&c), "0"], None);
+    assert_ne!(
+        code, 0,
+        "removed the Transit slot with nothing but itself: {err}"
+    );
+    ok(
+        &e,
+        &["keys", "remove", s(&c), "0", "--passfile", s(&pwfile)],
+        None,
+    );
+    let list = ok(&e, &["keys", "list", s(&c)], None);
+    assert!(!list.contains("transit"), "{list}");
+}

@@ -42,6 +42,9 @@ pub struct InitArgs {
     /// no password is asked for.
     #[arg(long, value_name = "KEY", conflicts_with_all = ["passfile", "extpass"])]
     pub transit: Option<String>,
+    /// AppRole login for --transit (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: crate::transit::config::AppRoleArgs,
     /// Mount path of the Transit engine for --transit.
     #[arg(long, value_name = "PATH", default_value = super::transit::DEFAULT_MOUNT, requires = "transit")]
     pub transit_mount: String,
@@ -80,7 +83,7 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
     let loc = match &a.transit {
         Some(key) => {
             // Vault first: when it refuses, nothing has been created.
-            let (slot_key, params) = super::transit::new_slot_key(&a.transit_mount, key)?;
+            let (slot_key, params) = super::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;
             let first = volume::FirstSlot::Transit {
                 slot_key: slot_key.expose(),
                 params: &params,

@@ -17,9 +17,9 @@ use crate::transit::{Client, Config, TransitError};
 /// Default mount path of the Transit engine (`bao secrets enable transit`).
 pub const DEFAULT_MOUNT: &str = "transit";
 
-/// A client configured from the environment.
-pub fn client() -> Result<Client, CliError> {
-    Ok(Client::new(Config::from_env(&AppRoleArgs::default())?)?)
+/// A client configured from the environment (and AppRole options, when given).
+pub fn client(approle: &AppRoleArgs) -> Result<Client, CliError> {
+    Ok(Client::new(Config::from_env(approle)?)?)
 }
 
 /// Refuses a mount path or key name that would not name a Transit key (exit 2).
@@ -32,9 +32,13 @@ pub fn check_names(mount: &str, key: &str) -> Result<(), CliError> {
 /// A new slot key encrypted by `mount`/`key`: the key must exist (a token that may create
 /// keys would otherwise make one on `encrypt`), and the token must be allowed to encrypt.
 /// Returns the slot key and the parameters to store.
-pub fn new_slot_key(mount: &str, key: &str) -> Result<(SlotKey, TransitParams), CliError> {
+pub fn new_slot_key(
+    mount: &str,
+    key: &str,
+    approle: &AppRoleArgs,
+) -> Result<(SlotKey, TransitParams), CliError> {
     check_names(mount, key)?;
-    let mut client = client()?;
+    let mut client = client(approle)?;
     if client.key_info(mount, key)?.is_none() {
         log::info!("Transit: the token may not read key {mount}/{key}; encrypting directly");
     }
@@ -63,8 +67,8 @@ pub fn new_slot_key(mount: &str, key: &str) -> Result<(SlotKey, TransitParams), 
 
 /// Asks Vault for the slot key of the first Transit slot among `slots` that it decrypts
 /// (in slot order); the last failure when none does.
-pub fn unlock(slots: &[&SlotRecord]) -> Result<SlotSecret, CliError> {
-    let mut client = client()?;
+pub fn unlock(slots: &[&SlotRecord], approle: &AppRoleArgs) -> Result<SlotSecret, CliError> {
+    let mut client = client(approle)?;
     let mut last = None;
     for slot in slots {
         let params = slot
@@ -102,6 +106,7 @@ pub fn try_unlock(
     slots: &[SlotRecord],
     only: Option<u32>,
     password: &PasswordSource,
+    approle: &AppRoleArgs,
 ) -> Result<Option<SlotSecret>, CliError> {
     let chosen: Vec<&SlotRecord> = slots
         .iter()
@@ -110,7 +115,7 @@ pub fn try_unlock(
     if chosen.is_empty() {
         return Ok(None);
     }
-    match unlock(&chosen) {
+    match unlock(&chosen, approle) {
         Ok(secret) => Ok(Some(secret)),
         Err(e) => {
             let password_slot = slots

@@ -12,6 +12,7 @@ use super::{CliError, exit};
 use crate::crypto::KdfParams;
 use crate::crypto::kdf::KEYFILE_MIN_LEN;
 use crate::keystore::SlotKind;
+use crate::transit::config::AppRoleArgs;
 use crate::volume::{self, Location, Volume};
 
 /// Largest key file read (as cryptsetup's default `--keyfile-size` limit).
@@ -26,6 +27,9 @@ pub struct UnlockArgs {
     /// Unlock with a key file (a key-file slot) instead of a password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub keyfile: Option<PathBuf>,
+    /// AppRole login for the volume's Transit slots (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: AppRoleArgs,
 }
 
 /// A secret read for one slot kind; wiped on drop.
@@ -64,11 +68,28 @@ impl UnlockArgs {
         slot: Option<u32>,
         prompt: &str,
     ) -> Result<SlotSecret, CliError> {
+        self.read_for_keeping(loc, slot, None, prompt)
+    }
+
+    /// [`read_for`](Self::read_for), never through Transit slot `doomed` (`keys remove`: the
+    /// secret must open a slot that stays).
+    pub fn read_for_keeping(
+        &self,
+        loc: &Location,
+        slot: Option<u32>,
+        doomed: Option<u32>,
+        prompt: &str,
+    ) -> Result<SlotSecret, CliError> {
         if self.keyfile.is_none() {
-            let slots = volume::open_store_read_only_at(loc)?
+            let slots: Vec<_> = volume::open_store_read_only_at(loc)?
                 .slots()
-                .map_err(volume::VolumeError::from)?;
-            if let Some(secret) = super::transit::try_unlock(&slots, slot, &self.password)? {
+                .map_err(volume::VolumeError::from)?
+                .into_iter()
+                .filter(|s| Some(s.slot_id) != doomed || s.kind != SlotKind::Transit)
+                .collect();
+            if let Some(secret) =
+                super::transit::try_unlock(&slots, slot, &self.password, &self.vault)?
+            {
                 return Ok(secret);
             }
         }
@@ -137,8 +158,18 @@ pub fn open_for_management(
     unlock: &UnlockArgs,
     slot: Option<u32>,
 ) -> Result<(Volume, SlotSecret), CliError> {
+    open_for_management_keeping(loc, unlock, slot, None)
+}
+
+/// [`open_for_management`] that never unlocks through Transit slot `doomed`.
+pub fn open_for_management_keeping(
+    loc: &Location,
+    unlock: &UnlockArgs,
+    slot: Option<u32>,
+    doomed: Option<u32>,
+) -> Result<(Volume, SlotSecret), CliError> {
     volume::precheck(loc)?;
-    let secret = unlock.read_for(loc, slot, "Password: ")?;
+    let secret = unlock.read_for_keeping(loc, slot, doomed, "Password: ")?;
     let vol = secret.open(loc, slot)?;
     Ok((vol, secret))
 }

@@ -180,7 +180,13 @@ impl Client {
                     serde_json::json!({ "role_id": role_id, "secret_id": secret_id.as_str() })
                         .to_string(),
                 );
-                let answer = self.send("POST", "auth/approle/login", Some(&body), None, "")?;
+                // A wrong role or secret id is a 400 here: a refused login all the same.
+                let answer = self
+                    .send("POST", "auth/approle/login", Some(&body), None, "")
+                    .map_err(|e| match e {
+                        TransitError::Other(why) => TransitError::Denied(why),
+                        e => e,
+                    })?;
                 let login: LoginAnswer = parse(&answer, "auth/approle/login")?;
                 let token = Zeroizing::new(login.auth.client_token);
                 self.auth = Auth::Token(token.clone());

@@ -41,6 +41,9 @@ pub struct AddArgs {
     /// Unlock with an existing key-file slot instead of a current password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub unlock_keyfile: Option<PathBuf>,
+    /// AppRole login for Transit (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: crate::transit::config::AppRoleArgs,
 }
 
 /// Runs `keys add`.
@@ -52,13 +55,15 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
     let unlock = UnlockArgs {
         password: a.password.clone(),
         keyfile: a.unlock_keyfile.clone(),
+        vault: a.vault.clone(),
     };
     if let Some(key) = &a.transit {
         crate::cli::transit::check_names(&a.transit_mount, key)?;
     }
     let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
     if let Some(key) = &a.transit {
-        let (slot_key, params) = crate::cli::transit::new_slot_key(&a.transit_mount, key)?;
+        let (slot_key, params) =
+            crate::cli::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;
         let label = a.label.unwrap_or_else(|| format!("transit:{key}"));
         let keyring = vol.keyring();
         let id = keyring

@@ -17,6 +17,9 @@ pub struct RewrapArgs {
     pub volume: VolumeArgs,
     /// The Transit slot to re-wrap.
     pub slot: u32,
+    /// AppRole login (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: crate::transit::config::AppRoleArgs,
 }
 
 /// Runs `keys rewrap`.
@@ -49,7 +52,7 @@ pub fn run(a: RewrapArgs) -> Result<(), CliError> {
         .map_err(VolumeError::from)?
         .expect("a Transit slot");
     let before = params.key_version();
-    let mut client = client()?;
+    let mut client = client(&a.vault)?;
     params.ciphertext = client.rewrap(&params.mount, &params.key, &params.ciphertext)?;
     let after = params.key_version();
     crate::keystore::TransitParams::decode(&params.encode())
