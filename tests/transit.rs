@@ -226,6 +226,17 @@ fn transit_volume(bao: &Bao, dir: &Path) -> PathBuf {
     c
 }
 
+/// The JSON in `slots.params` of slot 0.
+fn slot_params(c: &Path) -> serde_json::Value {
+    let db = rusqlite::Connection::open(c.join("cofferfs.db")).unwrap();
+    let text: String = db
+        .query_row("SELECT params FROM slots WHERE slot_id = 0", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -431,9 +442,28 @@ fn rewrap_after_key_rotation_and_min_decryption_version() {
     let m = Mount::new(&e, &c, &dir.path().join("m"), &[]);
     std::fs::write(m.mnt.join("after"), b"rewrapped").unwrap();
     drop(m);
-    // `rotate` keeps the Transit slot: the new KEK is wrapped under its key.
+    // `rotate` keeps the Transit slot, with a fresh slot key encrypted by Vault: the old
+    // slot key (as Vault decrypts it from the old ciphertext) opens nothing afterwards.
+    let old_ct = slot_params(&c)["ciphertext"].as_str().unwrap().to_owned();
     let out = ok(&e, &["rotate", s(&c)], None);
     assert!(out.contains("slot 0 holds the new KEK"), "{out}");
+    let new_ct = slot_params(&c)["ciphertext"].as_str().unwrap().to_owned();
+    assert_ne!(old_ct, new_ct);
+    let old_key = bao.ok(&[
+        "write",
+        "-field=plaintext",
+        &format!("transit/decrypt/{KEY}"),
+        &format!("ciphertext={old_ct}"),
+    ]);
+    let old_key =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, old_key).unwrap();
+    assert_eq!(old_key.len(), 32);
+    let store = cofferfs::keystore::HeaderStore::open(&c.join("cofferfs.db"), true).unwrap();
+    assert!(matches!(
+        store.unlock_with(cofferfs::keystore::SlotKind::Transit, &old_key, Some(0)),
+        Err(cofferfs::keystore::KeystoreError::WrongPassword)
+    ));
+    drop(store);
     let m = Mount::new(&e, &c, &dir.path().join("m"), &[]);
     assert_eq!(std::fs::read(m.mnt.join("after")).unwrap(), b"rewrapped");
 }

@@ -241,14 +241,50 @@ impl Keyring {
         drop_others: bool,
         progress: Progress<'_>,
     ) -> Result<RotateReport> {
-        let old = self
-            .store
+        let old = self.slot(keep_slot)?;
+        self.rotate_keeping(old, secret, None, drop_others, progress)
+    }
+
+    /// [`rotate`](Self::rotate) keeping Transit slot `keep_slot` with a fresh slot key that
+    /// Vault encrypted into `params`, so a slot key learnt before the rotation opens nothing
+    /// after it (as a password slot gets a fresh salt).
+    pub fn rotate_transit(
+        &mut self,
+        keep_slot: u32,
+        slot_key: &[u8],
+        params: &TransitParams,
+        drop_others: bool,
+        progress: Progress<'_>,
+    ) -> Result<RotateReport> {
+        let old = self.slot(keep_slot)?;
+        if old.kind != SlotKind::Transit {
+            return Err(KeystoreError::NoSuchSlot(keep_slot));
+        }
+        self.rotate_keeping(old, slot_key, Some(params), drop_others, progress)
+    }
+
+    /// Slot `id`'s record.
+    fn slot(&self, id: u32) -> Result<SlotRecord> {
+        self.store
             .slots()?
             .into_iter()
-            .find(|s| s.slot_id == keep_slot)
-            .ok_or(KeystoreError::NoSuchSlot(keep_slot))?;
+            .find(|s| s.slot_id == id)
+            .ok_or(KeystoreError::NoSuchSlot(id))
+    }
+
+    fn rotate_keeping(
+        &mut self,
+        old: SlotRecord,
+        secret: &[u8],
+        transit: Option<&TransitParams>,
+        drop_others: bool,
+        progress: Progress<'_>,
+    ) -> Result<RotateReport> {
         let new_kek = Kek::generate()?;
-        let keep = old.rebuilt(secret, old.kdf, &new_kek, &self.volume_id)?;
+        let mut keep = old.rebuilt(secret, old.kdf, &new_kek, &self.volume_id)?;
+        if let Some(params) = transit {
+            keep.params = Some(params.encode());
+        }
         let report = self
             .store
             .rotate(&self.kek, &new_kek, &keep, drop_others, progress)?;
