@@ -87,7 +87,15 @@ impl Client {
             }
             tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
         }
+        // A proxy from the environment is used as the `vault` CLI uses it, except to this
+        // machine (Go's ProxyFromEnvironment never proxies loopback either).
+        let proxy = if super::config::addr_is_loopback(&config.addr) {
+            None
+        } else {
+            ureq::Proxy::try_from_env()
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .proxy(proxy)
             .timeout_global(Some(config.timeout))
             .http_status_as_error(false)
             .tls_config(tls.build())

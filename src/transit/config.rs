@@ -164,6 +164,13 @@ pub fn check_addr(addr: &str) -> Result<()> {
     }
 }
 
+/// True when `addr` (`scheme://host[:port]…`) names this machine.
+pub fn addr_is_loopback(addr: &str) -> bool {
+    addr.split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .is_some_and(is_loopback)
+}
+
 /// True when `host[:port]` names this machine.
 fn is_loopback(authority: &str) -> bool {
     let host = if let Some(v6) = authority.strip_prefix('[') {
@@ -191,6 +198,7 @@ mod tests {
             "http://localhost:8200",
         ] {
             assert!(check_addr(ok).is_ok(), "{ok}");
+            assert_eq!(addr_is_loopback(ok), ok.starts_with("http://"), "{ok}");
         }
         for bad in [
             "http://vault.example:8200",
