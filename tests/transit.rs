@@ -400,6 +400,14 @@ fn transit_slot_added_to_a_password_volume_and_fallback() {
         err.contains("unreachable") && err.contains("trying a password slot"),
         "{err}"
     );
+    // A piped password is a password given too.
+    let (code, out, err) = coffer(
+        &[("VAULT_ADDR", "http://127.0.0.1:1"), ("VAULT_TOKEN", "t")],
+        &["fsck", s(&c)],
+        Some(pw),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("trying a password slot"), "{err}");
     // Without a password to fall back to, the Transit failure is the answer.
     let (code, _, err) = coffer(
         &[("VAULT_ADDR", "http://127.0.0.1:1"), ("VAULT_TOKEN", "t")],
@@ -407,6 +415,7 @@ fn transit_slot_added_to_a_password_volume_and_fallback() {
         None,
     );
     assert_eq!(code, 50, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

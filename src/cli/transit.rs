@@ -99,14 +99,16 @@ pub fn unlock(slots: &[&SlotRecord], approle: &AppRoleArgs) -> Result<SlotSecret
 }
 
 /// The secret for an unlock when the volume has Transit slots (all of them, or `only`) and
-/// no key file was given: Vault first; when it fails and the volume has a password slot,
-/// the password (from `password`, or the terminal) with a warning naming the failure.
-/// `Ok(None)`: no Transit slot applies, read the password as usual.
+/// no key file was given: Vault first; when it fails and the volume has a password slot, the
+/// password from `read_password` (`--passfile`, `--extpass`, the terminal, or a piped stdin)
+/// with a warning naming the failure. A piped stdin with nothing on it gives the Transit
+/// failure, not a password error. `Ok(None)`: no Transit slot applies.
 pub fn try_unlock(
     slots: &[SlotRecord],
     only: Option<u32>,
     password: &PasswordSource,
     approle: &AppRoleArgs,
+    read_password: impl FnOnce() -> Result<SlotSecret, CliError>,
 ) -> Result<Option<SlotSecret>, CliError> {
     let chosen: Vec<&SlotRecord> = slots
         .iter()
@@ -115,22 +117,27 @@ pub fn try_unlock(
     if chosen.is_empty() {
         return Ok(None);
     }
-    match unlock(&chosen, approle) {
-        Ok(secret) => Ok(Some(secret)),
-        Err(e) => {
-            let password_slot = slots
-                .iter()
-                .any(|s| s.kind == SlotKind::Password && only.is_none_or(|id| id == s.slot_id));
-            let password_given = password.passfile.is_some()
-                || password.extpass.is_some()
-                || std::io::stdin().is_terminal();
-            if password_slot && password_given {
-                eprintln!("cofferfs: {}; trying a password slot instead", e.message);
-                Ok(None)
-            } else {
-                Err(e)
-            }
+    let e = match unlock(&chosen, approle) {
+        Ok(secret) => return Ok(Some(secret)),
+        Err(e) => e,
+    };
+    let password_slot = slots
+        .iter()
+        .any(|s| s.kind == SlotKind::Password && only.is_none_or(|id| id == s.slot_id));
+    if !password_slot {
+        return Err(e);
+    }
+    let warn = || eprintln!("cofferfs: {}; trying a password slot instead", e.message);
+    if password.passfile.is_some() || password.extpass.is_some() || std::io::stdin().is_terminal() {
+        warn();
+        return read_password().map(Some);
+    }
+    match read_password() {
+        Ok(secret) => {
+            warn();
+            Ok(Some(secret))
         }
+        Err(_) => Err(e),
     }
 }
 

@@ -87,9 +87,14 @@ impl UnlockArgs {
                 .into_iter()
                 .filter(|s| Some(s.slot_id) != doomed || s.kind != SlotKind::Transit)
                 .collect();
-            if let Some(secret) =
-                super::transit::try_unlock(&slots, slot, &self.password, &self.vault)?
-            {
+            let read_password = || self.read(prompt);
+            if let Some(secret) = super::transit::try_unlock(
+                &slots,
+                slot,
+                &self.password,
+                &self.vault,
+                read_password,
+            )? {
                 return Ok(secret);
             }
         }
