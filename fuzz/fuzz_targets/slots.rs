@@ -1,7 +1,7 @@
 //! Key slots and key rows read from an untrusted header store (`crypto::kdf`, `crypto::wrap`,
 //! `keystore::SlotKind`), the pure parts only: the Argon2id parameter bounds, the slot kind
-//! column, the key-file KDF, and unwrapping a slot's KEK, a FEK row and the name key under
-//! fixed keys. Input: m, t, p (3 × 4 bytes), a selector byte, a 16-byte context (volume or file
+//! column, a Transit slot's `params` JSON, the key-file KDF, and unwrapping a slot's KEK, a
+//! FEK row and the name key under fixed keys. Input: m, t, p (3 × 4 bytes), a selector byte, a 16-byte context (volume or file
 //! id), then the column bytes. Nothing may panic; parameters the bounds accept must be ones
 //! Argon2 accepts (and none above the caps is hashed); a wrapped key that unwraps must be
 //! exactly the wrap of its key with its own nonce.
@@ -9,7 +9,7 @@
 
 use cofferfs::crypto::kdf::{self, KdfParams};
 use cofferfs::crypto::wrap::{self, FEK_LABEL, KEK_LABEL, NAME_KEY_LABEL, WRAP_OVERHEAD_LEN};
-use cofferfs::keystore::SlotKind;
+use cofferfs::keystore::{SlotKind, TransitParams};
 use libfuzzer_sys::fuzz_target;
 
 fn u32_at(data: &[u8], at: usize) -> u32 {
@@ -39,6 +39,14 @@ fuzz_target!(|data: &[u8]| {
         && let Some(kind) = SlotKind::parse(s)
     {
         assert_eq!(kind.to_string(), s);
+    }
+    // A Transit slot's `params`: what decodes must encode back to something that decodes to
+    // the same, and name a key version.
+    if let Ok(s) = std::str::from_utf8(column)
+        && let Ok(tp) = TransitParams::decode(s)
+    {
+        assert!(tp.key_version().is_some());
+        assert_eq!(TransitParams::decode(&tp.encode()).as_ref(), Ok(&tp));
     }
     let _ = kdf::keyfile_slot_key(column, context);
 

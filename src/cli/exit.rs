@@ -57,6 +57,19 @@ pub const CIPHERTEXT_UNAUTHENTIC: i32 = 45;
 /// `open-share`: the share cannot be opened: no identity given opens it, the identity file is
 /// unusable, or it is not a cofferfs share (or was tampered with).
 pub const SHARE_UNREADABLE: i32 = 46;
+/// Transit slot: Vault/OpenBao did not answer in time (`VAULT_CLIENT_TIMEOUT`, default
+/// 10 s), refused the connection, or the TLS handshake failed.
+pub const VAULT_UNREACHABLE: i32 = 50;
+/// Transit slot: Vault/OpenBao is sealed.
+pub const VAULT_SEALED: i32 = 51;
+/// Transit slot: the token (or AppRole login) is missing or refused (401/403), e.g. a
+/// token that may decrypt but not encrypt at `keys add`.
+pub const VAULT_DENIED: i32 = 52;
+/// Transit slot: the Transit key or mount does not exist.
+pub const VAULT_KEY_MISSING: i32 = 53;
+/// Transit slot: the slot's ciphertext is older than the key's `min_decryption_version`
+/// (`cofferfs keys rewrap` before raising it).
+pub const VAULT_CIPHERTEXT_TOO_OLD: i32 = 54;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -82,7 +95,26 @@ pub const ALL: &[(i32, &str)] = &[
     (HEADER_BACKUP_FILE, "HEADER_BACKUP_FILE"),
     (CIPHERTEXT_UNAUTHENTIC, "CIPHERTEXT_UNAUTHENTIC"),
     (SHARE_UNREADABLE, "SHARE_UNREADABLE"),
+    (VAULT_UNREACHABLE, "VAULT_UNREACHABLE"),
+    (VAULT_SEALED, "VAULT_SEALED"),
+    (VAULT_DENIED, "VAULT_DENIED"),
+    (VAULT_KEY_MISSING, "VAULT_KEY_MISSING"),
+    (VAULT_CIPHERTEXT_TOO_OLD, "VAULT_CIPHERTEXT_TOO_OLD"),
 ];
+
+/// The exit code for a Transit failure.
+pub fn code_for_transit(e: &crate::transit::TransitError) -> i32 {
+    use crate::transit::TransitError as T;
+    match e {
+        T::Unreachable { .. } => VAULT_UNREACHABLE,
+        T::Sealed(_) => VAULT_SEALED,
+        T::Denied(_) => VAULT_DENIED,
+        T::KeyMissing(_) => VAULT_KEY_MISSING,
+        T::TooOld(_) => VAULT_CIPHERTEXT_TOO_OLD,
+        T::Config(_) => USAGE,
+        T::Other(_) => OTHER,
+    }
+}
 
 /// The exit code for a volume error.
 pub fn code_for(e: &VolumeError) -> i32 {

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::unlock::UnlockArgs;
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::volume;
 use crate::volume::fsck::{Report, fsck_with};
-use crate::volume::{self, Volume};
 
 /// Arguments of `cofferfs fsck`.
 #[derive(Debug, clap::Args)]
@@ -117,13 +117,13 @@ pub fn run(a: FsckArgs) -> Result<(), CliError> {
     if a.repair {
         volume::check_writable_media(&loc)?;
     }
-    let secret = a.unlock.read("Password: ")?;
+    let secret = a.unlock.read_for(&loc, a.slot, "Password: ")?;
     // Without --repair nothing is written: the store is opened read-only, so a check
     // changes no byte of the volume and works on read-only media.
     let vol = if a.repair {
         secret.open(&loc, a.slot)?
     } else {
-        Volume::open_read_only_at(&loc, secret.kind, &secret.bytes, a.slot)?
+        secret.open_read_only(&loc, a.slot)?
     };
     drop(secret);
     if a.repair {

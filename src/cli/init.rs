@@ -38,6 +38,16 @@ pub struct InitArgs {
     /// Where the password comes from.
     #[command(flatten)]
     pub password: PasswordSource,
+    /// The only key slot is Vault/OpenBao Transit key KEY (VAULT_ADDR, VAULT_TOKEN, …):
+    /// no password is asked for.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["passfile", "extpass"])]
+    pub transit: Option<String>,
+    /// AppRole login for --transit (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: crate::transit::config::AppRoleArgs,
+    /// Mount path of the Transit engine for --transit.
+    #[arg(long, value_name = "PATH", default_value = super::transit::DEFAULT_MOUNT, requires = "transit")]
+    pub transit_mount: String,
 }
 
 /// Runs `init`.
@@ -54,17 +64,37 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
     if kdf.check(false).is_err() {
         eprintln!("cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap");
     }
+    let label = match (&a.transit, a.label.as_str()) {
+        (Some(key), "password") => format!("transit:{key}"),
+        _ => a.label.clone(),
+    };
     let opts = InitOptions {
         chunk_len: a.chunk_size,
         plaintext_names: a.plaintext_names,
         kdf,
-        label: a.label,
-        header_store: a.header_store,
+        label,
+        header_store: a.header_store.clone(),
     };
+    if let Some(key) = &a.transit {
+        super::transit::check_names(&a.transit_mount, key)?;
+    }
     // Every mistake in the arguments is refused before the password is asked for.
     volume::check_init(&a.cipherdir, &opts)?;
-    let pw = a.password.read("New password: ", true)?;
-    let loc = volume::init(&a.cipherdir, &pw, &opts)?;
+    let loc = match &a.transit {
+        Some(key) => {
+            // Vault first: when it refuses, nothing has been created.
+            let (slot_key, params) = super::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;
+            let first = volume::FirstSlot::Transit {
+                slot_key: slot_key.expose(),
+                params: &params,
+            };
+            volume::init_with(&a.cipherdir, first, &opts)?
+        }
+        None => {
+            let pw = a.password.read("New password: ", true)?;
+            volume::init(&a.cipherdir, &pw, &opts)?
+        }
+    };
     println!(
         "Created cofferfs volume in {} (chunk size {}, {} names).",
         a.cipherdir.display(),
@@ -82,6 +112,15 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
             loc.store().display()
         );
     }
-    println!("Keep the password safe: without it (or another key slot) the data is gone.");
+    match &a.transit {
+        Some(key) => println!(
+            "Key slot 0 is Vault Transit key {}/{key}: without that key (or another key slot, \
+             `cofferfs keys add`) the data is gone.",
+            a.transit_mount
+        ),
+        None => {
+            println!("Keep the password safe: without it (or another key slot) the data is gone.")
+        }
+    }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod reencrypt;
 pub mod rotate;
 pub mod share;
 pub mod speed;
+pub mod transit;
 pub mod unlock;
 pub mod volume_args;
 
@@ -106,6 +107,15 @@ impl From<crate::volume::VolumeError> for CliError {
     fn from(e: crate::volume::VolumeError) -> Self {
         CliError {
             code: exit::code_for(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::transit::TransitError> for CliError {
+    fn from(e: crate::transit::TransitError) -> Self {
+        CliError {
+            code: exit::code_for_transit(&e),
             message: e.to_string(),
         }
     }

@@ -19,7 +19,7 @@ use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::fs::{CofferFs, FsOptions};
 use crate::sys::{self, Forked};
-use crate::volume::{self, Location, Volume};
+use crate::volume::{self, Location};
 
 /// Arguments of `cofferfs mount`.
 #[derive(Debug, clap::Args)]
@@ -366,7 +366,7 @@ pub fn run(mut a: MountArgs) -> Result<(), CliError> {
         volume::check_writable_media(&loc)?;
     }
     let options = mount_options(&a)?;
-    let password = a.unlock.read("Password: ")?;
+    let password = a.unlock.read_for(&loc, a.slot, "Password: ")?;
     if a.foreground {
         return serve(&a, &loc, options, password, None);
     }
@@ -460,7 +460,7 @@ fn serve(
     // Read-only: the store is opened read-only too, so nothing in the cipherdir changes and
     // read-only media mount.
     let opened = if a.ro {
-        Volume::open_read_only_at(loc, password.kind, &password.bytes, a.slot)
+        password.open_read_only(loc, a.slot)
     } else {
         password.open(loc, a.slot)
     };

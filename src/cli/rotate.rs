@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::keystore::SlotKind;
 use crate::volume::{self, Location, VolumeError};
 
 /// Arguments of `cofferfs rotate`.
@@ -78,18 +79,38 @@ pub fn run(a: RotateArgs) -> Result<(), CliError> {
     let old_generation = vol.keyring().generation();
     let bar = progress_bar();
     let started = Instant::now();
-    let report = vol
-        .keyring_mut()
-        .rotate(
+    let mut progress = |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = if secret.kind == SlotKind::Transit {
+        // A fresh slot key through Vault (`encrypt`), before anything changes on disk.
+        let slot = vol
+            .keyring()
+            .store()
+            .slots()
+            .map_err(VolumeError::from)?
+            .into_iter()
+            .find(|s| s.slot_id == keep)
+            .ok_or_else(|| CliError::new(exit::KEY_SLOT, format!("no key slot {keep}")))?;
+        let old = slot
+            .transit()
+            .map_err(VolumeError::from)?
+            .expect("a Transit slot");
+        let (slot_key, params) =
+            super::transit::new_slot_key(&old.mount, &old.key, &a.unlock.vault)?;
+        vol.keyring_mut().rotate_transit(
             keep,
-            &secret.bytes,
+            slot_key.expose(),
+            &params,
             a.drop_other_slots,
-            &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            },
+            &mut progress,
         )
-        .map_err(VolumeError::from)?;
+    } else {
+        vol.keyring_mut()
+            .rotate(keep, &secret.bytes, a.drop_other_slots, &mut progress)
+    }
+    .map_err(VolumeError::from)?;
     bar.finish_and_clear();
     println!(
         "Rotated the KEK: generation {old_generation} -> {}, {} file keys and the name key \

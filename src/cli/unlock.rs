@@ -12,6 +12,7 @@ use super::{CliError, exit};
 use crate::crypto::KdfParams;
 use crate::crypto::kdf::KEYFILE_MIN_LEN;
 use crate::keystore::SlotKind;
+use crate::transit::config::AppRoleArgs;
 use crate::volume::{self, Location, Volume};
 
 /// Largest key file read (as cryptsetup's default `--keyfile-size` limit).
@@ -26,14 +27,19 @@ pub struct UnlockArgs {
     /// Unlock with a key file (a key-file slot) instead of a password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub keyfile: Option<PathBuf>,
+    /// AppRole login for the volume's Transit slots (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: AppRoleArgs,
 }
 
 /// A secret read for one slot kind; wiped on drop.
 pub struct SlotSecret {
     /// Which kind of slot it can open.
     pub kind: SlotKind,
-    /// The password or the key file's bytes.
+    /// The password, the key file's bytes, or the slot key Vault decrypted.
     pub bytes: Secret,
+    /// The one slot this secret is for (a Transit slot's key opens that slot only).
+    pub slot: Option<u32>,
 }
 
 impl UnlockArgs {
@@ -43,19 +49,68 @@ impl UnlockArgs {
             Some(path) => Ok(SlotSecret {
                 kind: SlotKind::Keyfile,
                 bytes: read_keyfile(path)?,
+                slot: None,
             }),
             None => Ok(SlotSecret {
                 kind: SlotKind::Password,
                 bytes: self.password.read(prompt, false)?,
+                slot: None,
             }),
         }
+    }
+
+    /// The secret for the volume at `loc` (only slot `slot` if given): without `--keyfile`,
+    /// a volume with a Transit slot is unlocked through Vault, no prompt; when that fails and
+    /// a password slot exists, the password is read as [`read`](Self::read) does.
+    pub fn read_for(
+        &self,
+        loc: &Location,
+        slot: Option<u32>,
+        prompt: &str,
+    ) -> Result<SlotSecret, CliError> {
+        self.read_for_keeping(loc, slot, None, prompt)
+    }
+
+    /// [`read_for`](Self::read_for), never through Transit slot `doomed` (`keys remove`: the
+    /// secret must open a slot that stays).
+    pub fn read_for_keeping(
+        &self,
+        loc: &Location,
+        slot: Option<u32>,
+        doomed: Option<u32>,
+        prompt: &str,
+    ) -> Result<SlotSecret, CliError> {
+        if self.keyfile.is_none() {
+            let slots: Vec<_> = volume::open_store_read_only_at(loc)?
+                .slots()
+                .map_err(volume::VolumeError::from)?
+                .into_iter()
+                .filter(|s| Some(s.slot_id) != doomed || s.kind != SlotKind::Transit)
+                .collect();
+            let read_password = || self.read(prompt);
+            if let Some(secret) = super::transit::try_unlock(
+                &slots,
+                slot,
+                &self.password,
+                &self.vault,
+                read_password,
+            )? {
+                return Ok(secret);
+            }
+        }
+        self.read(prompt)
     }
 }
 
 impl SlotSecret {
     /// Opens (and locks) the volume with this secret.
     pub fn open(&self, loc: &Location, slot: Option<u32>) -> volume::Result<Volume> {
-        Volume::open_at(loc, self.kind, &self.bytes, slot)
+        Volume::open_at(loc, self.kind, &self.bytes, self.slot.or(slot))
+    }
+
+    /// Opens the volume with this secret for reading only (`mount --ro`, `fsck`).
+    pub fn open_read_only(&self, loc: &Location, slot: Option<u32>) -> volume::Result<Volume> {
+        Volume::open_read_only_at(loc, self.kind, &self.bytes, self.slot.or(slot))
     }
 }
 
@@ -108,8 +163,18 @@ pub fn open_for_management(
     unlock: &UnlockArgs,
     slot: Option<u32>,
 ) -> Result<(Volume, SlotSecret), CliError> {
+    open_for_management_keeping(loc, unlock, slot, None)
+}
+
+/// [`open_for_management`] that never unlocks through Transit slot `doomed`.
+pub fn open_for_management_keeping(
+    loc: &Location,
+    unlock: &UnlockArgs,
+    slot: Option<u32>,
+    doomed: Option<u32>,
+) -> Result<(Volume, SlotSecret), CliError> {
     volume::precheck(loc)?;
-    let secret = unlock.read("Password: ")?;
+    let secret = unlock.read_for_keeping(loc, slot, doomed, "Password: ")?;
     let vol = secret.open(loc, slot)?;
     Ok((vol, secret))
 }

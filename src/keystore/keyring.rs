@@ -12,6 +12,7 @@ use super::migrate::MigrationReport;
 use super::owners::ShredOutcome;
 use super::rotate::{Progress, RotateReport};
 use super::store::{Owner, SlotKind};
+use super::transit_params::TransitParams;
 use super::{HeaderStore, KeystoreError, Result, SlotRecord};
 use crate::crypto::names::NameCipher;
 use crate::crypto::{CryptoError, Fek, KdfParams, Kek, os_random, wrap};
@@ -175,7 +176,33 @@ impl Keyring {
             SlotKind::Keyfile => {
                 SlotRecord::new_keyfile(slot_id, label, secret, &self.kek, &self.volume_id)
             }
+            // A secret alone does not make one: see `add_transit_slot`.
+            SlotKind::Transit => Err(KeystoreError::Crypto(
+                crate::crypto::CryptoError::Malformed("a Transit slot needs its Vault parameters"),
+            )),
         }
+    }
+
+    /// Adds a Transit slot in the lowest free slot id: `slot_key` is the random key Vault
+    /// encrypted into `params.ciphertext`; it wraps this KEK. Refused on a schema-1 store,
+    /// which has no `slots.params` column (its first read-write mount migrates it).
+    pub fn add_transit_slot(
+        &self,
+        label: &str,
+        slot_key: &[u8],
+        params: &TransitParams,
+    ) -> Result<u32> {
+        if !self.store.has_v3_schema() {
+            return Err(super::store::corrupt(
+                "Transit slots need a format v3 store: mount the volume read-write once to \
+                 upgrade it",
+            ));
+        }
+        let id = self.store.free_slot_id()?;
+        let slot =
+            SlotRecord::new_transit(id, label, slot_key, params, &self.kek, &self.volume_id)?;
+        self.store.add_slot(&slot)?;
+        Ok(id)
     }
 
     /// Adds a slot opened by `secret` in the lowest free slot id; returns the id.
@@ -214,14 +241,50 @@ impl Keyring {
         drop_others: bool,
         progress: Progress<'_>,
     ) -> Result<RotateReport> {
-        let old = self
-            .store
+        let old = self.slot(keep_slot)?;
+        self.rotate_keeping(old, secret, None, drop_others, progress)
+    }
+
+    /// [`rotate`](Self::rotate) keeping Transit slot `keep_slot` with a fresh slot key that
+    /// Vault encrypted into `params`, so a slot key learnt before the rotation opens nothing
+    /// after it (as a password slot gets a fresh salt).
+    pub fn rotate_transit(
+        &mut self,
+        keep_slot: u32,
+        slot_key: &[u8],
+        params: &TransitParams,
+        drop_others: bool,
+        progress: Progress<'_>,
+    ) -> Result<RotateReport> {
+        let old = self.slot(keep_slot)?;
+        if old.kind != SlotKind::Transit {
+            return Err(KeystoreError::NoSuchSlot(keep_slot));
+        }
+        self.rotate_keeping(old, slot_key, Some(params), drop_others, progress)
+    }
+
+    /// Slot `id`'s record.
+    fn slot(&self, id: u32) -> Result<SlotRecord> {
+        self.store
             .slots()?
             .into_iter()
-            .find(|s| s.slot_id == keep_slot)
-            .ok_or(KeystoreError::NoSuchSlot(keep_slot))?;
+            .find(|s| s.slot_id == id)
+            .ok_or(KeystoreError::NoSuchSlot(id))
+    }
+
+    fn rotate_keeping(
+        &mut self,
+        old: SlotRecord,
+        secret: &[u8],
+        transit: Option<&TransitParams>,
+        drop_others: bool,
+        progress: Progress<'_>,
+    ) -> Result<RotateReport> {
         let new_kek = Kek::generate()?;
-        let keep = old.rebuilt(secret, old.kdf, &new_kek, &self.volume_id)?;
+        let mut keep = old.rebuilt(secret, old.kdf, &new_kek, &self.volume_id)?;
+        if let Some(params) = transit {
+            keep.params = Some(params.encode());
+        }
         let report = self
             .store
             .rotate(&self.kek, &new_kek, &keep, drop_others, progress)?;

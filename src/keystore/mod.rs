@@ -12,10 +12,12 @@ pub mod schema;
 pub mod shares;
 mod slots;
 pub mod store;
+pub mod transit_params;
 
 pub use keyring::Keyring;
 pub use rotate::RotateReport;
 pub use store::{HeaderStore, Owner, SlotKind, SlotRecord, VolumeParams};
+pub use transit_params::TransitParams;
 
 use crate::crypto::CryptoError;
 use crate::format::FileId;

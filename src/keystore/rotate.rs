@@ -101,6 +101,13 @@ impl HeaderStore {
             if n != 1 {
                 return Err(KeystoreError::NoSuchSlot(keep.slot_id));
             }
+            if let Some(p) = &keep.params {
+                // A kept Transit slot may come back with a new Vault ciphertext.
+                tx.execute(
+                    "UPDATE slots SET params = ?2 WHERE slot_id = ?1",
+                    params![keep.slot_id, p],
+                )?;
+            }
             tx.execute("DELETE FROM slots WHERE slot_id != ?1", [keep.slot_id])?;
             tx.commit()?;
             Ok(file_keys)

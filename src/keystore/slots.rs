@@ -41,8 +41,24 @@ impl HeaderStore {
                 slot.wrapped_kek
             ],
         )?;
+        if let Some(p) = &slot.params {
+            self.replace_slot_params(slot.slot_id, p)?;
+        }
         if n == 0 {
             return Err(KeystoreError::NoSuchSlot(slot.slot_id));
+        }
+        Ok(())
+    }
+
+    /// Replaces the `params` of slot `slot_id` alone (`keys rewrap`: a new Transit ciphertext
+    /// of the same slot key); one statement.
+    pub fn replace_slot_params(&self, slot_id: u32, params: &str) -> Result<()> {
+        let n = self.conn.lock().execute(
+            "UPDATE slots SET params = ?2 WHERE slot_id = ?1",
+            params![slot_id, params],
+        )?;
+        if n == 0 {
+            return Err(KeystoreError::NoSuchSlot(slot_id));
         }
         Ok(())
     }

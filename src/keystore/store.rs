@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::schema::{CONNECTION_PRAGMAS, CREATE_TABLES, LEGACY_SCHEMA_VERSION, SCHEMA_VERSION};
+use super::transit_params::TransitParams;
 use super::{KeystoreError, Result};
 use crate::crypto::kdf::{SALT_LEN, keyfile_slot_key};
 use crate::crypto::wrap::VolumeBinding;
@@ -97,6 +98,12 @@ pub enum SlotKind {
     Password,
     /// A key file (32+ random bytes) through HKDF-SHA256; the Argon2 columns hold 0.
     Keyfile,
+    /// A random slot key kept encrypted by a Vault/OpenBao Transit key: `slots.params` holds
+    /// the Transit ciphertext and where it comes from ([`TransitParams`]); the secret given
+    /// to unlock is the slot key the `decrypt` call returned. The salt is empty and the
+    /// Argon2 columns hold 0. Older cofferfs refuse the store (unknown kind) rather than
+    /// mis-read it.
+    Transit,
 }
 
 impl SlotKind {
@@ -104,6 +111,7 @@ impl SlotKind {
         match self {
             SlotKind::Password => "password",
             SlotKind::Keyfile => "keyfile",
+            SlotKind::Transit => "transit",
         }
     }
 
@@ -113,6 +121,7 @@ impl SlotKind {
         match s {
             "password" => Some(SlotKind::Password),
             "keyfile" => Some(SlotKind::Keyfile),
+            "transit" => Some(SlotKind::Transit),
             _ => None,
         }
     }
@@ -141,6 +150,9 @@ pub struct SlotRecord {
     pub wrapped_kek: Vec<u8>,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// `slots.params` (schema 2): the parameters of a slot kind that needs more than the
+    /// columns above (a [`TransitParams`] for Transit); `None` for password and key-file slots.
+    pub params: Option<String>,
 }
 
 impl SlotRecord {
@@ -165,6 +177,7 @@ impl SlotRecord {
             kdf,
             wrapped_kek,
             created: now_secs(),
+            params: None,
         })
     }
 
@@ -192,7 +205,54 @@ impl SlotRecord {
             },
             wrapped_kek,
             created: now_secs(),
+            params: None,
         })
+    }
+
+    /// A new Transit slot wrapping `kek` under `slot_key`, the random key that Vault encrypted
+    /// into `params.ciphertext`. The KEK itself never goes to Vault: Vault's answer is only
+    /// trusted once the KEK it opens authenticates (AES-GCM over `wrapped_kek`, bound to the
+    /// volume id), so a wrong or substituted ciphertext can never yield a wrong KEK.
+    pub fn new_transit(
+        slot_id: u32,
+        label: &str,
+        slot_key: &[u8],
+        params: &TransitParams,
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        let key = SlotKey::from_slice(slot_key)
+            .ok_or(CryptoError::Malformed("a Transit slot key is 32 bytes"))?;
+        let wrapped_kek = wrap::wrap_kek(&key, kek, volume_id)?;
+        Ok(SlotRecord {
+            slot_id,
+            kind: SlotKind::Transit,
+            label: label.to_owned(),
+            salt: Vec::new(),
+            kdf: KdfParams {
+                m_kib: 0,
+                t: 0,
+                p: 0,
+            },
+            wrapped_kek,
+            created: now_secs(),
+            params: Some(params.encode()),
+        })
+    }
+
+    /// The Transit parameters of a Transit slot (`None` for other kinds); a Transit slot
+    /// whose `params` do not parse is a damaged store.
+    pub fn transit(&self) -> Result<Option<TransitParams>> {
+        if self.kind != SlotKind::Transit {
+            return Ok(None);
+        }
+        let text = self
+            .params
+            .as_deref()
+            .ok_or_else(|| corrupt(format!("Transit slot {} has no params", self.slot_id)))?;
+        TransitParams::decode(text)
+            .map(Some)
+            .map_err(|e| corrupt(format!("Transit slot {}: params: {e}", self.slot_id)))
     }
 
     /// A new slot of the same kind, id, label and (for passwords) `kdf`, wrapping `kek` under
@@ -211,6 +271,11 @@ impl SlotRecord {
             SlotKind::Keyfile => {
                 Self::new_keyfile(self.slot_id, &self.label, secret, kek, volume_id)?
             }
+            // The same Vault ciphertext, so the same slot key: it re-wraps the new KEK.
+            SlotKind::Transit => {
+                let params = self.transit()?.expect("a Transit slot");
+                Self::new_transit(self.slot_id, &self.label, secret, &params, kek, volume_id)?
+            }
         };
         s.created = self.created;
         Ok(s)
@@ -221,6 +286,8 @@ impl SlotRecord {
         Ok(match self.kind {
             SlotKind::Password => self.kdf.derive(secret, &self.salt)?,
             SlotKind::Keyfile => keyfile_slot_key(secret, &self.salt)?,
+            SlotKind::Transit => SlotKey::from_slice(secret)
+                .ok_or(CryptoError::Malformed("a Transit slot key is 32 bytes"))?,
         })
     }
 }
@@ -515,31 +582,51 @@ impl HeaderStore {
     }
 
     pub(super) fn insert_slot_in(conn: &Connection, s: &SlotRecord) -> Result<()> {
-        conn.execute(
-            "INSERT INTO slots (slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p,
-                wrapped_kek, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                s.slot_id,
-                s.kind.as_str(),
-                s.label,
-                s.salt,
-                s.kdf.m_kib,
-                s.kdf.t,
-                s.kdf.p,
-                s.wrapped_kek,
-                s.created
-            ],
-        )?;
+        let kind = s.kind.as_str();
+        let columns: [&dyn rusqlite::ToSql; 9] = [
+            &s.slot_id,
+            &kind,
+            &s.label,
+            &s.salt,
+            &s.kdf.m_kib,
+            &s.kdf.t,
+            &s.kdf.p,
+            &s.wrapped_kek,
+            &s.created,
+        ];
+        match &s.params {
+            // Only schema 2 has the column; a v1 store is migrated by its first read-write
+            // mount, and `add_transit_slot` refuses a v1 store.
+            Some(params) => {
+                let mut with_params = columns.to_vec();
+                with_params.push(params);
+                conn.execute(
+                    "INSERT INTO slots (slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p,
+                        wrapped_kek, created, params)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    &*with_params,
+                )?
+            }
+            None => conn.execute(
+                "INSERT INTO slots (slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p,
+                    wrapped_kek, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                &columns[..],
+            )?,
+        };
         Ok(())
     }
 
     /// All key slots, by slot id.
     pub fn slots(&self) -> Result<Vec<SlotRecord>> {
+        let v3 = self.has_v3_schema();
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare(
-            "SELECT slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p, wrapped_kek, created
-             FROM slots ORDER BY slot_id",
-        )?;
+        let mut stmt = conn.prepare(if v3 {
+            "SELECT slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p, wrapped_kek, created,
+                params FROM slots ORDER BY slot_id"
+        } else {
+            "SELECT slot_id, kind, label, salt, argon2_m, argon2_t, argon2_p, wrapped_kek, created,
+                NULL FROM slots ORDER BY slot_id"
+        })?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, u32>(0)?,
@@ -553,11 +640,12 @@ impl HeaderStore {
                 },
                 r.get::<_, Vec<u8>>(7)?,
                 r.get::<_, i64>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (slot_id, kind, label, salt, kdf, wrapped_kek, created) =
+            let (slot_id, kind, label, salt, kdf, wrapped_kek, created, params) =
                 row.map_err(|e| corrupt(format!("slots table: {e}")))?;
             let kind =
                 SlotKind::parse(&kind).ok_or_else(|| corrupt(format!("slot kind {kind:?}")))?;
@@ -569,6 +657,7 @@ impl HeaderStore {
                 kdf,
                 wrapped_kek,
                 created,
+                params,
             });
         }
         Ok(out)

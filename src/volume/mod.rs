@@ -209,6 +209,25 @@ pub fn check_init(cipherdir: &Path, opts: &InitOptions) -> Result<()> {
 /// `opts.header_store`). Every check runs before anything is created. Returns where the
 /// volume's parts are.
 pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Location> {
+    init_with(cipherdir, FirstSlot::Password(password), opts)
+}
+
+/// What opens the first slot of a new volume.
+pub enum FirstSlot<'a> {
+    /// A password (Argon2id with `InitOptions::kdf`).
+    Password(&'a [u8]),
+    /// A slot key that Vault/OpenBao Transit encrypted into `params` (`init --transit`): the
+    /// volume then has no password at all.
+    Transit {
+        /// The random slot key.
+        slot_key: &'a [u8],
+        /// Where it is encrypted, and its ciphertext.
+        params: &'a crate::keystore::TransitParams,
+    },
+}
+
+/// [`init`] with any kind of first slot.
+pub fn init_with(cipherdir: &Path, first: FirstSlot<'_>, opts: &InitOptions) -> Result<Location> {
     let InitPlan {
         layout,
         exists,
@@ -228,7 +247,14 @@ pub fn init(cipherdir: &Path, password: &[u8], opts: &InitOptions) -> Result<Loc
     };
     // Bound to every parameter above: a store whose parameters change no longer opens.
     params.wrapped_name_key = params.wrap_name_key(&kek, &name_key)?;
-    let slot = SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?;
+    let slot = match first {
+        FirstSlot::Password(password) => {
+            SlotRecord::new_password(0, &opts.label, password, opts.kdf, &kek, &volume_id)?
+        }
+        FirstSlot::Transit { slot_key, params } => {
+            SlotRecord::new_transit(0, &opts.label, slot_key, params, &kek, &volume_id)?
+        }
+    };
     if !exists {
         // Private whatever the umask (as `ssh-keygen` makes ~/.ssh): file names, sizes and
         // the header store are nobody else's business. An existing directory keeps its mode.
@@ -317,6 +343,29 @@ pub fn open_store_read_only_at(loc: &Location) -> Result<ReadOnlyStore> {
         store,
         _root_times: root_times,
     })
+}
+
+/// The header store opened read-write under the volume lock, without a secret: for the one
+/// change that needs none (`keys rewrap`, a new Vault ciphertext of the same slot key).
+pub struct LockedStore {
+    store: HeaderStore,
+    _lock: location::VolumeLock,
+}
+
+impl std::ops::Deref for LockedStore {
+    type Target = HeaderStore;
+    fn deref(&self) -> &HeaderStore {
+        &self.store
+    }
+}
+
+/// Takes the volume lock and opens the store read-write, refusing a store of another volume.
+pub fn open_store_locked_at(loc: &Location) -> Result<LockedStore> {
+    check_writable_media(loc)?;
+    let lock = loc.lock()?;
+    let store = HeaderStore::open(loc.store(), false)?;
+    loc.check_volume_id(&store.params()?.volume_id)?;
+    Ok(LockedStore { store, _lock: lock })
 }
 
 /// Everything a command checks before it asks for a secret: the volume is not in use and its

@@ -23,6 +23,12 @@ pub struct AddArgs {
     /// The new slot is opened by this key file (at least 32 bytes) instead of a password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["new_passfile", "new_extpass"])]
     pub keyfile: Option<PathBuf>,
+    /// The new slot is opened by Vault/OpenBao Transit key KEY (VAULT_ADDR, VAULT_TOKEN, …).
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["keyfile", "new_passfile", "new_extpass"])]
+    pub transit: Option<String>,
+    /// Mount path of the Transit engine for --transit.
+    #[arg(long, value_name = "PATH", default_value = crate::cli::transit::DEFAULT_MOUNT, requires = "transit")]
+    pub transit_mount: String,
     /// Where the new password comes from (default: prompt, or the next line of stdin).
     #[command(flatten)]
     pub new_password: NewPasswordArgs,
@@ -35,6 +41,9 @@ pub struct AddArgs {
     /// Unlock with an existing key-file slot instead of a current password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub unlock_keyfile: Option<PathBuf>,
+    /// AppRole login for Transit (else VAULT_TOKEN / ~/.vault-token).
+    #[command(flatten)]
+    pub vault: crate::transit::config::AppRoleArgs,
 }
 
 /// Runs `keys add`.
@@ -46,8 +55,28 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
     let unlock = UnlockArgs {
         password: a.password.clone(),
         keyfile: a.unlock_keyfile.clone(),
+        vault: a.vault.clone(),
     };
+    if let Some(key) = &a.transit {
+        crate::cli::transit::check_names(&a.transit_mount, key)?;
+    }
     let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
+    if let Some(key) = &a.transit {
+        let (slot_key, params) =
+            crate::cli::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;
+        let label = a.label.unwrap_or_else(|| format!("transit:{key}"));
+        let keyring = vol.keyring();
+        let id = keyring
+            .add_transit_slot(&label, slot_key.expose(), &params)
+            .map_err(VolumeError::from)?;
+        keyring.store().checkpoint().map_err(VolumeError::from)?;
+        println!(
+            "Added key slot {id} (transit {}/{key} version {}, label {label:?}).",
+            params.mount,
+            params.key_version().unwrap_or(0)
+        );
+        return Ok(());
+    }
     let (kind, new_secret) = match &a.keyfile {
         Some(path) => (SlotKind::Keyfile, read_keyfile(path)?),
         None => (SlotKind::Password, a.new_password.read()?),

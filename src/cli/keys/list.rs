@@ -20,6 +20,10 @@ pub fn describe_kdf(s: &SlotRecord) -> String {
     match s.kind {
         SlotKind::Password => format!("argon2id m={} KiB t={} p={}", s.kdf.m_kib, s.kdf.t, s.kdf.p),
         SlotKind::Keyfile => "hkdf-sha256".to_owned(),
+        SlotKind::Transit => match s.transit() {
+            Ok(Some(p)) => crate::cli::transit::describe(&p),
+            _ => "transit (damaged params)".to_owned(),
+        },
     }
 }
 

@@ -5,6 +5,7 @@ pub mod add;
 pub mod list;
 pub mod new_keyfile;
 pub mod remove;
+pub mod rewrap;
 
 use super::CliError;
 
@@ -23,6 +24,8 @@ enum KeysCommand {
     Add(add::AddArgs),
     /// Remove a key slot; needs the secret of another slot, and never removes the last one.
     Remove(remove::RemoveArgs),
+    /// Re-wrap a Transit slot to its Vault key's newest version (`transit/rewrap`; no secret).
+    Rewrap(rewrap::RewrapArgs),
     /// Write a new random key file (64 bytes, mode 0600); never overwrites.
     NewKeyfile(new_keyfile::NewKeyfileArgs),
 }
@@ -34,5 +37,6 @@ pub fn run(a: KeysArgs) -> Result<(), CliError> {
         KeysCommand::Add(a) => add::run(a),
         KeysCommand::Remove(a) => remove::run(a),
         KeysCommand::NewKeyfile(a) => new_keyfile::run(a),
+        KeysCommand::Rewrap(a) => rewrap::run(a),
     }
 }

@@ -3,7 +3,7 @@
 //! and a forgotten password's slot can be removed with another secret. The last slot is never
 //! removed.
 
-use crate::cli::unlock::{UnlockArgs, open_for_management};
+use crate::cli::unlock::{UnlockArgs, open_for_management_keeping};
 use crate::cli::volume_args::VolumeArgs;
 use crate::cli::{CliError, exit};
 use crate::keystore::KeystoreError;
@@ -24,7 +24,8 @@ pub struct RemoveArgs {
 
 /// Runs `keys remove`.
 pub fn run(a: RemoveArgs) -> Result<(), CliError> {
-    let (vol, secret) = open_for_management(&a.volume.locate()?, &a.unlock, None)?;
+    let (vol, secret) =
+        open_for_management_keeping(&a.volume.locate()?, &a.unlock, None, Some(a.slot))?;
     let store = vol.keyring().store();
     let slots = store.slots().map_err(VolumeError::from)?;
     if !slots.iter().any(|s| s.slot_id == a.slot) {
