@@ -139,3 +139,72 @@ fn fsck_purge_keeps_the_key_of_a_file_it_cannot_open() {
         "fsck destroyed the key of a file it could not open: {text}"
     );
 }
+
+/// Copies the directory tree `from` to `to` (as `cp -a` of a backup would).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let ok = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn removing_an_old_copy_of_a_restored_directory_keeps_the_restored_files_keys() {
+    let mut m = Mounted::new();
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/f"), b"restored from backup").unwrap();
+    m.unmount();
+    // A backup of the directory's ciphertext, taken while the volume is at rest.
+    let d = cipher_path(&m.cipherdir, "/d");
+    let backup = tempfile::tempdir().unwrap();
+    copy_tree(&d, &backup.path().join("d"));
+    // Later: the directory is renamed aside, the backup put back under its old name, and the
+    // old one removed. Both carry the same directory id, so every child has the same on-disk
+    // name, hence the same owner digest, in both.
+    m.mount(&[]);
+    std::fs::rename(m.path("d"), m.path("old")).unwrap();
+    m.unmount();
+    copy_tree(&backup.path().join("d"), &d);
+    m.mount(&[]);
+    assert_eq!(
+        std::fs::read(m.path("d/f")).unwrap(),
+        b"restored from backup"
+    );
+    std::fs::remove_dir_all(m.path("old")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    m.unmount();
+    m.mount(&[]);
+    assert_eq!(
+        std::fs::read(m.path("d/f")).map_err(|e| e.to_string()),
+        Ok(b"restored from backup".to_vec()),
+        "removing the old copy shredded the restored file's key"
+    );
+}
+
+#[test]
+fn an_open_original_removed_then_replaced_by_its_copy_keeps_the_key() {
+    // FORMAT.md, Key-row owners: "a copy renamed onto the old name in between (`rm B; mv A B`
+    // while B is open) keeps its key". Here B is the original (its row's owner), A the copy.
+    let mut m = Mounted::new();
+    std::fs::write(m.path("b"), b"the original").unwrap();
+    std::fs::write(m.path("a"), b"x").unwrap();
+    m.unmount();
+    let b = cipher_path(&m.cipherdir, "/b");
+    std::fs::copy(&b, cipher_path(&m.cipherdir, "/a")).unwrap();
+    m.mount(&[]);
+    let open = std::fs::File::open(m.path("b")).unwrap();
+    std::fs::remove_file(m.path("b")).unwrap();
+    std::fs::rename(m.path("a"), m.path("b")).unwrap();
+    drop(open);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    m.unmount();
+    m.mount(&[]);
+    assert_eq!(
+        std::fs::read(m.path("b")).map_err(|e| e.to_string()),
+        Ok(b"the original".to_vec())
+    );
+}
