@@ -149,8 +149,9 @@ fn mark_all_several(dir: &Path, carriers: &mut HashMap<FileId, Carriers>) {
     }
 }
 
-/// The file id in the header of the ciphertext file at `path`, if it has a valid one.
-fn header_id(path: &Path) -> Option<FileId> {
+/// The file id in the header of the ciphertext file at `path`, if it has a valid one: what
+/// `reencrypt --all` groups files by, so that it leaves alone an id two files carry.
+pub fn header_id(path: &Path) -> Option<FileId> {
     let f = std::fs::File::open(path).ok()?;
     let mut h = [0u8; HEADER_LEN];
     let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
