@@ -30,12 +30,17 @@ pub fn entry_owner(dir_id: &DirId, disk_name: &OsStr) -> Owner {
     sha256(&[OWNER_LABEL, &dir_id[..], disk_name.as_bytes()].concat())
 }
 
-/// The owner a key row gets when the last name of its file goes while the file is still
-/// open: no entry can have it (it is no digest of a name), so between the unlink and the last
-/// close no rename of a copy onto the old name can make the pending deletion match a live
-/// entry. The deletion at the last close asks for this owner.
-pub fn unlinked_open_owner() -> Owner {
-    sha256(b"cofferfs/v3/owner/unlinked-while-open")
+/// Domain label of the owner a row gets while its file is open without a name.
+pub const UNLINKED_OPEN_LABEL: &[u8] = b"cofferfs/v3/unlinked-open-owner";
+
+/// The owner a key row gets when `name` (an owner digest), the last name of its file, goes
+/// while the file is still open: no entry can have it (it is no digest of a name, and its
+/// label is no prefix of [`OWNER_LABEL`]'s input), so the deletion at the last close, which
+/// asks for this owner, cannot match a live entry. It names the entry that went, so a copy
+/// renamed onto that name in between (`rm B; mv A B` while B is open) takes the row back
+/// (see `Volume::entry_renamed`) and keeps its key.
+pub fn unlinked_open_owner(name: &Owner) -> Owner {
+    sha256(&[UNLINKED_OPEN_LABEL, &name[..]].concat())
 }
 
 /// Who carries a file id in the tree.
