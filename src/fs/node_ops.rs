@@ -330,6 +330,10 @@ impl CofferFs {
         let Ok(owner) = self.entry_owner(parent, disk) else {
             return Some((ino, Removal::Nothing));
         };
+        // Another directory has this one's id: the owner digest may be an entry there.
+        if self.dir_id_shared(parent) {
+            return Some((ino, Removal::Nothing));
+        }
         if st.st_nlink != 1 {
             let id = self.file_id_of(parent, disk, ino);
             let heir = self.other_link_owner(parent, disk, ino, st.st_ino);

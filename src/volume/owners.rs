@@ -43,6 +43,48 @@ pub fn unlinked_open_owner(name: &Owner) -> Owner {
     sha256(&[UNLINKED_OPEN_LABEL, &name[..]].concat())
 }
 
+/// The directory ids a mount has met, by the backing directory (device, inode) that has
+/// each: two directories with one id (a restored copy of a directory next to the renamed
+/// original) give their children identical owner digests, so removing a child of either
+/// could shred the other's key. Once a second directory shows an id, that id is shared and
+/// no removal in either directory shreds a row (its owner is as good as unknown; fsck reports
+/// the shared directory id and finds the rows once no file carries them).
+#[derive(Debug, Default)]
+pub struct DirIdSightings {
+    seen: parking_lot::Mutex<HashMap<DirId, Sighting>>,
+}
+
+#[derive(Debug)]
+enum Sighting {
+    One((u64, u64)),
+    Shared,
+}
+
+impl DirIdSightings {
+    /// Records that the directory `(dev, ino)` has `id`; true the first time `id` turns out
+    /// to be shared by two directories (for a single warning).
+    pub fn see(&self, id: &DirId, dir: (u64, u64)) -> bool {
+        let mut seen = self.seen.lock();
+        match seen.get(id) {
+            None => {
+                seen.insert(*id, Sighting::One(dir));
+                false
+            }
+            Some(Sighting::One(d)) if *d == dir => false,
+            Some(Sighting::One(_)) => {
+                seen.insert(*id, Sighting::Shared);
+                true
+            }
+            Some(Sighting::Shared) => false,
+        }
+    }
+
+    /// True when two directories were seen with `id`: owners in them do not identify an entry.
+    pub fn shared(&self, id: &DirId) -> bool {
+        matches!(self.seen.lock().get(id), Some(Sighting::Shared))
+    }
+}
+
 /// Who carries a file id in the tree.
 enum Carriers {
     /// One inode (maybe several hard links): the first name met, in name order.
