@@ -204,3 +204,27 @@ pub fn header_id(path: &Path) -> Option<FileId> {
     let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
     FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DirIdSightings;
+
+    #[test]
+    fn a_directory_id_is_shared_once_a_second_directory_shows_it() {
+        let s = DirIdSightings::default();
+        let (id, other) = ([1u8; 16], [2u8; 16]);
+        assert!(!s.see(&id, (1, 10)));
+        assert!(
+            !s.see(&id, (1, 10)),
+            "the same directory again is no second one"
+        );
+        assert!(!s.shared(&id));
+        assert!(
+            s.see(&id, (1, 11)),
+            "the first sighting of a second directory warns"
+        );
+        assert!(!s.see(&id, (1, 12)), "and only once");
+        assert!(s.shared(&id));
+        assert!(!s.see(&other, (1, 11)) && !s.shared(&other));
+    }
+}
