@@ -131,3 +131,33 @@ fn orphan_key_rows_are_quarantined_restored_rotated_and_purged_only_on_request()
         "{out}"
     );
 }
+
+#[test]
+fn a_purge_never_destroys_a_row_the_same_run_quarantined() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("b"), b"away for a while").unwrap();
+    m.unmount();
+    let c = m.cipherdir.clone();
+    let b = cipher_path(&c, "/b");
+    let id = header_id(&b);
+    let outside = tempfile::tempdir().unwrap();
+    let away = take_away(&b, outside.path());
+    // One run finds the orphan and quarantines it: its purge leaves that row for a later run.
+    let (code, out, err) = fsck(&c, &["--repair", "--purge-quarantine"]);
+    assert_eq!(code, 27, "{out}{err}");
+    assert!(out.contains("destroyed 0 key rows"), "{out}");
+    assert!(out.contains("were not purged"), "{out}");
+    assert_eq!(quarantined(&c), vec![(id.clone(), 1)]);
+    // The file comes back before the next run: it reads.
+    std::fs::rename(&away, &b).unwrap();
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"away for a while");
+    m.unmount();
+    // Away again: the next purge destroys what the earlier run quarantined.
+    let away = take_away(&b, outside.path());
+    let (code, out, err) = fsck(&c, &["--repair", "--purge-quarantine"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("destroyed 1 key rows"), "{out}");
+    assert!(quarantined(&c).is_empty() && !key_row_ids(&c).contains(&id));
+    drop(away);
+}

@@ -156,3 +156,33 @@ fn kill_9_during_reencrypt_always_leaves_every_file_readable() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(key_row_ids(&m.cipherdir).len(), files.len());
 }
+
+#[test]
+fn reencrypt_all_leaves_alone_a_file_id_two_files_carry_and_says_so() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"original").unwrap();
+    std::fs::write(m.path("b"), b"x").unwrap();
+    std::fs::write(m.path("c"), b"alone").unwrap();
+    m.unmount();
+    let a = cipher_path(&m.cipherdir, "/a");
+    std::fs::copy(&a, cipher_path(&m.cipherdir, "/b")).unwrap();
+    let shared = header_id(&a);
+    let c_id = header_id(&cipher_path(&m.cipherdir, "/c"));
+    let (code, out, err) = cofferfs(&["reencrypt", m.cipherdir.to_str().unwrap(), "--all"]);
+    assert_eq!(code, 28, "{out}{err}");
+    assert!(
+        err.contains("skipped /a: its file id is carried by 2 files"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipped /b: its file id is carried by 2 files"),
+        "{err}"
+    );
+    assert!(out.contains("1 files re-encrypted, 2 left alone"), "{out}");
+    let rows = key_row_ids(&m.cipherdir);
+    assert!(rows.contains(&shared) && !rows.contains(&c_id), "{rows:?}");
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"original");
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"original");
+    assert_eq!(std::fs::read(m.path("c")).unwrap(), b"alone");
+}

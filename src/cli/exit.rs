@@ -42,7 +42,8 @@ pub const FSCK_PROBLEMS: i32 = 26;
 /// `fsck --repair` found problems and repaired every one of them.
 pub const FSCK_REPAIRED: i32 = 27;
 /// `reencrypt` left some of the files it was asked for alone (hard links, not a regular
-/// file, unreadable); the others were re-encrypted.
+/// file, unreadable, with `--all` a file id another file carries too); the others were
+/// re-encrypted.
 pub const REENCRYPT_INCOMPLETE: i32 = 28;
 /// The volume parameters in the header store (name mode, chunk size, format version, volume
 /// id) are not the ones the KEK authenticated: the store was tampered with.

@@ -102,6 +102,12 @@ fn print_report(r: &Report) {
             );
         }
     }
+    if !r.skipped.is_empty() {
+        println!("not checked:");
+        for n in &r.skipped {
+            println!("  {n}");
+        }
+    }
     if !r.actions.is_empty() {
         println!("repairs ({}):", r.actions.len());
         for a in &r.actions {

@@ -1,5 +1,6 @@
 //! `cofferfs reencrypt`: new keys and rewritten content for the named files (or all of them).
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,8 @@ use super::fsck::progress_bar;
 use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::format::FileId;
+use crate::volume::owners::header_id;
 use crate::volume::reencrypt::{Outcome, reencrypt_file, resolve};
 use crate::volume::walk::{EntryKind, walk};
 use crate::volume::{Volume, VolumeError};
@@ -31,10 +34,11 @@ pub struct ReencryptArgs {
     pub unlock: UnlockArgs,
 }
 
-/// A file to rewrite: the plaintext path for messages, and its ciphertext path, or why a
-/// path given on the command line could not be found (it is then left alone, exit 28, and
-/// the others are still done, as `cp` or `rsync` go on past a missing source).
-type Target = (String, Result<PathBuf, VolumeError>);
+/// A file to rewrite: the plaintext path for messages, and its ciphertext path, or why it is
+/// left alone (a path given on the command line that could not be found, a file id carried by
+/// more than one file); it then counts as left alone (exit 28) and the others are still done,
+/// as `cp` or `rsync` go on past a missing source.
+type Target = (String, Result<PathBuf, String>);
 
 /// The files to rewrite.
 fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<Target>, CliError> {
@@ -42,16 +46,46 @@ fn targets(vol: &Volume, a: &ReencryptArgs) -> Result<Vec<Target>, CliError> {
         return Ok(a
             .paths
             .iter()
-            .map(|p| (p.display().to_string(), resolve(vol, p)))
+            .map(|p| {
+                let shown = p.display().to_string();
+                (shown, resolve(vol, p).map_err(|e| not_found_reason(&e)))
+            })
             .collect());
     }
     let w = walk(vol, Path::new(""), Some(String::new()))?;
     // Hard links share one inode: list it once (it is refused once, not once per name).
     let mut seen = std::collections::HashSet::new();
-    Ok(w.entries
+    let files: Vec<_> = w
+        .entries
         .into_iter()
         .filter(|e| e.kind == EntryKind::File && seen.insert((e.meta.dev(), e.meta.ino())))
-        .map(|e| (e.loc.to_string(), Ok(e.loc.cipher)))
+        .map(|e| {
+            let id = header_id(&vol.root().join(&e.loc.cipher));
+            (e, id)
+        })
+        .collect();
+    // Two inodes carrying one file id (a copy made in the cipherdir, a hard link split by
+    // `rsync -a` without -H) share one key row: re-encrypting one would leave the other
+    // without its key once the row goes, so both are left for the user and fsck to sort out.
+    let mut carriers: HashMap<FileId, usize> = HashMap::new();
+    for (_, id) in &files {
+        if let Some(id) = id {
+            *carriers.entry(*id).or_default() += 1;
+        }
+    }
+    Ok(files
+        .into_iter()
+        .map(|(e, id)| {
+            let shared = id.and_then(|id| carriers.get(&id).copied().filter(|&n| n > 1));
+            let target = match shared {
+                Some(n) => Err(format!(
+                    "its file id is carried by {n} files (a copy or a split hard link share \
+                     one key); `cofferfs fsck` lists them"
+                )),
+                None => Ok(e.loc.cipher.clone()),
+            };
+            (e.loc.to_string(), target)
+        })
         .collect())
 }
 
@@ -102,17 +136,28 @@ pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     for (shown, cipher) in &list {
         let cipher = match cipher {
             Ok(c) => c,
-            Err(e) => {
+            Err(why) => {
                 left += 1;
-                let why = not_found_reason(e);
                 pb.suspend(|| eprintln!("cofferfs: skipped {shown}: {why}"));
                 continue;
             }
         };
         match reencrypt_file(&vol, cipher, &mut |n| pb.inc(n)) {
-            Ok(Outcome::Reencrypted { old, new }) => {
+            Ok(Outcome::Reencrypted {
+                old,
+                new,
+                old_row_kept,
+            }) => {
                 done += 1;
                 pb.suspend(|| println!("re-encrypted {shown} (file id {old} -> {new})"));
+                if old_row_kept {
+                    pb.suspend(|| {
+                        println!(
+                            "  kept the key row of file id {old}: {shown} did not own it (a copy \
+                             of another file); `cofferfs fsck` reports it once no file carries it"
+                        )
+                    });
+                }
                 report_ended_shares(&vol, &old, shown, &pb);
             }
             Ok(Outcome::Empty) => {

@@ -88,6 +88,8 @@ pub struct CofferFs {
     notifier: Arc<OnceLock<fuser::Notifier>>,
     /// Key rows of deleted files, deleted in batches (see `shred_queue.rs`).
     shreds: shred_queue::ShredQueue,
+    /// Directory ids met, to spot two directories sharing one (`volume::owners`).
+    dir_ids: crate::volume::owners::DirIdSightings,
 }
 
 /// When the filesystem was last used, shared with the `--idle` watchdog.
@@ -160,6 +162,7 @@ impl CofferFs {
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
             shreds: shred_queue::ShredQueue::start(vol.clone()),
+            dir_ids: Default::default(),
             vol,
             opts,
             writeback: false,
@@ -218,8 +221,22 @@ impl CofferFs {
         if let Some(id) = dir.dir_id.get() {
             return Ok(*id);
         }
-        let id = read_or_renew_dir_id(dir.fd()?.as_fd(), !self.opts.read_only)?;
+        let fd = dir.fd()?;
+        let id = read_or_renew_dir_id(fd.as_fd(), !self.opts.read_only)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if self.dir_ids.see(&id, (st.st_dev, st.st_ino)) {
+            log::warn!(
+                "two directories share one directory id (a copy of a directory?): removing \
+                 files in them leaves their key rows in place; `cofferfs fsck` lists them"
+            );
+        }
         Ok(*dir.dir_id.get_or_init(|| id))
+    }
+
+    /// True when `dir`'s id is also another directory's: its entries' owner digests do not
+    /// tell them apart from that directory's, so no removal there may shred a row.
+    fn dir_id_shared(&self, dir: &Inode) -> bool {
+        self.vol.names().encrypted() && self.dir_id(dir).is_ok_and(|id| self.dir_ids.shared(&id))
     }
 
     /// The owner digest of the entry `disk` in directory `dir` (see `volume::owners`).

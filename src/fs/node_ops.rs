@@ -330,6 +330,10 @@ impl CofferFs {
         let Ok(owner) = self.entry_owner(parent, disk) else {
             return Some((ino, Removal::Nothing));
         };
+        // Another directory has this one's id: the owner digest may be an entry there.
+        if self.dir_id_shared(parent) {
+            return Some((ino, Removal::Nothing));
+        }
         if st.st_nlink != 1 {
             let id = self.file_id_of(parent, disk, ino);
             let heir = self.other_link_owner(parent, disk, ino, st.st_ino);
@@ -410,7 +414,7 @@ impl CofferFs {
         if let Some(inode) = self.inodes.get(ino) {
             let mut content = inode.content.lock();
             if content.opens > 0 {
-                let gone = owners::unlinked_open_owner();
+                let gone = owners::unlinked_open_owner(&last.1);
                 // A keyless file gets its row, at its first write, for no name.
                 let id = match &content.file {
                     Some(f) => f.set_pending_owner(Some(gone)),
@@ -553,18 +557,19 @@ impl CofferFs {
             Some((ino, removal)) => self.after_removal(ino, removal)?,
             None => {}
         }
-        // After the victim's shred is queued: the cancel below also covers a victim that
-        // carried the same id as the file moving onto its name.
+        // After the victim's shred is queued: the cancel also covers a victim that carried
+        // the same id as the file moving onto its name. Cancel first, then the owner update,
+        // both under the queue's lock, so a batch the shredder already took cannot delete the
+        // row between them (`shred_queue::Shared::delete_pending`).
         if let Some((from, to)) = owners {
-            match (src_id, dst_id, exchange) {
-                (Some(a), Some(b), true) => self.vol.entries_exchanged((a, from), (b, to))?,
-                (Some(a), None, _) => self.vol.entry_renamed(&a, &from, &to)?,
-                (None, Some(b), true) => self.vol.entry_renamed(&b, &to, &from)?,
-                _ => {}
-            }
-            for id in [src_id, dst_id].into_iter().flatten() {
-                self.shreds.cancel(&id);
-            }
+            let ids: Vec<_> = [src_id, dst_id].into_iter().flatten().collect();
+            self.shreds
+                .cancel_then(&ids, || match (src_id, dst_id, exchange) {
+                    (Some(a), Some(b), true) => self.vol.entries_exchanged((a, from), (b, to)),
+                    (Some(a), None, _) => self.vol.entry_renamed(&a, &from, &to),
+                    (None, Some(b), true) => self.vol.entry_renamed(&b, &to, &from),
+                    _ => Ok(()),
+                })?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! Each queued id comes with the owner digest of the entry removed: the store deletes the row
 //! only if that entry is its owner (`keystore::owners`), so removing a copy of a ciphertext
 //! file never destroys the original's key. A rename of a file whose id is queued takes the id
-//! out of the queue ([`ShredQueue::cancel`]): the renamed entry carries the id, and its new
+//! out of the queue ([`ShredQueue::cancel_then`]): the renamed entry carries the id, and its new
 //! name may be the very owner the queued deletion names (`rm B; mv A B` of a duplicate).
 
 use std::sync::Arc;
@@ -41,8 +41,16 @@ struct Shared {
 
 impl Shared {
     /// Deletes every queued row; on failure they stay queued for the next attempt.
+    ///
+    /// The queue lock is held from taking the batch until its `DELETE` is done: a rename
+    /// ([`ShredQueue::cancel_then`]) takes the same lock to cancel and to move an owner, so it
+    /// sees a deletion either not yet taken (and cancels it) or finished, never one in flight
+    /// that would then hit the renamed entry. Lock order is always queue lock, then the
+    /// store's connection lock (inside the keyring); nothing takes the queue lock while
+    /// holding the connection lock, so the two cannot deadlock.
     fn delete_pending(&self) -> crate::volume::Result<()> {
-        let ids = std::mem::take(&mut self.pending.lock().ids);
+        let mut pending = self.pending.lock();
+        let ids = std::mem::take(&mut pending.ids);
         if ids.is_empty() {
             return Ok(());
         }
@@ -58,7 +66,7 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                self.pending.lock().ids.extend(ids);
+                pending.ids.extend(ids);
                 Err(e.into())
             }
         }
@@ -115,10 +123,15 @@ impl ShredQueue {
         self.shared.wake.notify_one();
     }
 
-    /// Takes `id` out of the queue: an entry that carries it was just renamed (see the module
-    /// doc), so no deletion of its row may run on what was decided before.
-    pub fn cancel(&self, id: &FileId) {
-        self.shared.pending.lock().ids.retain(|(i, _)| i != id);
+    /// Takes `ids` out of the queue, then runs `then` (the rename's owner `UPDATE`) still
+    /// under the queue lock: entries that carry them were just renamed (see the module doc),
+    /// so no deletion of their rows may run on what was decided before, and none in flight
+    /// can land between the cancel and the update (see `Shared::delete_pending` for the
+    /// lock order).
+    pub fn cancel_then<R>(&self, ids: &[FileId], then: impl FnOnce() -> R) -> R {
+        let mut pending = self.shared.pending.lock();
+        pending.ids.retain(|(i, _)| !ids.contains(i));
+        then()
     }
 
     /// Deletes every queued row now and stops the thread: at unmount.

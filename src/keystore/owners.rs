@@ -6,7 +6,9 @@
 //!   `file_id`) or unknown (`NULL`) is left alone, for fsck to find once no file carries it;
 //! - a rename of the owner moves the owner with it (one `UPDATE`); a rename of any other name
 //!   carrying the row changes nothing;
-//! - removing the owner name of a file that keeps other hard links makes the owner unknown.
+//! - removing the owner name of a file that keeps other hard links makes the owner unknown;
+//! - a row in `quarantined_keys` follows the same rule: the owner-checked delete removes it
+//!   too (its file came back and was removed again), so `rm` always shreds what it owns.
 //!
 //! On a store not migrated to v3 (no owner column) rows are never deleted by these calls: the
 //! mount migrates before it writes, so only the volume API can get here, and it gets the safe
@@ -29,7 +31,8 @@ pub struct ShredOutcome {
 
 impl HeaderStore {
     /// Deletes, in one transaction, the key row of each `(file_id, owner)` whose stored owner
-    /// is `owner`; rows owned by another entry or by none known stay (see the module doc).
+    /// is `owner`, in `file_keys` and in `quarantined_keys`; rows owned by another entry or by
+    /// none known stay (see the module doc).
     pub fn delete_owned_file_keys(&self, rows: &[(FileId, Owner)]) -> Result<ShredOutcome> {
         if !self.has_v3_schema() {
             return Ok(ShredOutcome {
@@ -41,9 +44,18 @@ impl HeaderStore {
             let mut out = ShredOutcome::default();
             let mut delete =
                 tx.prepare_cached("DELETE FROM file_keys WHERE file_id = ?1 AND owner = ?2")?;
-            let mut exists = tx.prepare_cached("SELECT 1 FROM file_keys WHERE file_id = ?1")?;
+            // A row `fsck --repair` quarantined while its file was away still opens the file
+            // once it is back (`Keyring::fek`), so the same owner rule shreds it there too.
+            let mut delete_quarantined = tx
+                .prepare_cached("DELETE FROM quarantined_keys WHERE file_id = ?1 AND owner = ?2")?;
+            let mut exists = tx.prepare_cached(
+                "SELECT 1 FROM file_keys WHERE file_id = ?1
+                 UNION ALL SELECT 1 FROM quarantined_keys WHERE file_id = ?1",
+            )?;
             for (id, owner) in rows {
-                if delete.execute(params![&id.0[..], &owner[..]])? > 0 {
+                let live = delete.execute(params![&id.0[..], &owner[..]])?;
+                let quarantined = delete_quarantined.execute(params![&id.0[..], &owner[..]])?;
+                if live + quarantined > 0 {
                     out.deleted += 1;
                 } else if exists.exists([&id.0[..]])? {
                     out.kept.push(*id);

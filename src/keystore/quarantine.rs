@@ -114,11 +114,22 @@ impl HeaderStore {
         Ok(out)
     }
 
-    /// Destroys every quarantined row (`secure_delete` overwrites them); returns how many.
-    pub fn purge_quarantined_keys(&self) -> Result<usize> {
-        if !self.has_v3_schema() {
+    /// Destroys the quarantined rows of `ids` only (`secure_delete` overwrites them), in one
+    /// transaction; returns how many:
+    /// `fsck --purge-quarantine` purges what earlier runs quarantined, never what the same
+    /// run just moved there (that run may be wrong about a file it could not see).
+    pub fn purge_quarantined_file_keys(&self, ids: &[FileId]) -> Result<usize> {
+        if !self.has_v3_schema() || ids.is_empty() {
             return Ok(0);
         }
-        self.write_retrying_when_full(|conn| conn.execute("DELETE FROM quarantined_keys", []))
+        self.write_retrying_when_full_tx(|tx| {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM quarantined_keys WHERE file_id = ?1")?;
+            let mut n = 0;
+            for id in ids {
+                n += delete.execute([&id.0[..]])?;
+            }
+            Ok(n)
+        })
     }
 }

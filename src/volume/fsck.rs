@@ -197,6 +197,10 @@ pub struct Report {
     pub holes: Vec<Holes>,
     /// What `repair` did, one line each.
     pub actions: Vec<String>,
+    /// Checks that were not made, and why (information, not a problem): with a file or
+    /// directory the walk could not read, no row is called an orphan (its file may be the
+    /// one that could not be read) and nothing is purged.
+    pub skipped: Vec<String>,
     /// Counts.
     pub stats: Stats,
 }
@@ -369,6 +373,24 @@ pub fn fsck_with(
         checks.push((links, check));
     }
 
+    // A file that could not be opened (its id unknown) or a directory that could not be
+    // listed may carry any row's id: with one, "no file carries this row" cannot be known,
+    // so no key or long-name row is called an orphan and nothing is moved or purged.
+    let unreadable = w.unreadable.len()
+        + checks
+            .iter()
+            .filter(|(_, c)| {
+                c.file_id.is_none() && c.problems.iter().any(|p| matches!(p, ProblemKind::Io(_)))
+            })
+            .count();
+    if unreadable > 0 {
+        report.skipped.push(format!(
+            "orphan key and long-name rows not looked for, and the key quarantine not purged: \
+             {unreadable} files or directories could not be read (their rows may be among \
+             them); run fsck as a user who can read the whole cipherdir"
+        ));
+    }
+
     let used = id_keepers(&checks);
     for (i, (links, check)) in checks.iter().enumerate() {
         let first = links[0];
@@ -428,7 +450,11 @@ pub fn fsck_with(
     }
     let mut orphan_rows = Vec::new();
     for id in rows {
-        if !used.contains_key(&id) && !q.file_ids.contains(&id) && !temp_ids.contains(&id) {
+        if unreadable == 0
+            && !used.contains_key(&id)
+            && !q.file_ids.contains(&id)
+            && !temp_ids.contains(&id)
+        {
             report.problems.push(Problem {
                 loc: None,
                 kind: ProblemKind::OrphanKeyRow(id),
@@ -439,7 +465,7 @@ pub fn fsck_with(
     }
     let mut orphan_longs = Vec::new();
     for d in store.long_name_digests()? {
-        if !w.long_digests.contains(&d) && !q.long_digests.contains(&d) {
+        if unreadable == 0 && !w.long_digests.contains(&d) && !q.long_digests.contains(&d) {
             report.problems.push(Problem {
                 loc: None,
                 kind: ProblemKind::OrphanLongName(hex(&d)),
@@ -449,6 +475,15 @@ pub fn fsck_with(
         }
     }
 
+    // Only rows that were already quarantined before this run may be purged (never a row this
+    // run moves there), and of those not one whose file is back (restored below).
+    let restored: HashSet<FileId> = back.iter().map(|(id, _)| *id).collect();
+    let purgeable: Vec<FileId> = store
+        .quarantined_keys()?
+        .into_iter()
+        .map(|k| k.file_id)
+        .filter(|id| !restored.contains(id))
+        .collect();
     if repair {
         let mut r = Repairer {
             vol,
@@ -459,11 +494,18 @@ pub fn fsck_with(
         r.fix_dir_ids(&dir_id_fix)?;
         r.restore_keys(&back)?;
         r.remove_orphans(&orphan_rows, &orphan_longs)?;
-        if purge_quarantine {
-            let n = store.purge_quarantined_keys()?;
+        if purge_quarantine && unreadable == 0 {
+            let n = store.purge_quarantined_file_keys(&purgeable)?;
             report.actions.push(format!(
                 "destroyed {n} key rows of the key quarantine (purged)"
             ));
+            let kept = store.quarantined_keys()?.len();
+            if kept > 0 {
+                report.skipped.push(format!(
+                    "{kept} key rows this run moved into the key quarantine were not purged: \
+                     a later `fsck --repair --purge-quarantine` destroys them"
+                ));
+            }
         }
         store.checkpoint()?;
     }

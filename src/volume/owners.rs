@@ -30,12 +30,59 @@ pub fn entry_owner(dir_id: &DirId, disk_name: &OsStr) -> Owner {
     sha256(&[OWNER_LABEL, &dir_id[..], disk_name.as_bytes()].concat())
 }
 
-/// The owner a key row gets when the last name of its file goes while the file is still
-/// open: no entry can have it (it is no digest of a name), so between the unlink and the last
-/// close no rename of a copy onto the old name can make the pending deletion match a live
-/// entry. The deletion at the last close asks for this owner.
-pub fn unlinked_open_owner() -> Owner {
-    sha256(b"cofferfs/v3/owner/unlinked-while-open")
+/// Domain label of the owner a row gets while its file is open without a name.
+pub const UNLINKED_OPEN_LABEL: &[u8] = b"cofferfs/v3/unlinked-open-owner";
+
+/// The owner a key row gets when `name` (an owner digest), the last name of its file, goes
+/// while the file is still open: no entry can have it (it is no digest of a name, and its
+/// label is no prefix of [`OWNER_LABEL`]'s input), so the deletion at the last close, which
+/// asks for this owner, cannot match a live entry. It names the entry that went, so a copy
+/// renamed onto that name in between (`rm B; mv A B` while B is open) takes the row back
+/// (see `Volume::entry_renamed`) and keeps its key.
+pub fn unlinked_open_owner(name: &Owner) -> Owner {
+    sha256(&[UNLINKED_OPEN_LABEL, &name[..]].concat())
+}
+
+/// The directory ids a mount has met, by the backing directory (device, inode) that has
+/// each: two directories with one id (a restored copy of a directory next to the renamed
+/// original) give their children identical owner digests, so removing a child of either
+/// could shred the other's key. Once a second directory shows an id, that id is shared and
+/// no removal in either directory shreds a row (its owner is as good as unknown; fsck reports
+/// the shared directory id and finds the rows once no file carries them).
+#[derive(Debug, Default)]
+pub struct DirIdSightings {
+    seen: parking_lot::Mutex<HashMap<DirId, Sighting>>,
+}
+
+#[derive(Debug)]
+enum Sighting {
+    One((u64, u64)),
+    Shared,
+}
+
+impl DirIdSightings {
+    /// Records that the directory `(dev, ino)` has `id`; true the first time `id` turns out
+    /// to be shared by two directories (for a single warning).
+    pub fn see(&self, id: &DirId, dir: (u64, u64)) -> bool {
+        let mut seen = self.seen.lock();
+        match seen.get(id) {
+            None => {
+                seen.insert(*id, Sighting::One(dir));
+                false
+            }
+            Some(Sighting::One(d)) if *d == dir => false,
+            Some(Sighting::One(_)) => {
+                seen.insert(*id, Sighting::Shared);
+                true
+            }
+            Some(Sighting::Shared) => false,
+        }
+    }
+
+    /// True when two directories were seen with `id`: owners in them do not identify an entry.
+    pub fn shared(&self, id: &DirId) -> bool {
+        matches!(self.seen.lock().get(id), Some(Sighting::Shared))
+    }
 }
 
 /// Who carries a file id in the tree.
@@ -149,10 +196,35 @@ fn mark_all_several(dir: &Path, carriers: &mut HashMap<FileId, Carriers>) {
     }
 }
 
-/// The file id in the header of the ciphertext file at `path`, if it has a valid one.
-fn header_id(path: &Path) -> Option<FileId> {
+/// The file id in the header of the ciphertext file at `path`, if it has a valid one: what
+/// `reencrypt --all` groups files by, so that it leaves alone an id two files carry.
+pub fn header_id(path: &Path) -> Option<FileId> {
     let f = std::fs::File::open(path).ok()?;
     let mut h = [0u8; HEADER_LEN];
     let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
     FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DirIdSightings;
+
+    #[test]
+    fn a_directory_id_is_shared_once_a_second_directory_shows_it() {
+        let s = DirIdSightings::default();
+        let (id, other) = ([1u8; 16], [2u8; 16]);
+        assert!(!s.see(&id, (1, 10)));
+        assert!(
+            !s.see(&id, (1, 10)),
+            "the same directory again is no second one"
+        );
+        assert!(!s.shared(&id));
+        assert!(
+            s.see(&id, (1, 11)),
+            "the first sighting of a second directory warns"
+        );
+        assert!(!s.see(&id, (1, 12)), "and only once");
+        assert!(s.shared(&id));
+        assert!(!s.see(&other, (1, 11)) && !s.shared(&other));
+    }
 }

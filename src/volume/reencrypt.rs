@@ -8,7 +8,9 @@
 //!    owner, extended attributes and times;
 //! 2. the temporary file is fsynced and the header store's WAL synced (the new row is durable);
 //! 3. the temporary file is renamed over the original and the directory fsynced;
-//! 4. the old key row is deleted (`secure_delete`).
+//! 4. the old key row is deleted (`secure_delete`) if this entry owns it (see
+//!    `keystore::owners`): a copy of another file's ciphertext carries the other file's id,
+//!    whose row the other file still needs.
 //!
 //! A crash before 3 leaves the original and its row intact plus a temporary file and its row
 //! (fsck removes both); after 3, the new file with its durable row plus the old row, now an
@@ -40,10 +42,13 @@ const COPY_LEN: usize = 1 << 20;
 pub enum Outcome {
     /// Rewritten under a new key.
     Reencrypted {
-        /// The file id (and key row) that is gone.
+        /// The old file id (its key row is gone unless `old_row_kept`).
         old: FileId,
         /// The new file id.
         new: FileId,
+        /// The old key row stayed: another entry owns it (this file was a copy of it, or the
+        /// owner is unknown), so it is left for that entry, or for fsck once no file carries it.
+        old_row_kept: bool,
     },
     /// Empty and without a key yet: nothing is encrypted, nothing to do.
     Empty,
@@ -149,10 +154,13 @@ pub fn reencrypt_file(
         let _ = vol.keyring().shred(&new_id);
         return Err(e);
     }
-    vol.keyring().shred(&old_id)?;
+    // Only a row this entry owns: a copy of another file's ciphertext (or one half of a split
+    // hard link) carries an id whose row belongs to the other entry, which still needs it.
+    let shredded = vol.keyring().shred_many(&[(old_id, owner)])?;
     Ok(Outcome::Reencrypted {
         old: old_id,
         new: new_id,
+        old_row_kept: !shredded.kept.is_empty(),
     })
 }
 
