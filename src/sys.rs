@@ -116,3 +116,30 @@ pub fn map_secret_pages(len: usize) -> io::Result<(&'static mut [u8], bool)> {
     let pages = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
     Ok((pages, locked))
 }
+
+/// Reads the whole of `file` (a key file, an identity, a token) into one buffer sized up
+/// front — the file's size, or `max + 1` bytes for a pipe — and wiped on drop, never a
+/// growing `Vec` whose reallocations would leave copies of the secret in freed memory. Reads
+/// at most `max + 1` bytes, so a caller can tell a file larger than `max` by its length.
+pub fn read_secret(file: &mut std::fs::File, max: u64) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let meta = file.metadata()?;
+    let cap = if meta.is_file() {
+        meta.len().min(max) + 1
+    } else {
+        max + 1
+    };
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; cap as usize]);
+    let mut len = 0;
+    while len < bytes.len() {
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Shrinking keeps the allocation: nothing is copied, and the whole of it is wiped on drop.
+    bytes.truncate(len);
+    Ok(bytes)
+}

@@ -16,6 +16,7 @@ use crate::share::age_file::{self, Recipient};
 use crate::share::payload::{self, SharedFile};
 use crate::share::reader::{CiphertextError, Piece, SharedCiphertext, header_file_id};
 use crate::volume::VolumeError;
+use crate::volume::location::hex;
 use crate::volume::share::share_source;
 
 /// Largest share file `open-share` reads (a share of 65,536 files with long paths is ~270 MiB).
@@ -135,10 +136,6 @@ fn random_id() -> Result<[u8; 16], CliError> {
     let mut id = [0u8; 16];
     crate::crypto::os_random(&mut id).map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
     Ok(id)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A temporary name next to `target`, in its directory.
@@ -417,10 +414,14 @@ fn entry_name(e: &SharedFile, k: usize) -> PathBuf {
 fn read_identities(paths: &[PathBuf]) -> Result<age_file::Identities, CliError> {
     let mut identities = Vec::new();
     for path in paths {
-        let bytes = zeroize::Zeroizing::new(
-            read_small(path, MAX_KEY_FILE_LEN)
-                .map_err(|e| unreadable(format!("identity file {}: {e}", path.display())))?,
-        );
+        let fail = |e: std::io::Error| unreadable(format!("identity file {}: {e}", path.display()));
+        let bytes = crate::sys::read_secret(&mut File::open(path).map_err(fail)?, MAX_KEY_FILE_LEN)
+            .map_err(fail)?;
+        if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+            return Err(fail(std::io::Error::other(format!(
+                "larger than {MAX_KEY_FILE_LEN} bytes"
+            ))));
+        }
         let mut ids = age_file::parse_identities(&bytes, &path.display().to_string())
             .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
         identities.append(&mut ids);

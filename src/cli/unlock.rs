@@ -2,10 +2,8 @@
 //! secret (a password, or `--keyfile FILE` for a key-file slot), a new password, and Argon2id
 //! parameters for a new password slot.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use zeroize::Zeroizing;
 
 use super::password::{PasswordSource, Secret};
 use super::{CliError, exit};
@@ -126,24 +124,8 @@ pub fn read_keyfile(path: &Path) -> Result<Secret, CliError> {
     };
     let mut f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     super::harden::warn_if_exposed(path, "key file");
-    let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
-    let cap = if meta.is_file() {
-        meta.len().min(KEYFILE_MAX_LEN) + 1
-    } else {
-        KEYFILE_MAX_LEN + 1
-    };
-    let mut bytes = Zeroizing::new(vec![0u8; cap as usize]);
-    let mut len = 0;
-    while len < bytes.len() {
-        match f.read(&mut bytes[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail(e.to_string())),
-        }
-    }
-    // Shrinking keeps the allocation: nothing is copied, and the whole of it is wiped on drop.
-    bytes.truncate(len);
+    let bytes =
+        crate::sys::read_secret(&mut f, KEYFILE_MAX_LEN).map_err(|e| fail(e.to_string()))?;
     if bytes.len() < KEYFILE_MIN_LEN {
         return Err(fail(format!(
             "{} bytes; a key file needs at least {KEYFILE_MIN_LEN} (make one with `cofferfs keys new-keyfile`)",

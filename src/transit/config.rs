@@ -113,12 +113,23 @@ fn token_from_env() -> Result<Auth> {
     Ok(Auth::Token(read_first_line(&file, "token file")?))
 }
 
+/// The largest token or secret-id file read (Vault tokens are under 200 bytes).
+const SECRET_FILE_MAX_LEN: u64 = 64 * 1024;
+
 /// The first line of a small secret file, in a wiped buffer.
 fn read_first_line(path: &std::path::Path, what: &str) -> Result<Zeroizing<String>> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| TransitError::Config(format!("{what} {}: {e}", path.display())))?,
-    );
+    let fail = |e: std::io::Error| TransitError::Config(format!("{what} {}: {e}", path.display()));
+    let bytes = crate::sys::read_secret(
+        &mut std::fs::File::open(path).map_err(fail)?,
+        SECRET_FILE_MAX_LEN,
+    )
+    .map_err(fail)?;
+    if bytes.len() as u64 > SECRET_FILE_MAX_LEN {
+        return Err(TransitError::Config(format!(
+            "{what} {}: larger than {SECRET_FILE_MAX_LEN} bytes",
+            path.display()
+        )));
+    }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| TransitError::Config(format!("{what} {}: not UTF-8", path.display())))?;
     let line = text.lines().next().unwrap_or("").trim();

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::chunked::read_full_at;
 use super::names::{DirId, create_dir_id, long_row_matches};
+use super::owners::header_id;
 use super::walk::{Entry, EntryKind, Loc, Walk, long_name_digest, walk};
 use super::{Result, Volume, VolumeError};
 use crate::crypto::ChunkCipher;
@@ -248,14 +249,6 @@ pub fn check_file_at(vol: &Volume, path: &Path) -> FileCheck {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads a file's id from its header, if it has a valid one.
-fn header_id(path: &Path) -> Option<FileId> {
-    let f = File::open(path).ok()?;
-    let mut h = [0u8; HEADER_LEN];
-    let n = read_full_at(&f, &mut h, 0).ok()?;
-    FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
 }
 
 /// Checks a whole volume; with `repair`, fixes what can be fixed without losing data.
