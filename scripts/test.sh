@@ -52,7 +52,7 @@ scripts/fsx.sh -p falloc -n 10000
 # it, and COFFERFS_FUZZ=0 skips them.
 fuzz_cache="${COFFERFS_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cofferfs-fuzz-target}"
 if [ "${COFFERFS_FUZZ:-}" = 1 ] || { [ "${COFFERFS_FUZZ:-}" != 0 ] && { [ "${CI:-}" = true ] || [ -d "$fuzz_cache/x86_64-unknown-linux-gnu/release" ]; }; }; then
-    scripts/fuzz.sh 5
+    COFFERFS_FUZZ_TARGET_DIR="$fuzz_cache" scripts/fuzz.sh 5
 else
     echo "skipping the fuzz targets: no instrumented build yet (COFFERFS_FUZZ=1 scripts/test.sh, or scripts/fuzz.sh)" >&2
 fi

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use super::password::{PasswordSource, Secret};
 use super::{CliError, exit};
 use crate::crypto::KdfParams;

@@ -86,6 +86,32 @@ impl HeaderStore {
         Ok(n > 0)
     }
 
+    /// [`move_owner`](Self::move_owner) when the row's owner is either of `expected`: one
+    /// statement where a rename would otherwise need two (a row has one owner, so at most
+    /// one of them can match).
+    pub fn move_owner_from_either(
+        &self,
+        file_id: &FileId,
+        expected: [&Owner; 2],
+        new: &Owner,
+    ) -> Result<bool> {
+        if !self.has_v3_schema() {
+            return Ok(false);
+        }
+        let n = self.write_retrying_when_full(|conn| {
+            conn.prepare_cached(
+                "UPDATE file_keys SET owner = ?3 WHERE file_id = ?1 AND owner IN (?2, ?4)",
+            )?
+            .execute(params![
+                &file_id.0[..],
+                &expected[0][..],
+                &new[..],
+                &expected[1][..]
+            ])
+        })?;
+        Ok(n > 0)
+    }
+
     /// Applies several [`move_owner`](Self::move_owner) changes in one transaction, each
     /// against the owners as they were before any of them (`RENAME_EXCHANGE` swaps two).
     pub fn move_owners(&self, moves: &[(FileId, Owner, Option<Owner>)]) -> Result<()> {

@@ -640,15 +640,13 @@ impl Volume {
     /// The owner entry of `file_id`'s key row was renamed from `from` to `to`: the row
     /// follows it (one `UPDATE`). A rename of any other name carrying the id (a copy, a
     /// second hard link) changes nothing, except onto the name of the row's owner that went
-    /// while still open: that copy becomes the owner (a second `UPDATE`).
+    /// while still open: that copy becomes the owner (the same `UPDATE`).
     pub fn entry_renamed(&self, file_id: &FileId, from: &Owner, to: &Owner) -> Result<()> {
         let store = self.keyring.store();
         // The row's owner `to` went while open (its deletion waits for the last close) and a
         // copy carrying the same id now takes that name: the row is the copy's again, and the
         // deletion at the close no longer matches.
-        if !store.move_owner(file_id, from, Some(to))? {
-            store.move_owner(file_id, &owners::unlinked_open_owner(to), Some(to))?;
-        }
+        store.move_owner_from_either(file_id, [from, &owners::unlinked_open_owner(to)], to)?;
         Ok(())
     }
 

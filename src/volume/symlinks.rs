@@ -10,7 +10,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use super::names::NameMap;
+use super::names::{NameMap, long_row_matches};
 use super::{Result, VolumeError};
 use crate::crypto::names::sha256;
 use crate::format::names::{
@@ -72,7 +72,7 @@ impl NameMap {
         let row = store
             .long_target(&digest)?
             .ok_or_else(|| bad("its long-target row is missing"))?;
-        if sha256(row.as_bytes()) != digest {
+        if !long_row_matches(&digest, &row) {
             return Err(bad("its long-target row does not match its digest"));
         }
         Ok(row.into_bytes())
