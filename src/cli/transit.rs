@@ -59,10 +59,16 @@ pub fn new_slot_key(
         key: key.to_owned(),
         ciphertext,
     };
-    // What we store must be what we read back.
-    TransitParams::decode(&params.encode())
-        .map_err(|e| CliError::new(exit::OTHER, format!("Vault's answer: {e}")))?;
+    check_storable(&params)?;
     Ok((slot_key, params))
+}
+
+/// What we store must be what we read back: Vault's answer (a ciphertext) is checked by the
+/// same parser that reads the slot at unlock, before it is written.
+pub fn check_storable(params: &TransitParams) -> Result<(), CliError> {
+    TransitParams::decode(&params.encode())
+        .map(drop)
+        .map_err(|e| CliError::new(exit::OTHER, format!("Vault's answer: {e}")))
 }
 
 /// Asks Vault for the slot key of the first Transit slot among `slots` that it decrypts

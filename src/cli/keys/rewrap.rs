@@ -55,8 +55,7 @@ pub fn run(a: RewrapArgs) -> Result<(), CliError> {
     let mut client = client(&a.vault)?;
     params.ciphertext = client.rewrap(&params.mount, &params.key, &params.ciphertext)?;
     let after = params.key_version();
-    crate::keystore::TransitParams::decode(&params.encode())
-        .map_err(|e| CliError::new(exit::OTHER, format!("Vault's answer: {e}")))?;
+    crate::cli::transit::check_storable(&params)?;
     store
         .replace_slot_params(a.slot, &params.encode())
         .map_err(VolumeError::from)?;
