@@ -1,5 +1,6 @@
 //! Exit codes: the one table, documented in README.md ("Exit codes") and never renumbered.
 
+use crate::format::FormatError;
 use crate::keystore::KeystoreError;
 use crate::volume::VolumeError;
 
@@ -117,7 +118,8 @@ pub fn code_for_transit(e: &crate::transit::TransitError) -> i32 {
     }
 }
 
-/// The exit code for a volume error.
+/// The exit code for a volume error. Every variant is named (no catch-all arm), here and in
+/// the functions below: a new error variant does not compile until it is given its code.
 pub fn code_for(e: &VolumeError) -> i32 {
     match e {
         VolumeError::NotACipherdir(_)
@@ -129,20 +131,49 @@ pub fn code_for(e: &VolumeError) -> i32 {
         VolumeError::StorePath { .. } => STORE_PATH,
         VolumeError::StoreMissing(_) => HEADER_STORE,
         VolumeError::Locked(_) => LOCKED,
-        VolumeError::Keystore(k) => match k {
-            KeystoreError::WrongPassword => WRONG_PASSWORD,
-            KeystoreError::ParamsDoNotVerify(_) => PARAMS_UNVERIFIED,
-            KeystoreError::Missing(_)
-            | KeystoreError::Corrupt(_)
-            | KeystoreError::NewerVersion { .. }
-            | KeystoreError::WalUnreadable(_) => HEADER_STORE,
-            KeystoreError::NoSuchSlot(_)
-            | KeystoreError::LastSlot(_)
-            | KeystoreError::OtherSlots(_)
-            | KeystoreError::TooManySlots(_) => KEY_SLOT,
-            _ => OTHER,
-        },
-        VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,
-        _ => OTHER,
+        VolumeError::Keystore(k) => code_for_keystore(k),
+        VolumeError::Format(f) => code_for_format(f),
+        // Damage found while reading one file: reported with its path, no code of its own.
+        VolumeError::CorruptChunk { .. }
+        | VolumeError::CorruptFile { .. }
+        | VolumeError::CorruptName(_)
+        | VolumeError::Io(_) => OTHER,
+    }
+}
+
+/// The exit code for a header-store error.
+pub fn code_for_keystore(e: &KeystoreError) -> i32 {
+    match e {
+        KeystoreError::WrongPassword => WRONG_PASSWORD,
+        KeystoreError::ParamsDoNotVerify(_) => PARAMS_UNVERIFIED,
+        KeystoreError::Missing(_)
+        | KeystoreError::Corrupt(_)
+        | KeystoreError::NewerVersion { .. }
+        | KeystoreError::WalUnreadable(_) => HEADER_STORE,
+        KeystoreError::NoSuchSlot(_)
+        | KeystoreError::LastSlot(_)
+        | KeystoreError::OtherSlots(_)
+        | KeystoreError::TooManySlots(_) => KEY_SLOT,
+        // One file's key row (reported with the file), or the machine itself (randomness,
+        // SQLite, the disk).
+        KeystoreError::MissingKey(_)
+        | KeystoreError::TamperedKey(_)
+        | KeystoreError::Crypto(_)
+        | KeystoreError::Sqlite(_)
+        | KeystoreError::Io(_) => OTHER,
+    }
+}
+
+/// The exit code for an on-disk format error met while opening a volume.
+pub fn code_for_format(e: &FormatError) -> i32 {
+    match e {
+        // The volume was made by a newer cofferfs: as a newer header store.
+        FormatError::UnsupportedVersion(_) => HEADER_STORE,
+        FormatError::Truncated { .. }
+        | FormatError::BadMagic
+        | FormatError::InvalidChunkSize(_)
+        | FormatError::InvalidCipherSize(_)
+        | FormatError::InvalidName
+        | FormatError::BadMarker(_) => OTHER,
     }
 }

@@ -2,11 +2,7 @@
 //! `--repair` fix what can be fixed without losing data. Exit codes: 0 clean, 26 problems
 //! remain, 27 every problem found was repaired.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
-
-use super::unlock::UnlockArgs;
+use super::unlock::{UnlockArgs, open_for_management, open_read_only_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::volume;
@@ -33,23 +29,6 @@ pub struct FsckArgs {
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
-}
-
-/// A byte progress bar on stderr when it is a terminal; hidden otherwise.
-pub fn progress_bar(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
-    );
-    pb.set_message(what.to_owned());
-    pb
 }
 
 fn holes_text(chunks: &[u64]) -> String {
@@ -119,24 +98,20 @@ fn print_report(r: &Report) {
 /// Runs `fsck`.
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
-    volume::precheck(&loc)?;
-    if a.repair {
-        volume::check_writable_media(&loc)?;
-    }
-    let secret = a.unlock.read_for(&loc, a.slot, "Password: ")?;
     // Without --repair nothing is written: the store is opened read-only, so a check
     // changes no byte of the volume and works on read-only media.
-    let vol = if a.repair {
-        secret.open(&loc, a.slot)?
+    let (vol, secret) = if a.repair {
+        volume::check_writable_media(&loc)?;
+        open_for_management(&loc, &a.unlock, a.slot)?
     } else {
-        secret.open_read_only(&loc, a.slot)?
+        open_read_only_for_management(&loc, &a.unlock, a.slot)?
     };
     drop(secret);
     if a.repair {
         // A repair writes: a v1/v2 volume is migrated first, as by a read-write mount.
         vol.upgrade_format_version()?;
     }
-    let pb = progress_bar("checking");
+    let pb = super::present::progress_bar("checking");
     let report = fsck_with(&vol, a.repair, a.purge_quarantine, &mut |p| {
         pb.set_length(p.total);
         pb.set_position(p.done);

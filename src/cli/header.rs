@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-use super::info::format_utc;
+use super::present::format_utc;
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::hex::encode as hex;
 use crate::keystore::backup::StoreSummary;
-use crate::volume::{VolumeError, header, location::hex};
+use crate::volume::{VolumeError, header};
 
 /// Arguments of `cofferfs header`.
 #[derive(Debug, clap::Args)]

@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 
-use super::CliError;
 use super::password::PasswordSource;
-use crate::crypto::KdfParams;
+use super::unlock::warn_if_weak;
+use super::{CliError, exit};
 use crate::crypto::kdf::{DEFAULT_M_KIB, DEFAULT_P, DEFAULT_T};
-use crate::volume::{self, InitOptions};
+use crate::crypto::{CryptoError, KdfParams};
+use crate::format::FormatError;
+use crate::keystore::KeystoreError;
+use crate::volume::{self, InitOptions, VolumeError};
 
 /// Arguments of `cofferfs init`.
 #[derive(Debug, clap::Args)]
@@ -50,20 +53,30 @@ pub struct InitArgs {
     pub transit_mount: String,
 }
 
+/// What [`volume::check_init`] refused, with the code of a bad command line where an
+/// argument was the mistake (the chunk size, the Argon2id parameters), as clap's own.
+fn refused(e: VolumeError) -> CliError {
+    let bad_argument = matches!(
+        &e,
+        VolumeError::Format(FormatError::InvalidChunkSize(_))
+            | VolumeError::Keystore(KeystoreError::Crypto(
+                CryptoError::KdfParamsOutOfBounds { .. }
+            ))
+    );
+    let mut err = CliError::from(e);
+    if bad_argument {
+        err.code = exit::USAGE;
+    }
+    err
+}
+
 /// Runs `init`.
 pub fn run(a: InitArgs) -> Result<(), CliError> {
-    crate::format::Layout::new(u64::from(a.chunk_size))
-        .map_err(|e| CliError::new(super::exit::USAGE, e.to_string()))?;
     let kdf = KdfParams {
         m_kib: a.argon2_memory,
         t: a.argon2_time,
         p: a.argon2_lanes,
     };
-    kdf.check(true)
-        .map_err(|e| CliError::new(super::exit::USAGE, e.to_string()))?;
-    if kdf.check(false).is_err() {
-        eprintln!("cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap");
-    }
     let label = match (&a.transit, a.label.as_str()) {
         (Some(key), "password") => format!("transit:{key}"),
         _ => a.label.clone(),
@@ -75,11 +88,12 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
         label,
         header_store: a.header_store.clone(),
     };
+    // Every mistake in the arguments is refused before the password is asked for.
+    volume::check_init(&a.cipherdir, &opts).map_err(refused)?;
+    warn_if_weak(&kdf);
     if let Some(key) = &a.transit {
         super::transit::check_names(&a.transit_mount, key)?;
     }
-    // Every mistake in the arguments is refused before the password is asked for.
-    volume::check_init(&a.cipherdir, &opts)?;
     let loc = match &a.transit {
         Some(key) => {
             // Vault first: when it refuses, nothing has been created.

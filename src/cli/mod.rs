@@ -1,5 +1,13 @@
-//! The `cofferfs` command line: argument parsing, one file per verb, password input and the
-//! exit-code table. The only layer that prints to the user or exits.
+//! The `cofferfs` command line: argument parsing, one file per verb (`mount/` and `keys/` are
+//! folders: a verb with parts), how secrets are read (`password`, `unlock`: the one way every
+//! verb unlocks a volume), how things are shown (`present`), logging, and the exit-code table
+//! (`exit`: every error variant mapped by name).
+//!
+//! Owns: what the user types and sees. The only layer that prints to the user or exits: no
+//! other folder calls `println!`/`eprintln!` or `process::exit`; they return errors, which
+//! [`main`] prints as one line with the code `exit` gives them. Must not import: `rusqlite`
+//! (the header store is reached through `keystore`/`volume`), and `fuser` or `crate::fs`
+//! anywhere but the mount daemon (`mount/daemon.rs`, `mount/options.rs`). Nothing imports `cli`.
 
 pub mod exit;
 pub mod fsck;
@@ -14,6 +22,7 @@ pub mod logging;
 pub mod mount;
 pub mod passwd;
 pub mod password;
+pub mod present;
 pub mod reencrypt;
 pub mod rotate;
 pub mod share;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::fsck::progress_bar;
+use super::present::progress_bar;
 use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};

@@ -2,10 +2,7 @@
 //! one SQLite transaction, the slot whose secret was given re-wraps the new KEK, and the WAL is
 //! checkpointed so a backup sees only `cofferfs.db` change. No ciphertext file is opened.
 
-use std::io::IsTerminal;
 use std::time::Instant;
-
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
@@ -29,18 +26,6 @@ pub struct RotateArgs {
     /// The secret of the slot to keep.
     #[command(flatten)]
     pub unlock: UnlockArgs,
-}
-
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("re-wrapping file keys {bar:40} {pos}/{len} ({eta})")
-            .expect("a valid template"),
-    );
-    bar
 }
 
 /// Refuses, before asking for a secret, when other slots would survive the rotation.
@@ -77,7 +62,7 @@ pub fn run(a: RotateArgs) -> Result<(), CliError> {
     let (mut vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
     let keep = vol.slot_id();
     let old_generation = vol.keyring().generation();
-    let bar = progress_bar();
+    let bar = super::present::count_bar("re-wrapping file keys");
     let started = Instant::now();
     let mut progress = |done, total| {
         bar.set_length(total);

@@ -7,16 +7,16 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::info::format_utc;
+use super::present::format_utc;
 use super::unlock::{UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
+use crate::hex::encode as hex;
 use crate::keystore::shares::ShareRecord;
 use crate::share::age_file::{self, Recipient};
 use crate::share::payload::{self, SharedFile};
 use crate::share::reader::{CiphertextError, Piece, SharedCiphertext, header_file_id};
 use crate::volume::VolumeError;
-use crate::volume::location::hex;
 use crate::volume::share::share_source;
 
 /// Largest share file `open-share` reads (a share of 65,536 files with long paths is ~270 MiB).

@@ -147,6 +147,16 @@ pub fn open_for_management(
     open_for_management_keeping(loc, unlock, slot, None)
 }
 
+/// [`open_for_management`] for a command that only reads (`fsck` without `--repair`): the
+/// store is opened read-only, so no byte of the volume changes and read-only media work.
+pub fn open_read_only_for_management(
+    loc: &Location,
+    unlock: &UnlockArgs,
+    slot: Option<u32>,
+) -> Result<(Volume, SlotSecret), CliError> {
+    open_checked(loc, unlock, slot, None, Access::ReadOnly)
+}
+
 /// [`open_for_management`] that never unlocks through Transit slot `doomed`.
 pub fn open_for_management_keeping(
     loc: &Location,
@@ -154,9 +164,31 @@ pub fn open_for_management_keeping(
     slot: Option<u32>,
     doomed: Option<u32>,
 ) -> Result<(Volume, SlotSecret), CliError> {
+    open_checked(loc, unlock, slot, doomed, Access::ReadWrite)
+}
+
+/// Whether a management command writes to the volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// The one way a management command opens the volume: the prechecks, then the secret (for
+/// any slot but Transit slot `doomed`), then the unlock.
+fn open_checked(
+    loc: &Location,
+    unlock: &UnlockArgs,
+    slot: Option<u32>,
+    doomed: Option<u32>,
+    access: Access,
+) -> Result<(Volume, SlotSecret), CliError> {
     volume::precheck(loc)?;
     let secret = unlock.read_for_keeping(loc, slot, doomed, "Password: ")?;
-    let vol = secret.open(loc, slot)?;
+    let vol = match access {
+        Access::ReadWrite => secret.open(loc, slot)?,
+        Access::ReadOnly => secret.open_read_only(loc, slot)?,
+    };
     Ok((vol, secret))
 }
 
@@ -207,11 +239,15 @@ impl KdfArgs {
         };
         kdf.check(true)
             .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
-        if kdf.check(false).is_err() {
-            eprintln!(
-                "cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap"
-            );
-        }
+        warn_if_weak(&kdf);
         Ok(kdf)
+    }
+}
+
+/// Warns (it is allowed: tests and throw-away volumes) when `kdf` is below the memory a
+/// password slot should have.
+pub fn warn_if_weak(kdf: &KdfParams) {
+    if kdf.check(false).is_err() {
+        eprintln!("cofferfs: warning: Argon2id memory below 8 MiB makes password guessing cheap");
     }
 }

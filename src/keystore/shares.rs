@@ -24,7 +24,7 @@ pub struct ShareRecord {
 impl ShareRecord {
     /// The share id as lower-case hex, as `shares list` shows it.
     pub fn id_hex(&self) -> String {
-        self.share_id.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&self.share_id)
     }
 }
 

@@ -2,9 +2,8 @@
 //! reads, like `info`, so it also works on a mounted volume).
 
 use crate::cli::CliError;
-use crate::cli::info::format_utc;
+use crate::cli::present::{describe_kdf, format_utc};
 use crate::cli::volume_args::VolumeArgs;
-use crate::keystore::{SlotKind, SlotRecord};
 use crate::volume::{self, VolumeError};
 
 /// Arguments of `cofferfs keys list`.
@@ -13,18 +12,6 @@ pub struct ListArgs {
     /// The volume.
     #[command(flatten)]
     pub volume: VolumeArgs,
-}
-
-/// How a slot derives its key, for humans: `argon2id m=65536 KiB t=3 p=4` or `hkdf-sha256`.
-pub fn describe_kdf(s: &SlotRecord) -> String {
-    match s.kind {
-        SlotKind::Password => format!("argon2id m={} KiB t={} p={}", s.kdf.m_kib, s.kdf.t, s.kdf.p),
-        SlotKind::Keyfile => "hkdf-sha256".to_owned(),
-        SlotKind::Transit => match s.transit() {
-            Ok(Some(p)) => crate::cli::transit::describe(&p),
-            _ => "transit (damaged params)".to_owned(),
-        },
-    }
 }
 
 /// Runs `keys list`.
