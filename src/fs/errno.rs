@@ -4,8 +4,7 @@
 
 use fuser::Errno;
 
-use crate::keystore::KeystoreError;
-use crate::volume::VolumeError;
+use crate::volume::{KeystoreError, VolumeError};
 
 /// The errno for `e`, logging corruption (never any secret: ids and indices only).
 pub fn errno(e: &VolumeError) -> Errno {

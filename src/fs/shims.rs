@@ -66,10 +66,9 @@ impl Filesystem for CofferFs {
         if let Err(e) = self.shreds.finish() {
             log::error!("key rows of deleted files left in the header store: {e}");
         }
-        if let Err(e) = self.vol.keyring().store().checkpoint() {
+        if let Err(e) = self.vol.close_store() {
             log::error!("final header store checkpoint failed: {e}");
         }
-        self.vol.keyring().clear_cache();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

@@ -8,8 +8,8 @@ use std::fs::File;
 
 use crate::crypto::ChunkCipher;
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
-use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
-use crate::volume::chunked::read_full_at;
+use crate::format::{FileId, HEADER_LEN, Layout};
+use crate::volume::ciphertext::{read_full_at, read_header, read_header_required};
 
 use super::payload::SharedFile;
 
@@ -51,9 +51,7 @@ pub struct SharedCiphertext {
 /// The file id in a ciphertext's header, if it has a valid one (to match ciphertexts to
 /// entries of a share).
 pub fn header_file_id(file: &File) -> std::io::Result<Option<FileId>> {
-    let mut h = [0u8; HEADER_LEN];
-    let n = read_full_at(file, &mut h, 0)?;
-    Ok(FileHeader::decode(&h[..n]).ok().map(|h| h.file_id))
+    Ok(read_header(file)?.and_then(Result::ok).map(|h| h.file_id))
 }
 
 impl SharedCiphertext {
@@ -77,10 +75,8 @@ impl SharedCiphertext {
                 plain_size: 0,
             });
         };
-        let mut h = [0u8; HEADER_LEN];
-        let n = read_full_at(&file, &mut h, 0)?;
         let header =
-            FileHeader::decode(&h[..n]).map_err(|e| CiphertextError::Foreign(e.to_string()))?;
+            read_header_required(&file)?.map_err(|e| CiphertextError::Foreign(e.to_string()))?;
         if header.file_id != id {
             return Err(CiphertextError::Foreign(format!(
                 "its file id is {}, the share is for {id} (another file, or re-encrypted since)",

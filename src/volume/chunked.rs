@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::RwLock;
 
 use super::VolumeError;
+use super::ciphertext::{read_full_at, read_header};
 use crate::crypto::{ChunkCipher, random_nonce};
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
 use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
@@ -160,14 +161,12 @@ impl ChunkedFile {
     /// first change: opening it writes nothing.
     pub fn open(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
         let quiet = quiet_reopen(&file)?;
-        let mut header = [0u8; HEADER_LEN];
-        let n = read_full_at(&quiet, &mut header, 0)?;
-        if n == 0 {
+        let Some(header) = read_header(&quiet)? else {
             let f = Self::create_keyless(keyring, layout, file, None);
             let _ = f.quiet.set(quiet);
             return Ok(f);
-        }
-        let header = FileHeader::decode(&header[..n]).map_err(|e| VolumeError::CorruptFile {
+        };
+        let header = header.map_err(|e| VolumeError::CorruptFile {
             file_id: None,
             reason: e.to_string(),
         })?;
@@ -692,18 +691,4 @@ fn with_scratch<T>(
         // Re-entered on the same thread (cannot happen today): fall back to a fresh buffer.
         Err(_) => f(&mut vec![0u8; len]),
     })
-}
-
-/// `pread` until `buf` is full or EOF; returns the bytes read.
-pub fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }

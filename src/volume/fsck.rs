@@ -12,7 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::chunked::read_full_at;
+use super::ciphertext::{read_full_at, read_header_required};
 use super::names::{DirId, create_dir_id, long_row_matches};
 use super::owners::header_id;
 use super::walk::{Entry, EntryKind, Loc, Walk, long_name_digest, walk};
@@ -20,7 +20,7 @@ use super::{Result, Volume, VolumeError};
 use crate::crypto::ChunkCipher;
 use crate::format::layout::CHUNK_OVERHEAD_LEN;
 use crate::format::names::{self as fnames, DIR_ID_FILE, QUARANTINE_DIR};
-use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::format::{FileId, HEADER_LEN};
 use crate::keystore::KeystoreError;
 
 /// Chunks read per `pread` while checking a file.
@@ -646,8 +646,7 @@ fn symlink_ok(vol: &Volume, e: &Entry) -> bool {
     let Ok(target) = std::fs::read_link(vol.root().join(&e.loc.cipher)) else {
         return false;
     };
-    vol.names()
-        .plain_target(target.as_os_str().as_encoded_bytes(), vol.keyring().store())
+    vol.symlink_target(target.as_os_str().as_encoded_bytes())
         .is_ok()
 }
 
@@ -667,10 +666,9 @@ fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileC
         // A create interrupted before its header: reads as empty, gets a key on next open.
         return c;
     }
-    let mut h = [0u8; HEADER_LEN];
-    let header = read_full_at(&file, &mut h, 0)
+    let header = read_header_required(&file)
         .map_err(|e| e.to_string())
-        .and_then(|n| FileHeader::decode(&h[..n]).map_err(|e| e.to_string()));
+        .and_then(|h| h.map_err(|e| e.to_string()));
     let header = match header {
         Ok(h) => h,
         Err(e) => {

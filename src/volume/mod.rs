@@ -2,6 +2,8 @@
 //! mapping, and `ChunkedFile` for random-access content I/O. Knows nothing of FUSE.
 
 pub mod chunked;
+pub mod ciphertext;
+pub mod entries;
 pub mod fsck;
 pub mod header;
 pub mod location;
@@ -11,25 +13,29 @@ pub mod reencrypt;
 pub mod share;
 pub mod symlinks;
 pub mod walk;
+pub mod xattrs;
 
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Types of the layers below that the mount needs, re-exported so that `fs` imports only
+/// `volume`: a file's id, an entry's owner digest, the header store's errors (for errno).
+pub use crate::format::FileId;
+pub use crate::keystore::{KeystoreError, Owner};
 pub use chunked::ChunkedFile;
+pub use entries::NewDir;
 pub use location::{Location, lock_probe_path};
 pub use names::NameMap;
 
 use crate::crypto::names::NameCipher;
 use crate::crypto::{CryptoError, KdfParams, Kek, NameKey};
 use crate::format::names::{DIR_ID_FILE, HEADER_STORE_NAME};
-use crate::format::{FORMAT_VERSION, FileId, FormatError, Layout};
+use crate::format::{FORMAT_VERSION, FormatError, Layout};
 use crate::keystore::migrate::MigrationReport;
 use crate::keystore::store::{new_volume_id, now_secs};
-use crate::keystore::{
-    HeaderStore, Keyring, KeystoreError, Owner, SlotKind, SlotRecord, VolumeParams,
-};
+use crate::keystore::{HeaderStore, Keyring, SlotKind, SlotRecord, VolumeParams};
 
 /// Why a volume operation failed. Corruption (`CorruptChunk`, `CorruptFile`, a tampered key)
 /// is kept apart from I/O errors: the first becomes EIO plus a warning, the second passes the

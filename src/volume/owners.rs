@@ -18,8 +18,8 @@ use std::path::Path;
 use super::names::{DirId, read_dir_id};
 use super::{Result, Volume};
 use crate::crypto::names::sha256;
+use crate::format::FileId;
 use crate::format::names::{self as fnames, QUARANTINE_DIR};
-use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::Owner;
 
 /// Domain label of an entry's owner digest.
@@ -198,12 +198,7 @@ fn mark_all_several(dir: &Path, carriers: &mut HashMap<FileId, Carriers>) {
 
 /// The file id in the header of the ciphertext file at `path`, if it has a valid one: what
 /// `reencrypt --all` groups files by, so that it leaves alone an id two files carry.
-pub fn header_id(path: &Path) -> Option<FileId> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut h = [0u8; HEADER_LEN];
-    let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
-    FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
-}
+pub use super::ciphertext::file_id_at as header_id;
 
 #[cfg(test)]
 mod tests {
