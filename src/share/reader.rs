@@ -1,5 +1,6 @@
 //! A read-only view of one shared file's ciphertext, with the FEK from a share and no volume:
-//! the chunk rules of the mount's reader (`volume::chunked`) over a plain `File`. Every chunk
+//! the mount's header reader and chunk rule (`volume::ciphertext`, a leaf that needs no
+//! volume) over a plain `File`. Every chunk
 //! is authenticated under the share's file id, its index and (file version 2) its final flag;
 //! an all-zero chunk is a hole (zeros) except a version-2 file's last chunk, which is never a
 //! hole. The first chunk that fails ends the read with its index.
@@ -9,7 +10,9 @@ use std::fs::File;
 use crate::crypto::ChunkCipher;
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
 use crate::format::{FileId, HEADER_LEN, Layout};
-use crate::volume::ciphertext::{read_full_at, read_header, read_header_required};
+use crate::volume::ciphertext::{
+    ChunkVerdict, classify_chunk, read_full_at, read_header, read_header_required,
+};
 
 use super::payload::SharedFile;
 
@@ -129,17 +132,15 @@ impl SharedCiphertext {
                 return Err(CiphertextError::Chunk { index });
             }
             let is_final = Some(index) == final_index;
-            if chunk.iter().all(|&b| b == 0) {
-                if is_final && cipher.has_final_flag() {
+            match classify_chunk(cipher, index, is_final, chunk) {
+                ChunkVerdict::Hole => sink(Piece::Hole(plain_len))?,
+                ChunkVerdict::Sealed => {
+                    sink(Piece::Data(&chunk[NONCE_LEN..chunk.len() - TAG_LEN]))?
+                }
+                ChunkVerdict::HoleAtEnd | ChunkVerdict::Failed => {
                     return Err(CiphertextError::Chunk { index });
                 }
-                sink(Piece::Hole(plain_len))?;
-                continue;
             }
-            cipher
-                .open_in_place(index, is_final, chunk)
-                .map_err(|_| CiphertextError::Chunk { index })?;
-            sink(Piece::Data(&chunk[NONCE_LEN..chunk.len() - TAG_LEN]))?;
         }
         Ok(())
     }

@@ -12,7 +12,10 @@ use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::ciphertext::{read_full_at, read_header_required};
+use super::chunked::file_cipher;
+use super::ciphertext::{
+    ChunkFailure, ChunkVerdict, classify_chunk, read_full_at, read_header_required, why_failed,
+};
 use super::names::{DirId, create_dir_id, long_row_matches};
 use super::owners::header_id;
 use super::walk::{Entry, EntryKind, Loc, Walk, long_name_digest, walk};
@@ -688,8 +691,8 @@ fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileC
             chunk_index: body / layout.chunk_cipher_len(),
         });
     }
-    let fek = match vol.keyring().fek(&id) {
-        Ok(k) => k,
+    let cipher = match file_cipher(vol.keyring(), header) {
+        Ok(c) => c,
         Err(KeystoreError::MissingKey(_)) => {
             c.problems.push(ProblemKind::NoKeyRow(id));
             progress(cipher_size);
@@ -706,7 +709,6 @@ fn check_file(vol: &Volume, path: &Path, progress: &mut dyn FnMut(u64)) -> FileC
             return c;
         }
     };
-    let cipher = ChunkCipher::new(&fek, header);
     let plain_size = layout.cipher_size_to_plain_size_lenient(cipher_size);
     // With an invalid size the whole chunks checked are all followed by the cut one.
     let final_index = layout.last_chunk_index(plain_size).filter(|_| size_ok);
@@ -757,14 +759,15 @@ impl ChunkScan<'_> {
                 let is_final = Some(index) == self.final_index;
                 if k * cc + chunk.len() > got {
                     c.problems.push(ProblemKind::Chunk(index));
-                } else if chunk.iter().all(|&b| b == 0) {
-                    if is_final && self.cipher.has_final_flag() {
-                        c.problems.push(ProblemKind::HoleAtEnd(index));
-                    } else {
-                        c.holes.push(index);
+                    continue;
+                }
+                match classify_chunk(self.cipher, index, is_final, chunk) {
+                    ChunkVerdict::Sealed => {}
+                    ChunkVerdict::Hole => c.holes.push(index),
+                    ChunkVerdict::HoleAtEnd => c.problems.push(ProblemKind::HoleAtEnd(index)),
+                    ChunkVerdict::Failed => {
+                        c.problems.push(self.why_failed(index, is_final, chunk)?)
                     }
-                } else if let Some(p) = self.check_sealed(index, is_final, chunk)? {
-                    c.problems.push(p);
                 }
             }
             progress(len as u64);
@@ -773,32 +776,24 @@ impl ChunkScan<'_> {
         Ok(())
     }
 
-    /// What is wrong with the sealed (not hole) chunk `index`, whose on-disk bytes are in
-    /// `chunk` (decrypted in place), if anything. In v2 a chunk that fails is read again and
-    /// tried with the other final flag, to tell a cut or extended file from a damaged chunk.
-    fn check_sealed(
+    /// What is wrong with chunk `index`, which failed authentication: read again into
+    /// `chunk` (the failed attempt left garbage there) and told apart by the chunk rule's
+    /// [`why_failed`] (in v2, a cut or extended file from a damaged chunk).
+    fn why_failed(
         &self,
         index: u64,
         is_final: bool,
         chunk: &mut [u8],
-    ) -> std::io::Result<Option<ProblemKind>> {
-        if self.cipher.open_in_place(index, is_final, chunk).is_ok() {
-            return Ok(None);
-        }
-        if !self.cipher.has_final_flag() {
-            return Ok(Some(ProblemKind::Chunk(index)));
-        }
+    ) -> std::io::Result<ProblemKind> {
         let at = self.layout.chunk_index_to_cipher_off(index);
-        if read_full_at(self.file, chunk, at)? != chunk.len()
-            || self.cipher.open_in_place(index, !is_final, chunk).is_err()
-        {
-            return Ok(Some(ProblemKind::Chunk(index)));
+        if self.cipher.has_final_flag() && read_full_at(self.file, chunk, at)? != chunk.len() {
+            return Ok(ProblemKind::Chunk(index));
         }
-        Ok(Some(if is_final {
-            ProblemKind::Truncated(index)
-        } else {
-            ProblemKind::Appended(index)
-        }))
+        Ok(match why_failed(self.cipher, index, is_final, chunk) {
+            ChunkFailure::Damaged => ProblemKind::Chunk(index),
+            ChunkFailure::Truncated => ProblemKind::Truncated(index),
+            ChunkFailure::Appended => ProblemKind::Appended(index),
+        })
     }
 }
 
