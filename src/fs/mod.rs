@@ -1,9 +1,10 @@
 //! The FUSE filesystem: `impl fuser::Filesystem` as thin shims over workers that return
 //! `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations live in
-//! `node_ops.rs`, file content in `file_ops.rs`, directory listing in `dir_ops.rs`, extended
+//! `node_ops.rs`, `setattr` in `attr_ops.rs`, file content in `file_ops.rs`, directory listing in `dir_ops.rs`, extended
 //! attributes in `xattr_ops.rs`.
 
 pub mod attr;
+mod attr_ops;
 mod dir_ops;
 pub mod errno;
 mod file_ops;

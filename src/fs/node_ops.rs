@@ -4,69 +4,17 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use fuser::{FileAttr, TimeOrNow};
-use rustix::fs::{AtFlags, Mode, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+use fuser::FileAttr;
+use rustix::fs::{AtFlags, Mode};
 
 use super::CofferFs;
-use super::attr::timespec;
 use super::errno::os;
 use super::inodes::{Inode, Kind};
 use crate::volume::ciphertext::file_id_in;
 use crate::volume::names::EmptiedDir;
 use crate::volume::owners;
 use crate::volume::{FileId, Owner, Result, Volume, VolumeError};
-
-/// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
-/// plus N ns (N > 0) fuser builds `EPOCH − (S s + N ns)`; the intended time is −S s + N ns.
-fn setattr_timespec(t: SystemTime) -> Timespec {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(_) => {
-            let (s, n) = timespec(t);
-            Timespec {
-                tv_sec: s,
-                tv_nsec: n,
-            }
-        }
-        Err(e) => {
-            let d = e.duration();
-            Timespec {
-                tv_sec: -(d.as_secs() as i64),
-                tv_nsec: i64::from(d.subsec_nanos()),
-            }
-        }
-    }
-}
-
-fn time_arg(t: Option<TimeOrNow>) -> Timespec {
-    match t {
-        None => Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        Some(TimeOrNow::Now) => Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_NOW,
-        },
-        Some(TimeOrNow::SpecificTime(t)) => setattr_timespec(t),
-    }
-}
-
-/// What `setattr` was asked to change (besides the size, which goes through the content).
-#[derive(Debug, Default)]
-pub struct AttrChange {
-    /// New permission bits.
-    pub mode: Option<u32>,
-    /// New owner.
-    pub uid: Option<u32>,
-    /// New group.
-    pub gid: Option<u32>,
-    /// New access time.
-    pub atime: Option<TimeOrNow>,
-    /// New modification time.
-    pub mtime: Option<TimeOrNow>,
-}
 
 /// The last link of a regular file is going: its key, if it has one yet (a file never written
 /// has none), and the owner digest of the name going (the row is shredded only if it is the
@@ -102,35 +50,6 @@ impl CofferFs {
     pub(super) fn do_getattr(&self, ino: u64) -> Result<FileAttr> {
         let inode = self.inode(ino)?;
         self.stat_inode(&inode)
-    }
-
-    /// Mode, owner and times (the size is handled by the caller through the content).
-    pub(super) fn change_attrs(&self, inode: &Inode, c: &AttrChange) -> Result<()> {
-        let fd = inode.fd()?;
-        if let Some(mode) = c.mode {
-            if inode.kind == Kind::Symlink {
-                return Err(os(libc::EOPNOTSUPP));
-            }
-            self.chmod_backing(fd.as_fd(), mode)?;
-        }
-        if c.uid.is_some() || c.gid.is_some() {
-            rustix::fs::chownat(
-                &fd,
-                "",
-                c.uid.map(rustix::fs::Uid::from_raw),
-                c.gid.map(rustix::fs::Gid::from_raw),
-                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            )?;
-        }
-        if c.atime.is_some() || c.mtime.is_some() {
-            let times = Timestamps {
-                last_access: time_arg(c.atime),
-                last_modification: time_arg(c.mtime),
-            };
-            let _g = inode.mtime_lock.lock();
-            rustix::fs::utimensat(&fd, "", &times, AtFlags::EMPTY_PATH)?;
-        }
-        Ok(())
     }
 
     pub(super) fn do_mkdir(

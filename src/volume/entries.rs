@@ -35,7 +35,7 @@ impl Volume {
         name: &OsStr,
         in_root: bool,
     ) -> Result<DiskName> {
-        let dn = self.names.disk_name(dir_id, name, in_root)?;
+        let dn = self.names().disk_name(dir_id, name, in_root)?;
         self.record_long_name(&dn)?;
         Ok(dn)
     }
@@ -44,7 +44,7 @@ impl Volume {
     /// for a name that comes back (the old name of a `RENAME_EXCHANGE`).
     pub fn record_long_name(&self, dn: &DiskName) -> Result<()> {
         if let Some((digest, encoded)) = &dn.long {
-            self.keyring.store().put_long_name(digest, encoded)?;
+            self.keyring().store().put_long_name(digest, encoded)?;
         }
         Ok(())
     }
@@ -53,7 +53,7 @@ impl Volume {
     /// harmless (fsck removes it), so a failure is only logged.
     pub fn forget_long_name(&self, dn: &DiskName) {
         if let Some((digest, _)) = &dn.long
-            && let Err(e) = self.keyring.store().delete_long_name(digest)
+            && let Err(e) = self.keyring().store().delete_long_name(digest)
         {
             log::warn!("could not delete a long-name row: {e}");
         }
@@ -62,7 +62,7 @@ impl Volume {
     /// Refuses the long name `dn` when its row in the header store holds another name (see
     /// [`NameMap::check_long_name_row`](super::NameMap::check_long_name_row)).
     pub fn check_long_name(&self, dn: &DiskName) -> Result<()> {
-        self.names.check_long_name_row(dn, self.keyring.store())
+        self.names().check_long_name_row(dn, self.keyring().store())
     }
 
     /// The plaintext name of the on-disk entry `disk` in the directory with id `dir_id`, or
@@ -73,8 +73,8 @@ impl Volume {
         disk: &OsStr,
         in_root: bool,
     ) -> Result<Option<OsString>> {
-        self.names
-            .plain_name(dir_id, disk, in_root, self.keyring.store())
+        self.names()
+            .plain_name(dir_id, disk, in_root, self.keyring().store())
     }
 
     /// Removes the non-directory entry `dn` from `parent`, then its long-name row.
@@ -95,11 +95,11 @@ impl Volume {
         name: &OsStr,
         target: &OsStr,
     ) -> Result<DiskName> {
-        let stored = self.names.stored_target(target)?;
+        let stored = self.names().stored_target(target)?;
         let dn = self.disk_name_for_create(dir_id, name, in_root)?;
         if let Some((digest, encoded)) = &stored.long {
             // The row first, as for long names: a crash leaves at worst an unused row.
-            self.keyring.store().put_long_target(digest, encoded)?;
+            self.keyring().store().put_long_target(digest, encoded)?;
         }
         rustix::fs::symlinkat(&stored.backing, parent, &dn.name)?;
         Ok(dn)
@@ -107,13 +107,14 @@ impl Volume {
 
     /// The plaintext target of a symlink whose backing link points to `backing`.
     pub fn symlink_target(&self, backing: &[u8]) -> Result<Vec<u8>> {
-        self.names.plain_target(backing, self.keyring.store())
+        self.names().plain_target(backing, self.keyring().store())
     }
 
     /// The plaintext length of the long symlink target behind `backing` (`None` when it is
     /// not a long target).
     pub fn long_target_len(&self, backing: &[u8]) -> Result<Option<u64>> {
-        self.names.long_target_len(backing, self.keyring.store())
+        self.names()
+            .long_target_len(backing, self.keyring().store())
     }
 
     /// The plaintext size of the backing object `st`: a regular file's content, an
@@ -123,9 +124,9 @@ impl Volume {
         let size = st.st_size as u64;
         match rustix::fs::FileType::from_raw_mode(st.st_mode) {
             rustix::fs::FileType::RegularFile => {
-                self.layout.cipher_size_to_plain_size_lenient(size)
+                self.layout().cipher_size_to_plain_size_lenient(size)
             }
-            rustix::fs::FileType::Symlink if self.names.encrypted() => {
+            rustix::fs::FileType::Symlink if self.names().encrypted() => {
                 siv_encoded_len_to_plain_len(size)
             }
             _ => size,
@@ -144,7 +145,7 @@ impl Volume {
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            let id = if self.names.encrypted() {
+            let id = if self.names().encrypted() {
                 Some(create_dir_id(fd.as_fd())?)
             } else {
                 None
@@ -186,19 +187,19 @@ impl Volume {
     /// removed (its owner digest) still owns it (see `keystore::owners`); their FEKs leave
     /// the cache. Returns the ids whose rows were left in place (owned by another entry).
     pub fn shred_removed(&self, rows: &[(FileId, Owner)]) -> Result<Vec<FileId>> {
-        Ok(self.keyring.shred_many(rows)?.kept)
+        Ok(self.keyring().shred_many(rows)?.kept)
     }
 
     /// Drops the cached FEK of `id` (its file is gone, its row about to follow).
     pub fn forget_key(&self, id: &FileId) {
-        self.keyring.forget_fek(id);
+        self.keyring().forget_fek(id);
     }
 
     /// At unmount: folds the header store's write-ahead log into the store and wipes every
     /// cached FEK.
     pub fn close_store(&self) -> Result<()> {
-        let checkpoint = self.keyring.store().checkpoint();
-        self.keyring.clear_cache();
+        let checkpoint = self.keyring().store().checkpoint();
+        self.keyring().clear_cache();
         Ok(checkpoint?)
     }
 }
