@@ -142,6 +142,7 @@ pub fn code_for(e: &VolumeError) -> i32 {
             | KeystoreError::TooManySlots(_) => KEY_SLOT,
             _ => OTHER,
         },
+        VolumeError::Crypto(_) => OTHER,
         VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,
         _ => OTHER,
     }

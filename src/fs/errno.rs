@@ -30,6 +30,11 @@ pub fn errno(e: &VolumeError) -> Errno {
             log::error!("{e}");
             Errno::EIO
         }
+        // The OS random source failing (a new directory id or key): logged as what it is.
+        VolumeError::Crypto(_) => {
+            log::error!("{e}");
+            Errno::EIO
+        }
         VolumeError::NotEmpty(_) => Errno::ENOTEMPTY,
         VolumeError::Locked(_) => Errno::EBUSY,
         VolumeError::Io(io) => Errno::from_i32(io.raw_os_error().unwrap_or(libc::EIO)),

@@ -99,15 +99,15 @@ pub enum VolumeError {
     /// The header store failed.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    /// A cryptographic step of the volume's own failed: the OS random source (a new
+    /// directory id, a new key), or parameters refused before use (Argon2id bounds at
+    /// `init`). Failures inside the header store (unwrapping a slot or a key row) stay
+    /// `Keystore`.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
     /// The operating system failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-impl From<CryptoError> for VolumeError {
-    fn from(e: CryptoError) -> Self {
-        VolumeError::Keystore(KeystoreError::Crypto(e))
-    }
 }
 
 impl From<rustix::io::Errno> for VolumeError {

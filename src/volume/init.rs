@@ -148,3 +148,38 @@ pub fn init_with(cipherdir: &Path, first: FirstSlot<'_>, opts: &InitOptions) -> 
     loc.sync_store_dir()?;
     Ok(loc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::CryptoError;
+
+    /// A cryptographic failure of the volume's own (here Argon2id bounds checked by `init`,
+    /// as a getrandom failure in `mkdir` would be) is a crypto error, not a header store's:
+    /// the mount logged such errors as "header store: …".
+    #[test]
+    fn crypto_failures_are_not_filed_under_the_header_store() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("v");
+        let opts = InitOptions {
+            kdf: KdfParams {
+                m_kib: u32::MAX,
+                ..KdfParams::insecure_for_tests()
+            },
+            ..InitOptions::default()
+        };
+        let err = init(&dir, b"pw", &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VolumeError::Crypto(CryptoError::KdfParamsOutOfBounds { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(!dir.exists(), "nothing created");
+        assert!(matches!(
+            VolumeError::from(CryptoError::Random),
+            VolumeError::Crypto(CryptoError::Random)
+        ));
+    }
+}
