@@ -1,7 +1,17 @@
-//! The FUSE filesystem: `impl fuser::Filesystem` as thin shims over workers that return
-//! `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations live in
-//! `node_ops.rs`, `setattr` in `attr_ops.rs`, file content in `file_ops.rs`, directory listing in `dir_ops.rs`, extended
-//! attributes in `xattr_ops.rs`.
+//! The FUSE filesystem: `impl fuser::Filesystem` as thin shims (`shims.rs`) over workers that
+//! return `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations
+//! live in `node_ops.rs`, `setattr` in `attr_ops.rs`, file content in `file_ops.rs`, directory
+//! listing in `dir_ops.rs`, extended attributes in `xattr_ops.rs`, the set-id bit rules in
+//! `killpriv.rs`, deferred key shredding in `shred_queue.rs`.
+//!
+//! Owns what only a mount has: the inode table and its `O_PATH` fds, open handles, attribute
+//! replies (`attr.rs`), the kernel's caches and the mount's own locks.
+//!
+//! Imports: `fuser`, `rustix`/`libc`, std, `log`, and of this crate `volume` only, which
+//! re-exports the few types of the layers below it needs (`FileId`, `Owner`,
+//! `KeystoreError`). Every rule about what lies in the cipherdir or the header store (names,
+//! long-name rows and their ordering, symlink and xattr sealing, directory ids, headers, key
+//! rows) is asked of `volume`; `scripts/test.sh` refuses any other `crate::` path here.
 
 pub mod attr;
 mod attr_ops;

@@ -1,5 +1,16 @@
-//! A cipherdir opened with its KEK: creating and opening volumes, the volume lock, name
-//! mapping, and `ChunkedFile` for random-access content I/O. Knows nothing of FUSE.
+//! A cipherdir opened with its KEK, and every rule about what lies in it. Owns: creating
+//! (`init.rs`) and opening volumes (`open.rs`: `Volume`, the volume lock from `location.rs`),
+//! the header store opened without a secret (`stores.rs`), the root's timestamps
+//! (`root_times.rs`), the error type (`error.rs`); name mapping and directory ids
+//! (`names.rs`), symlink targets (`symlinks.rs`), xattrs (`xattrs.rs`) and the entries the
+//! mount creates and removes with their header-store rows (`entries.rs`); the ciphertext
+//! header reader and the chunk rule (`ciphertext.rs`), random-access content I/O
+//! (`chunked.rs`); key-row owners (`owners.rs`), and the whole-volume tools: `fsck/`,
+//! `reencrypt.rs`, `header.rs` (backup, restore), `share.rs` (what a share takes), `walk.rs`.
+//!
+//! Imports `crypto`, `format`, `keystore` and `share::payload` (the share entry it fills),
+//! std and rustix; never `fuser` (checked by `scripts/test.sh`), `fs` or `cli`. Everything
+//! the mount needs from the layers below comes through here.
 
 pub mod chunked;
 pub mod ciphertext;
