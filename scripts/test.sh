@@ -35,6 +35,16 @@ if grep -rnE 'fuser|rusqlite|std::fs' src/format src/crypto; then
     echo "layering violation: format/ and crypto/ must not use fuser, rusqlite or std::fs" >&2
     exit 1
 fi
+# The filesystem speaks only to the volume: no crate path in src/fs but crate::volume.
+if grep -rnE 'crate::[a-z_]+' -o src/fs | grep -v 'crate::volume$'; then
+    echo "layering violation: fs/ may import crate::volume only (not format, keystore, crypto...)" >&2
+    exit 1
+fi
+# The header store and the cipherdir know nothing of FUSE.
+if grep -rnE '(^|[^a-z_])fuser(::|;|$| as )|use fuser' src/keystore src/volume; then
+    echo "layering violation: keystore/ and volume/ must not use fuser" >&2
+    exit 1
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -133,6 +133,8 @@ pub fn code_for(e: &VolumeError) -> i32 {
         VolumeError::Locked(_) => LOCKED,
         VolumeError::Keystore(k) => code_for_keystore(k),
         VolumeError::Format(f) => code_for_format(f),
+        // The OS random source or an Argon2id bound: the machine, not the volume.
+        VolumeError::Crypto(_) => OTHER,
         // Damage found while reading one file: reported with its path, no code of its own.
         VolumeError::CorruptChunk { .. }
         | VolumeError::CorruptFile { .. }

@@ -1,6 +1,11 @@
-//! The on-disk format of cofferfs: ciphertext file headers, chunk geometry and the encoding of
-//! names. Pure functions over bytes and integers; this layer imports std only (no FUSE, no
-//! SQLite, no file I/O), so every rule in `docs/FORMAT.md` can be tested in isolation.
+//! The on-disk format of cofferfs: ciphertext file headers (`header.rs`), chunk geometry
+//! (`layout.rs`), the volume marker (`marker.rs`) and the encoding of names, long names and
+//! long targets (`names.rs`), with the format version constants and `FormatError`. Pure
+//! functions over bytes and integers, so every rule in `docs/FORMAT.md` can be tested in
+//! isolation; reading them from files is `volume::ciphertext`'s.
+//!
+//! Imports std, `thiserror` and `base64` only: no other layer of this crate, nothing of FUSE
+//! or SQLite, no file I/O (the last three checked by `scripts/test.sh`).
 
 pub mod header;
 pub mod layout;

@@ -1,6 +1,6 @@
 //! Backing `stat` → plaintext `FileAttr`. Every reply that carries attributes goes through
-//! [`to_attr`], so no path can forget the ciphertext → plaintext size conversion (gocryptfs
-//! forgot it in LINK). Symlink sizes come from the backing link's length alone: `stat` never
+//! [`to_attr`] with the size `Volume::plain_size` gives, so no path can forget the
+//! ciphertext → plaintext size conversion (gocryptfs forgot it in LINK). Symlink sizes come from the backing link's length alone: `stat` never
 //! reads the link, so the backing atime is never touched.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,8 +9,6 @@ use fuser::{FileAttr, FileType, INodeNo};
 use rustix::fs::{FileType as RawType, Stat};
 
 use super::inodes::Kind;
-use crate::format::Layout;
-use crate::format::names::siv_encoded_len_to_plain_len;
 
 /// A timestamp from seconds and nanoseconds, before or after the epoch.
 pub fn system_time(secs: i64, nsecs: i64) -> SystemTime {
@@ -61,14 +59,9 @@ fn file_type(st: &Stat) -> FileType {
     }
 }
 
-/// The plaintext attributes of backing object `st`, reported as node `ino`.
-pub fn to_attr(st: &Stat, ino: u64, layout: &Layout, encrypted_names: bool) -> FileAttr {
-    let size = st.st_size as u64;
-    let size = match kind_of(st) {
-        Kind::File => layout.cipher_size_to_plain_size_lenient(size),
-        Kind::Symlink if encrypted_names => siv_encoded_len_to_plain_len(size),
-        _ => size,
-    };
+/// The plaintext attributes of backing object `st`, reported as node `ino` with `size`, its
+/// plaintext size (`Volume::plain_size`).
+pub fn to_attr(st: &Stat, ino: u64, size: u64) -> FileAttr {
     FileAttr {
         ino: INodeNo(ino),
         size,

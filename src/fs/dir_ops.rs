@@ -53,14 +53,13 @@ impl CofferFs {
                 disk: OsString::new(),
             },
         ];
-        let store = self.vol.keyring().store();
         for entry in rustix::fs::Dir::read_from(&fd)? {
             let entry = entry?;
             let disk = OsStr::from_bytes(entry.file_name().to_bytes());
             if disk == "." || disk == ".." {
                 continue;
             }
-            let name = match self.vol.names().plain_name(&dir_id, disk, in_root, store) {
+            let name = match self.vol.plain_name(&dir_id, disk, in_root) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(e) => {

@@ -4,8 +4,7 @@
 
 use fuser::Errno;
 
-use crate::keystore::KeystoreError;
-use crate::volume::VolumeError;
+use crate::volume::{KeystoreError, VolumeError};
 
 /// The errno for `e`, logging corruption (never any secret: ids and indices only).
 pub fn errno(e: &VolumeError) -> Errno {
@@ -28,6 +27,11 @@ pub fn errno(e: &VolumeError) -> Errno {
         | VolumeError::StoreMissing(_)
         | VolumeError::ControlFile { .. }
         | VolumeError::BadMarker { .. } => {
+            log::error!("{e}");
+            Errno::EIO
+        }
+        // The OS random source failing (a new directory id or key): logged as what it is.
+        VolumeError::Crypto(_) => {
             log::error!("{e}");
             Errno::EIO
         }

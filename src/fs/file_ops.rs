@@ -156,8 +156,7 @@ impl CofferFs {
         let made = self.finish_create(&parent, &dn.name, fd, is_new, flags, (uid, gid));
         if made.is_err() && is_new {
             // A create that failed (ENOSPC from the header store, say) leaves no name behind.
-            let _ = rustix::fs::unlinkat(&parent_fd, &dn.name, rustix::fs::AtFlags::empty());
-            self.forget_long_name(&dn);
+            let _ = self.vol.unlink_entry(parent_fd.as_fd(), &dn);
         }
         made
     }
@@ -206,7 +205,7 @@ impl CofferFs {
         fd: rustix::fd::OwnedFd,
         is_new: bool,
         truncate: bool,
-        owner: Option<crate::keystore::Owner>,
+        owner: Option<crate::volume::Owner>,
     ) -> Result<(Arc<ChunkedFile>, FileAttr)> {
         let file = {
             let mut content = inode.content.lock();

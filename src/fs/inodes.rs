@@ -20,9 +20,8 @@ use rustix::fs::{Mode, OFlags, Stat};
 
 use super::errno::os;
 use super::path_fds::{Closed, PathFds};
-use crate::format::FileId;
 use crate::volume::names::DirId;
-use crate::volume::{ChunkedFile, Result};
+use crate::volume::{ChunkedFile, FileId, Owner, Result};
 
 /// The kind of a backing object, as far as cofferfs treats them differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +45,7 @@ pub struct OpenContent {
     pub opens: usize,
     /// Set when the last name went while handles were open, to the owner digest of that
     /// name: the key is shredded at the last release if the row belongs to it.
-    pub shred_on_release: Option<crate::keystore::Owner>,
+    pub shred_on_release: Option<Owner>,
     /// The backing file as the last release left it (see `CofferFs::keep_cache`).
     pub cache_stamp: Option<CacheStamp>,
 }

@@ -1,9 +1,20 @@
-//! The FUSE filesystem: `impl fuser::Filesystem` as thin shims over workers that return
-//! `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations live in
-//! `node_ops.rs`, file content in `file_ops.rs`, directory listing in `dir_ops.rs`, extended
-//! attributes in `xattr_ops.rs`.
+//! The FUSE filesystem: `impl fuser::Filesystem` as thin shims (`shims.rs`) over workers that
+//! return `Result<_, VolumeError>`; the errno is chosen in `errno.rs` only. Node operations
+//! live in `node_ops.rs`, `setattr` in `attr_ops.rs`, file content in `file_ops.rs`, directory
+//! listing in `dir_ops.rs`, extended attributes in `xattr_ops.rs`, the set-id bit rules in
+//! `killpriv.rs`, deferred key shredding in `shred_queue.rs`.
+//!
+//! Owns what only a mount has: the inode table and its `O_PATH` fds, open handles, attribute
+//! replies (`attr.rs`), the kernel's caches and the mount's own locks.
+//!
+//! Imports: `fuser`, `rustix`/`libc`, std, `log`, and of this crate `volume` only, which
+//! re-exports the few types of the layers below it needs (`FileId`, `Owner`,
+//! `KeystoreError`). Every rule about what lies in the cipherdir or the header store (names,
+//! long-name rows and their ordering, symlink and xattr sealing, directory ids, headers, key
+//! rows) is asked of `volume`; `scripts/test.sh` refuses any other `crate::` path here.
 
 pub mod attr;
+mod attr_ops;
 mod dir_ops;
 pub mod errno;
 mod file_ops;
@@ -30,7 +41,7 @@ use self::errno::os;
 use self::handles::HandleTable;
 use self::inodes::{Inode, InodeTable, Kind};
 use crate::volume::names::{DirId, DiskName, read_or_renew_dir_id};
-use crate::volume::{Result, Volume};
+use crate::volume::{Owner, Result, Volume};
 
 /// Mount-time choices that change how the filesystem answers.
 #[derive(Debug, Clone)]
@@ -240,12 +251,12 @@ impl CofferFs {
     }
 
     /// The owner digest of the entry `disk` in directory `dir` (see `volume::owners`).
-    fn entry_owner(&self, dir: &Inode, disk: &OsStr) -> Result<crate::keystore::Owner> {
+    fn entry_owner(&self, dir: &Inode, disk: &OsStr) -> Result<Owner> {
         Ok(self.vol.entry_owner(&self.dir_id(dir)?, disk))
     }
 
     /// The owner digest of the entry `inode` was last seen under, if that is known for sure.
-    fn origin_owner(&self, inode: &Inode) -> Option<crate::keystore::Owner> {
+    fn origin_owner(&self, inode: &Inode) -> Option<Owner> {
         let (dir, name) = inode.origin()?;
         self.entry_owner(&dir, &name).ok()
     }
@@ -261,15 +272,13 @@ impl CofferFs {
     /// Like [`disk_name`](Self::disk_name) for a name about to be created: a long name's full
     /// form is recorded in the header store first.
     fn disk_name_for_create(&self, parent: &Inode, name: &OsStr) -> Result<DiskName> {
-        let dn = self.disk_name(parent, name)?;
-        if let Some((digest, encoded)) = &dn.long {
-            self.vol.keyring().store().put_long_name(digest, encoded)?;
-        }
-        Ok(dn)
+        let id = self.dir_id(parent)?;
+        self.vol
+            .disk_name_for_create(&id, name, parent.ino == fuser::INodeNo::ROOT.0)
     }
 
     fn attr_of(&self, ino: u64, st: &Stat) -> FileAttr {
-        let mut attr = to_attr(st, ino, &self.vol.layout(), self.vol.names().encrypted());
+        let mut attr = to_attr(st, ino, self.vol.plain_size(st));
         // A long symlink target's size is in its row, not in its backing link's length.
         if attr.kind == fuser::FileType::Symlink
             && self.vol.names().may_be_long_target(st.st_size as u64)
@@ -284,11 +293,7 @@ impl CofferFs {
     fn long_target_len(&self, ino: u64) -> Option<u64> {
         let fd = self.inodes.get(ino)?.fd().ok()?;
         let backing = rustix::fs::readlinkat(&fd, "", Vec::new()).ok()?;
-        self.vol
-            .names()
-            .long_target_len(backing.as_bytes(), self.vol.keyring().store())
-            .ok()
-            .flatten()
+        self.vol.long_target_len(backing.as_bytes()).ok().flatten()
     }
 
     /// An `O_PATH` fd on the entry `disk` of `dir`, not following a symlink: the handle every

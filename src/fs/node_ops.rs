@@ -4,72 +4,17 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use fuser::{FileAttr, TimeOrNow};
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+use fuser::FileAttr;
+use rustix::fs::{AtFlags, Mode};
 
 use super::CofferFs;
-use super::attr::timespec;
 use super::errno::os;
 use super::inodes::{Inode, Kind};
-use crate::format::names::DIR_ID_FILE;
-use crate::format::{FileHeader, FileId, HEADER_LEN};
-use crate::keystore::Owner;
-use crate::volume::chunked::read_full_at;
-use crate::volume::names::{DiskName, EmptiedDir, create_dir_id};
+use crate::volume::ciphertext::file_id_in;
+use crate::volume::names::EmptiedDir;
 use crate::volume::owners;
-use crate::volume::{Result, VolumeError};
-
-/// A time from `setattr`, corrected for fuser 0.18's pre-1970 bug: for a kernel time of −S s
-/// plus N ns (N > 0) fuser builds `EPOCH − (S s + N ns)`; the intended time is −S s + N ns.
-fn setattr_timespec(t: SystemTime) -> Timespec {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(_) => {
-            let (s, n) = timespec(t);
-            Timespec {
-                tv_sec: s,
-                tv_nsec: n,
-            }
-        }
-        Err(e) => {
-            let d = e.duration();
-            Timespec {
-                tv_sec: -(d.as_secs() as i64),
-                tv_nsec: i64::from(d.subsec_nanos()),
-            }
-        }
-    }
-}
-
-fn time_arg(t: Option<TimeOrNow>) -> Timespec {
-    match t {
-        None => Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        Some(TimeOrNow::Now) => Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_NOW,
-        },
-        Some(TimeOrNow::SpecificTime(t)) => setattr_timespec(t),
-    }
-}
-
-/// What `setattr` was asked to change (besides the size, which goes through the content).
-#[derive(Debug, Default)]
-pub struct AttrChange {
-    /// New permission bits.
-    pub mode: Option<u32>,
-    /// New owner.
-    pub uid: Option<u32>,
-    /// New group.
-    pub gid: Option<u32>,
-    /// New access time.
-    pub atime: Option<TimeOrNow>,
-    /// New modification time.
-    pub mtime: Option<TimeOrNow>,
-}
+use crate::volume::{FileId, Owner, Result, Volume, VolumeError};
 
 /// The last link of a regular file is going: its key, if it has one yet (a file never written
 /// has none), and the owner digest of the name going (the row is shredded only if it is the
@@ -98,43 +43,13 @@ impl CofferFs {
             }
             other => other?,
         };
-        let store = self.vol.keyring().store();
-        self.vol.names().check_long_name_row(&dn, store)?;
+        self.vol.check_long_name(&dn)?;
         self.lookup_disk(&parent, &dn.name)
     }
 
     pub(super) fn do_getattr(&self, ino: u64) -> Result<FileAttr> {
         let inode = self.inode(ino)?;
         self.stat_inode(&inode)
-    }
-
-    /// Mode, owner and times (the size is handled by the caller through the content).
-    pub(super) fn change_attrs(&self, inode: &Inode, c: &AttrChange) -> Result<()> {
-        let fd = inode.fd()?;
-        if let Some(mode) = c.mode {
-            if inode.kind == Kind::Symlink {
-                return Err(os(libc::EOPNOTSUPP));
-            }
-            self.chmod_backing(fd.as_fd(), mode)?;
-        }
-        if c.uid.is_some() || c.gid.is_some() {
-            rustix::fs::chownat(
-                &fd,
-                "",
-                c.uid.map(rustix::fs::Uid::from_raw),
-                c.gid.map(rustix::fs::Gid::from_raw),
-                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            )?;
-        }
-        if c.atime.is_some() || c.mtime.is_some() {
-            let times = Timestamps {
-                last_access: time_arg(c.atime),
-                last_modification: time_arg(c.mtime),
-            };
-            let _g = inode.mtime_lock.lock();
-            rustix::fs::utimensat(&fd, "", &times, AtFlags::EMPTY_PATH)?;
-        }
-        Ok(())
     }
 
     pub(super) fn do_mkdir(
@@ -148,42 +63,26 @@ impl CofferFs {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name_for_create(&parent, name)?;
         let parent_fd = parent.fd()?;
-        // Create private, write the directory id, then set the exact bits asked for: the
-        // metadata file must not leak into the permission bits (gocryptfs forces u+rwx).
-        rustix::fs::mkdirat(&parent_fd, &dn.name, Mode::from_raw_mode(0o700))?;
+        // Made private with its id, then given the exact bits asked for: the metadata file
+        // must not leak into the permission bits (gocryptfs forces u+rwx).
+        let dir = self.vol.make_dir(parent_fd.as_fd(), &dn.name)?;
         let made = (|| -> Result<FileAttr> {
-            let fd = rustix::fs::openat(
-                &parent_fd,
-                &dn.name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let id = if self.vol.names().encrypted() {
-                Some(create_dir_id(fd.as_fd())?)
-            } else {
-                None
-            };
             let pst = rustix::fs::fstat(&parent_fd)?;
             let sgid = if pst.st_mode & libc::S_ISGID != 0 {
                 libc::S_ISGID
             } else {
                 0
             };
-            self.chmod_backing(fd.as_fd(), (mode & 0o7777) | sgid)?;
-            let st = self.own_new_node(&parent, fd.as_fd(), uid, gid)?;
-            let inode = self.inodes.remember(&st, fd, &parent, &dn.name);
-            if let Some(id) = id {
+            self.chmod_backing(dir.fd.as_fd(), (mode & 0o7777) | sgid)?;
+            let st = self.own_new_node(&parent, dir.fd.as_fd(), uid, gid)?;
+            let inode = self.inodes.remember(&st, dir.fd, &parent, &dn.name);
+            if let Some(id) = dir.id {
                 let _ = inode.dir_id.set(id);
             }
             Ok(self.attr_of(inode.ino, &st))
         })();
         if made.is_err() {
-            let _ = rustix::fs::unlinkat(
-                &parent_fd,
-                format!("{}/{DIR_ID_FILE}", dn.name.to_string_lossy()),
-                AtFlags::empty(),
-            );
-            let _ = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR);
+            Volume::unmake_dir(parent_fd.as_fd(), &dn.name);
         }
         made
     }
@@ -212,20 +111,20 @@ impl CofferFs {
             Mode::from_raw_mode(mode & 0o7777),
             u64::from(rdev),
         )?;
-        self.finish_new_node(&parent_inode, &dn, uid, gid)
+        self.finish_new_node(&parent_inode, &dn.name, uid, gid)
     }
 
-    /// Takes ownership of a node just created under `dn` and reports it.
+    /// Takes ownership of a node just created under the on-disk name `disk` and reports it.
     fn finish_new_node(
         &self,
         parent: &Arc<Inode>,
-        dn: &DiskName,
+        disk: &OsStr,
         uid: u32,
         gid: u32,
     ) -> Result<FileAttr> {
-        let fd = Self::open_path(parent, &dn.name)?;
+        let fd = Self::open_path(parent, disk)?;
         let st = self.own_new_node(parent, fd.as_fd(), uid, gid)?;
-        let inode = self.inodes.remember(&st, fd, parent, &dn.name);
+        let inode = self.inodes.remember(&st, fd, parent, &disk.to_owned());
         Ok(self.attr_of(inode.ino, &st))
     }
 
@@ -238,17 +137,12 @@ impl CofferFs {
         gid: u32,
     ) -> Result<FileAttr> {
         let parent = self.writable_dir(parent)?;
-        let stored = self.vol.names().stored_target(target)?;
-        let dn = self.disk_name_for_create(&parent, name)?;
-        if let Some((digest, encoded)) = &stored.long {
-            // The row first, as for long names: a crash leaves at worst an unused row.
-            self.vol
-                .keyring()
-                .store()
-                .put_long_target(digest, encoded)?;
-        }
-        rustix::fs::symlinkat(&stored.backing, parent.fd()?, &dn.name)?;
-        self.finish_new_node(&parent, &dn, uid, gid)
+        let id = self.dir_id(&parent)?;
+        let in_root = parent.ino == fuser::INodeNo::ROOT.0;
+        let dn = self
+            .vol
+            .create_symlink(parent.fd()?.as_fd(), &id, in_root, name, target)?;
+        self.finish_new_node(&parent, &dn.name, uid, gid)
     }
 
     pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
@@ -257,9 +151,7 @@ impl CofferFs {
             return Err(os(libc::EINVAL));
         }
         let stored = rustix::fs::readlinkat(inode.fd()?, "", Vec::new())?.into_bytes();
-        self.vol
-            .names()
-            .plain_target(&stored, self.vol.keyring().store())
+        self.vol.symlink_target(&stored)
     }
 
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<FileAttr> {
@@ -294,20 +186,7 @@ impl CofferFs {
                 return Some(id);
             }
         }
-        let parent_fd = parent.fd().ok()?;
-        let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let f = match rustix::fs::openat(&parent_fd, disk, base | OFlags::NOATIME, Mode::empty()) {
-            // O_NOATIME needs the file's owner (or CAP_FOWNER).
-            Err(rustix::io::Errno::PERM) => {
-                rustix::fs::openat(&parent_fd, disk, base, Mode::empty())
-            }
-            other => other,
-        }
-        .ok()?;
-        let f = std::fs::File::from(f);
-        let mut h = [0u8; HEADER_LEN];
-        let n = read_full_at(&f, &mut h, 0).ok()?;
-        FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
+        file_id_in(parent.fd().ok()?.as_fd(), disk)
     }
 
     /// The node id of the entry `disk` in `parent` (if there is one) and what removing it
@@ -431,20 +310,11 @@ impl CofferFs {
         Ok(())
     }
 
-    pub(super) fn forget_long_name(&self, dn: &DiskName) {
-        if let Some((digest, _)) = &dn.long
-            && let Err(e) = self.vol.keyring().store().delete_long_name(digest)
-        {
-            log::warn!("could not delete a long-name row: {e}");
-        }
-    }
-
     pub(super) fn do_unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
         let victim = self.entry_to_remove(&parent, &dn.name, None);
-        rustix::fs::unlinkat(parent.fd()?, &dn.name, AtFlags::empty())?;
-        self.forget_long_name(&dn);
+        self.vol.unlink_entry(parent.fd()?.as_fd(), &dn)?;
         if let Some((ino, removal)) = victim {
             self.after_removal(ino, removal)?;
         }
@@ -454,15 +324,7 @@ impl CofferFs {
     pub(super) fn do_rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let parent = self.writable_dir(parent)?;
         let dn = self.disk_name(&parent, name)?;
-        let parent_fd = parent.fd()?;
-        let emptied = EmptiedDir::prepare(parent_fd.as_fd(), &dn.name)?;
-        if let Err(e) = rustix::fs::unlinkat(&parent_fd, &dn.name, AtFlags::REMOVEDIR) {
-            // Put the id back, or every name inside would become unreadable.
-            emptied.restore()?;
-            return Err(e.into());
-        }
-        self.forget_long_name(&dn);
-        Ok(())
+        self.vol.remove_dir(parent.fd()?.as_fd(), &dn)
     }
 
     pub(super) fn do_rename(
@@ -513,9 +375,7 @@ impl CofferFs {
         };
         if exchange {
             // The entry that comes back under the old name needs that name's long form too.
-            if let Some((digest, encoded)) = &src.long {
-                self.vol.keyring().store().put_long_name(digest, encoded)?;
-            }
+            self.vol.record_long_name(&src)?;
         }
         if let Err(e) = rustix::fs::renameat_with(
             &from_fd,
@@ -530,7 +390,7 @@ impl CofferFs {
             return Err(e.into());
         }
         if !exchange && src.name != dst.name {
-            self.forget_long_name(&src);
+            self.vol.forget_long_name(&src);
         }
         // After the rename (a failed one must not touch an owner): the source is under the
         // new name now, and for an exchange the destination under the old one.

@@ -13,9 +13,9 @@ use fuser::{
 };
 
 use super::CofferFs;
+use super::attr_ops::AttrChange;
 use super::errno::errno;
 use super::killpriv::{Caller, Occasion};
-use super::node_ops::AttrChange;
 
 fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
     if size == 0 {
@@ -66,10 +66,9 @@ impl Filesystem for CofferFs {
         if let Err(e) = self.shreds.finish() {
             log::error!("key rows of deleted files left in the header store: {e}");
         }
-        if let Err(e) = self.vol.keyring().store().checkpoint() {
+        if let Err(e) = self.vol.close_store() {
             log::error!("final header store checkpoint failed: {e}");
         }
-        self.vol.keyring().clear_cache();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -111,42 +110,14 @@ impl Filesystem for CofferFs {
         reply: ReplyAttr,
     ) {
         self.touch();
-        let result = (|| {
-            let inode = self.inode(ino.0)?;
-            if mode.is_some()
-                || uid.is_some()
-                || gid.is_some()
-                || atime.is_some()
-                || mtime.is_some()
-            {
-                self.check_writable()?;
-            }
-            let caller = Caller::of(req);
-            if let Some(size) = size {
-                self.do_truncate(&inode, fh.map(|f| f.0), size)?;
-                self.drop_suid_sgid(&inode, &caller, Occasion::Change)?;
-            }
-            if [mode, uid, gid].iter().all(Option::is_none)
-                && size.is_none()
-                && atime.is_none()
-                && mtime.is_none()
-            {
-                // Nothing to change but perhaps the ctime: chown(f, -1, -1), or the kernel's
-                // own request to clear the bits, stripped of its flags (see killpriv.rs).
-                self.drop_suid_sgid(&inode, &caller, Occasion::Chown)?;
-            }
-            self.change_attrs(
-                &inode,
-                &AttrChange {
-                    mode,
-                    uid,
-                    gid,
-                    atime,
-                    mtime,
-                },
-            )?;
-            self.stat_inode(&inode)
-        })();
+        let change = AttrChange {
+            mode,
+            uid,
+            gid,
+            atime,
+            mtime,
+        };
+        let result = self.do_setattr(&Caller::of(req), ino.0, size, fh.map(|f| f.0), &change);
         match result {
             Ok(attr) => reply.attr(&self.opts.ttl, &attr),
             Err(e) => reply.error(errno(&e)),

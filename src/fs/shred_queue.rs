@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::format::FileId;
-use crate::keystore::Owner;
-use crate::volume::Volume;
+use crate::volume::{FileId, Owner, Volume};
 
 /// How long the first id of a batch waits for others.
 pub const GATHER: Duration = Duration::from_millis(50);
@@ -46,7 +44,7 @@ impl Shared {
     /// ([`ShredQueue::cancel_then`]) takes the same lock to cancel and to move an owner, so it
     /// sees a deletion either not yet taken (and cancels it) or finished, never one in flight
     /// that would then hit the renamed entry. Lock order is always queue lock, then the
-    /// store's connection lock (inside the keyring); nothing takes the queue lock while
+    /// store's connection lock (inside the volume's keyring); nothing takes the queue lock while
     /// holding the connection lock, so the two cannot deadlock.
     fn delete_pending(&self) -> crate::volume::Result<()> {
         let mut pending = self.pending.lock();
@@ -54,9 +52,9 @@ impl Shared {
         if ids.is_empty() {
             return Ok(());
         }
-        match self.vol.keyring().shred_many(&ids) {
-            Ok(outcome) => {
-                for id in outcome.kept {
+        match self.vol.shred_removed(&ids) {
+            Ok(kept) => {
+                for id in kept {
                     log::info!(
                         "key row of file {id} left in place: the entry removed does not own it \
                          (a copy of another file, or a hard link); `fsck` reports it once no \
@@ -67,7 +65,7 @@ impl Shared {
             }
             Err(e) => {
                 pending.ids.extend(ids);
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -118,7 +116,7 @@ impl ShredQueue {
     /// Queues the key row of a file whose last name, with owner digest `owner`, is gone (and
     /// is no longer open); its FEK leaves the key cache now.
     pub fn push(&self, id: FileId, owner: Owner) {
-        self.shared.vol.keyring().forget_fek(&id);
+        self.shared.vol.forget_key(&id);
         self.shared.pending.lock().ids.push((id, owner));
         self.shared.wake.notify_one();
     }

@@ -1,5 +1,6 @@
 //! A read-only view of one shared file's ciphertext, with the FEK from a share and no volume:
-//! the chunk rules of the mount's reader (`volume::chunked`) over a plain `File`. Every chunk
+//! the mount's header reader and chunk rule (`volume::ciphertext`, a leaf that needs no
+//! volume) over a plain `File`. Every chunk
 //! is authenticated under the share's file id, its index and (file version 2) its final flag;
 //! an all-zero chunk is a hole (zeros) except a version-2 file's last chunk, which is never a
 //! hole. The first chunk that fails ends the read with its index.
@@ -8,8 +9,10 @@ use std::fs::File;
 
 use crate::crypto::ChunkCipher;
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
-use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
-use crate::volume::chunked::read_full_at;
+use crate::format::{FileId, HEADER_LEN, Layout};
+use crate::volume::ciphertext::{
+    ChunkVerdict, classify_chunk, read_full_at, read_header, read_header_required,
+};
 
 use super::payload::SharedFile;
 
@@ -51,9 +54,7 @@ pub struct SharedCiphertext {
 /// The file id in a ciphertext's header, if it has a valid one (to match ciphertexts to
 /// entries of a share).
 pub fn header_file_id(file: &File) -> std::io::Result<Option<FileId>> {
-    let mut h = [0u8; HEADER_LEN];
-    let n = read_full_at(file, &mut h, 0)?;
-    Ok(FileHeader::decode(&h[..n]).ok().map(|h| h.file_id))
+    Ok(read_header(file)?.and_then(Result::ok).map(|h| h.file_id))
 }
 
 impl SharedCiphertext {
@@ -77,10 +78,8 @@ impl SharedCiphertext {
                 plain_size: 0,
             });
         };
-        let mut h = [0u8; HEADER_LEN];
-        let n = read_full_at(&file, &mut h, 0)?;
         let header =
-            FileHeader::decode(&h[..n]).map_err(|e| CiphertextError::Foreign(e.to_string()))?;
+            read_header_required(&file)?.map_err(|e| CiphertextError::Foreign(e.to_string()))?;
         if header.file_id != id {
             return Err(CiphertextError::Foreign(format!(
                 "its file id is {}, the share is for {id} (another file, or re-encrypted since)",
@@ -133,17 +132,15 @@ impl SharedCiphertext {
                 return Err(CiphertextError::Chunk { index });
             }
             let is_final = Some(index) == final_index;
-            if chunk.iter().all(|&b| b == 0) {
-                if is_final && cipher.has_final_flag() {
+            match classify_chunk(cipher, index, is_final, chunk) {
+                ChunkVerdict::Hole => sink(Piece::Hole(plain_len))?,
+                ChunkVerdict::Sealed => {
+                    sink(Piece::Data(&chunk[NONCE_LEN..chunk.len() - TAG_LEN]))?
+                }
+                ChunkVerdict::HoleAtEnd | ChunkVerdict::Failed => {
                     return Err(CiphertextError::Chunk { index });
                 }
-                sink(Piece::Hole(plain_len))?;
-                continue;
             }
-            cipher
-                .open_in_place(index, is_final, chunk)
-                .map_err(|_| CiphertextError::Chunk { index })?;
-            sink(Piece::Data(&chunk[NONCE_LEN..chunk.len() - TAG_LEN]))?;
         }
         Ok(())
     }

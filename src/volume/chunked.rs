@@ -22,10 +22,11 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::RwLock;
 
 use super::VolumeError;
+use super::ciphertext::{ChunkVerdict, classify_chunk, read_full_at, read_header};
 use crate::crypto::{ChunkCipher, random_nonce};
 use crate::format::layout::{CHUNK_OVERHEAD_LEN, NONCE_LEN, TAG_LEN};
 use crate::format::{FileHeader, FileId, HEADER_LEN, Layout};
-use crate::keystore::{Keyring, Owner};
+use crate::keystore::{Keyring, KeystoreError, Owner};
 
 /// One open ciphertext file with its key.
 pub struct ChunkedFile {
@@ -67,8 +68,14 @@ impl std::fmt::Debug for ChunkedFile {
 
 type Result<T> = std::result::Result<T, VolumeError>;
 
-fn is_hole(chunk: &[u8]) -> bool {
-    chunk.iter().all(|&b| b == 0)
+/// The cipher of a file with content whose header is `header`, with its FEK from the keyring
+/// (`MissingKey` or `TamperedKey` when its row is gone or altered): how every open of such a
+/// file gets its key, `ChunkedFile::open` and `fsck` alike.
+pub fn file_cipher(
+    keyring: &Keyring,
+    header: FileHeader,
+) -> std::result::Result<ChunkCipher, KeystoreError> {
+    Ok(ChunkCipher::new(&*keyring.fek(&header.file_id)?, header))
 }
 
 /// `file` reopened read-only with `O_NOATIME`; a plain duplicate where that is refused (not
@@ -160,23 +167,21 @@ impl ChunkedFile {
     /// first change: opening it writes nothing.
     pub fn open(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
         let quiet = quiet_reopen(&file)?;
-        let mut header = [0u8; HEADER_LEN];
-        let n = read_full_at(&quiet, &mut header, 0)?;
-        if n == 0 {
+        let Some(header) = read_header(&quiet)? else {
             let f = Self::create_keyless(keyring, layout, file, None);
             let _ = f.quiet.set(quiet);
             return Ok(f);
-        }
-        let header = FileHeader::decode(&header[..n]).map_err(|e| VolumeError::CorruptFile {
+        };
+        let header = header.map_err(|e| VolumeError::CorruptFile {
             file_id: None,
             reason: e.to_string(),
         })?;
-        let fek = keyring.fek(&header.file_id)?;
+        let cipher = file_cipher(keyring, header)?;
         Ok(ChunkedFile {
             cipher_size: AtomicU64::new(file.metadata()?.len()),
             file,
             quiet: OnceLock::from(quiet),
-            cipher: OnceLock::from(ChunkCipher::new(&fek, header)),
+            cipher: OnceLock::from(cipher),
             keyring: keyring.clone(),
             owner: parking_lot::Mutex::new(None),
             layout,
@@ -301,18 +306,16 @@ impl ChunkedFile {
                 }
                 let dst = &mut out[lo - skip..hi - skip];
                 let is_final = Some(index) == final_index;
-                if is_hole(chunk) {
-                    if is_final && cipher.has_final_flag() {
+                match classify_chunk(cipher, index, is_final, chunk) {
+                    ChunkVerdict::Hole => dst.fill(0),
+                    ChunkVerdict::Sealed => {
+                        let from_at = NONCE_LEN + lo - k * c;
+                        dst.copy_from_slice(&chunk[from_at..from_at + (hi - lo)]);
+                    }
+                    ChunkVerdict::HoleAtEnd | ChunkVerdict::Failed => {
                         return Err(self.corrupt_chunk(index));
                     }
-                    dst.fill(0);
-                    continue;
                 }
-                cipher
-                    .open_in_place(index, is_final, chunk)
-                    .map_err(|_| self.corrupt_chunk(index))?;
-                let from_at = NONCE_LEN + lo - k * c;
-                dst.copy_from_slice(&chunk[from_at..from_at + (hi - lo)]);
             }
             Ok(())
         })
@@ -692,18 +695,4 @@ fn with_scratch<T>(
         // Re-entered on the same thread (cannot happen today): fall back to a fresh buffer.
         Err(_) => f(&mut vec![0u8; len]),
     })
-}
-
-/// `pread` until `buf` is full or EOF; returns the bytes read.
-pub fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }

@@ -2,12 +2,10 @@
 //! cipherdir, the volume lock, and what a restore means for the files of the cipherdir. The
 //! SQLite work is `keystore::backup`'s.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::ciphertext::file_id_at;
 use super::{Location, Result, VolumeError, location::hex};
-use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::names::is_reserved;
 use crate::keystore::backup::{self, StoreSummary};
 
@@ -94,12 +92,9 @@ fn count_unkeyed(
         if t.is_dir() {
             count_unkeyed(&e.path(), false, keyed, n)?;
         } else if t.is_file() {
-            let mut head = [0u8; HEADER_LEN];
-            let read = File::open(e.path()).and_then(|mut f| f.read_exact(&mut head));
             // Empty files have no header and no key; unreadable ones are fsck's business.
-            if read.is_ok()
-                && let Ok(h) = FileHeader::decode(&head)
-                && !keyed.contains(&h.file_id)
+            if let Some(id) = file_id_at(&e.path())
+                && !keyed.contains(&id)
             {
                 *n += 1;
             }

@@ -211,7 +211,7 @@ pub fn read_dir_id(dir: BorrowedFd<'_>) -> Result<DirId> {
     check(&rustix::fs::fstat(&fd)?)?;
     let file = std::fs::File::from(fd);
     let mut id = [0u8; DIR_ID_LEN];
-    let n = super::chunked::read_full_at(&file, &mut id, 0)?;
+    let n = super::ciphertext::read_full_at(&file, &mut id, 0)?;
     if n != DIR_ID_LEN {
         return Err(damaged(format!("is {n} bytes, not {DIR_ID_LEN}")));
     }

@@ -18,8 +18,8 @@ use std::path::Path;
 use super::names::{DirId, read_dir_id};
 use super::{Result, Volume};
 use crate::crypto::names::sha256;
+use crate::format::FileId;
 use crate::format::names::{self as fnames, QUARANTINE_DIR};
-use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keystore::Owner;
 
 /// Domain label of an entry's owner digest.
@@ -196,14 +196,69 @@ fn mark_all_several(dir: &Path, carriers: &mut HashMap<FileId, Carriers>) {
     }
 }
 
+impl Volume {
+    /// The owner digest of the entry `disk_name` in the directory with id `dir_id` (zeros on
+    /// plaintext-names volumes): see the module doc.
+    pub fn entry_owner(&self, dir_id: &DirId, disk_name: &std::ffi::OsStr) -> Owner {
+        entry_owner(dir_id, disk_name)
+    }
+
+    /// The owner entry of `file_id`'s key row was renamed from `from` to `to`: the row
+    /// follows it (one `UPDATE`). A rename of any other name carrying the id (a copy, a
+    /// second hard link) changes nothing, except onto the name of the row's owner that went
+    /// while still open: that copy becomes the owner (the same `UPDATE`).
+    pub fn entry_renamed(&self, file_id: &FileId, from: &Owner, to: &Owner) -> Result<()> {
+        let store = self.keyring().store();
+        // The row's owner `to` went while open (its deletion waits for the last close) and a
+        // copy carrying the same id now takes that name: the row is the copy's again, and the
+        // deletion at the close no longer matches.
+        store.move_owner_from_either(file_id, [from, &unlinked_open_owner(to)], to)?;
+        Ok(())
+    }
+
+    /// Two entries carrying `a` and `b` swapped names (`RENAME_EXCHANGE`): each row that was
+    /// owned by one of the names follows its entry, in one transaction.
+    pub fn entries_exchanged(&self, a: (FileId, Owner), b: (FileId, Owner)) -> Result<()> {
+        self.keyring()
+            .store()
+            .move_owners(&[(a.0, a.1, Some(b.1)), (b.0, b.1, Some(a.1))])?;
+        Ok(())
+    }
+
+    /// A name of a file that keeps other hard links went away: if it was the row's owner,
+    /// the owner moves to `heir`, another live link of the file the caller knows, or becomes
+    /// unknown without one (the other names are not known without a walk): no unlink then
+    /// shreds the row, and fsck finds it once no file carries it.
+    pub fn link_removed(
+        &self,
+        file_id: &FileId,
+        owner: &Owner,
+        heir: Option<&Owner>,
+    ) -> Result<()> {
+        self.keyring().store().move_owner(file_id, owner, heir)?;
+        Ok(())
+    }
+
+    /// The last name of an open file went: if `owner` (that name's digest) owned the key row
+    /// of `file_id`, the row is marked as belonging to no name any more (see
+    /// [`unlinked_open_owner`]); returns the owner the deletion at the last close must
+    /// name.
+    pub fn last_name_gone_while_open(
+        &self,
+        file_id: Option<&FileId>,
+        owner: &Owner,
+    ) -> Result<Owner> {
+        let gone = unlinked_open_owner(owner);
+        if let Some(id) = file_id {
+            self.keyring().store().move_owner(id, owner, Some(&gone))?;
+        }
+        Ok(gone)
+    }
+}
+
 /// The file id in the header of the ciphertext file at `path`, if it has a valid one: what
 /// `reencrypt --all` groups files by, so that it leaves alone an id two files carry.
-pub fn header_id(path: &Path) -> Option<FileId> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut h = [0u8; HEADER_LEN];
-    let n = super::chunked::read_full_at(&f, &mut h, 0).ok()?;
-    FileHeader::decode(&h[..n]).ok().map(|h| h.file_id)
-}
+pub use super::ciphertext::file_id_at as header_id;
 
 #[cfg(test)]
 mod tests {

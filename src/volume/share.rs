@@ -7,10 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use super::ciphertext::read_header_required;
 use super::reencrypt::resolve;
 use super::{Result, Volume, VolumeError};
 use crate::crypto::Fek;
-use crate::format::{FileHeader, HEADER_LEN};
+use crate::format::FileHeader;
 use crate::share::payload::{SharedFile, SharedName};
 
 /// One file to share: its share entry and its ciphertext path relative to the cipherdir.
@@ -96,9 +97,7 @@ pub fn share_source(vol: &Volume, plain: &Path, names: bool) -> Result<ShareSour
 }
 
 fn read_header(file: &File, plain: &Path) -> Result<FileHeader> {
-    let mut h = [0u8; HEADER_LEN];
-    let n = super::chunked::read_full_at(file, &mut h, 0)?;
-    FileHeader::decode(&h[..n]).map_err(|e| VolumeError::CorruptFile {
+    read_header_required(file)?.map_err(|e| VolumeError::CorruptFile {
         file_id: None,
         reason: format!("{}: {e}", plain.display()),
     })

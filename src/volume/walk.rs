@@ -172,7 +172,7 @@ fn walk_dir(vol: &Volume, dir: &Loc, w: &mut Walk) -> Result<()> {
         }
         let (plain_name, name_problem) = match &dir_id {
             None => (None, Some("the parent directory's id is lost".to_owned())),
-            Some(id) => match vol.names().plain_name(id, &name, in_root, store) {
+            Some(id) => match vol.plain_name(id, &name, in_root) {
                 Ok(Some(n)) => (Some(n), None),
                 Ok(None) => continue,
                 Err(VolumeError::CorruptName(_)) => {
