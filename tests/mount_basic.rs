@@ -362,7 +362,16 @@ fn readahead_is_one_full_request_and_sequential_reads_are_whole() {
         libc::major(dev),
         libc::minor(dev)
     );
-    assert_eq!(std::fs::read_to_string(&knob).unwrap().trim(), "1024");
+    // `Mounted` returns once the mount is in the mount table; the daemon raises the knob a
+    // moment later (it needs the session serving to `stat` the mountpoint), and says "ready"
+    // only after that. Wait for the knob as for the mount, then require 1024.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = std::fs::read_to_string(&knob).unwrap();
+    while now.trim() != "1024" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        now = std::fs::read_to_string(&knob).unwrap();
+    }
+    assert_eq!(now.trim(), "1024");
     let data: Vec<u8> = (0..5 * 1024 * 1024 + 123)
         .map(|i: u32| (i * 7 + i / 4096) as u8)
         .collect();
