@@ -8,7 +8,6 @@ use super::{CliError, exit};
 use crate::crypto::kdf::{DEFAULT_M_KIB, DEFAULT_P, DEFAULT_T};
 use crate::crypto::{CryptoError, KdfParams};
 use crate::format::FormatError;
-use crate::keystore::KeystoreError;
 use crate::volume::{self, InitOptions, VolumeError};
 
 /// Arguments of `cofferfs init`.
@@ -59,9 +58,7 @@ fn refused(e: VolumeError) -> CliError {
     let bad_argument = matches!(
         &e,
         VolumeError::Format(FormatError::InvalidChunkSize(_))
-            | VolumeError::Keystore(KeystoreError::Crypto(
-                CryptoError::KdfParamsOutOfBounds { .. }
-            ))
+            | VolumeError::Crypto(CryptoError::KdfParamsOutOfBounds { .. })
     );
     let mut err = CliError::from(e);
     if bad_argument {
