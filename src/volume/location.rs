@@ -29,10 +29,9 @@ pub struct Location {
     marker: Option<VolumeMarker>,
 }
 
-/// Hex of a volume id, as `info` prints it.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Hex of a volume id, as `info` prints it: the crate's one hex encoder under the name the
+/// volume's messages use.
+pub use crate::hex::encode as hex;
 
 /// `p` made absolute with every symlink resolved; when `p` does not exist, its directory is
 /// resolved and its last component kept.
