@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod format;
 pub mod fs;
 pub mod keystore;
+pub mod pkcs11;
 pub mod share;
 pub mod sys;
 pub mod transit;
