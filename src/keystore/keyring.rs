@@ -12,6 +12,7 @@ use super::migrate::MigrationReport;
 use super::owners::Owner;
 use super::owners::ShredOutcome;
 use super::rotate::{Progress, RotateReport};
+use super::slots::Pkcs11Params;
 use super::slots::SlotKind;
 use super::transit_params::TransitParams;
 use super::{HeaderStore, KeystoreError, Result, SlotRecord};
@@ -149,6 +150,11 @@ impl Keyring {
         self.feks.lock().clear();
     }
 
+    /// The volume id (what a PKCS#11 slot's blob is bound to).
+    pub fn volume_id(&self) -> [u8; 16] {
+        self.volume_id
+    }
+
     /// The KEK generation this keyring holds.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -181,6 +187,10 @@ impl Keyring {
             SlotKind::Transit => Err(KeystoreError::Crypto(
                 crate::crypto::CryptoError::Malformed("a Transit slot needs its Vault parameters"),
             )),
+            // Nor here: see `add_pkcs11_slot`.
+            SlotKind::Pkcs11 => Err(KeystoreError::Crypto(
+                crate::crypto::CryptoError::Malformed("a PKCS#11 slot needs its token parameters"),
+            )),
         }
     }
 
@@ -193,16 +203,39 @@ impl Keyring {
         slot_key: &[u8],
         params: &TransitParams,
     ) -> Result<u32> {
+        self.add_slot_with_params("Transit", |id| {
+            SlotRecord::new_transit(id, label, slot_key, params, &self.kek, &self.volume_id)
+        })
+    }
+
+    /// Adds a PKCS#11 slot in the lowest free slot id: `slot_key` is the random key the
+    /// token's key encrypted into `params.blob`; it wraps this KEK. Refused on a schema-1
+    /// store, as a Transit slot is.
+    pub fn add_pkcs11_slot(
+        &self,
+        label: &str,
+        slot_key: &[u8],
+        params: &Pkcs11Params,
+    ) -> Result<u32> {
+        self.add_slot_with_params("PKCS#11", |id| {
+            SlotRecord::new_pkcs11(id, label, slot_key, params, &self.kek, &self.volume_id)
+        })
+    }
+
+    /// Adds the slot `make` builds for the lowest free id, on a store with `slots.params`.
+    fn add_slot_with_params(
+        &self,
+        kind: &str,
+        make: impl FnOnce(u32) -> Result<SlotRecord>,
+    ) -> Result<u32> {
         if !self.store.has_v3_schema() {
-            return Err(super::store::corrupt(
-                "Transit slots need a format v3 store: mount the volume read-write once to \
-                 upgrade it",
-            ));
+            return Err(super::store::corrupt(format!(
+                "{kind} slots need a format v3 store: mount the volume read-write once to \
+                 upgrade it"
+            )));
         }
         let id = self.store.free_slot_id()?;
-        let slot =
-            SlotRecord::new_transit(id, label, slot_key, params, &self.kek, &self.volume_id)?;
-        self.store.add_slot(&slot)?;
+        self.store.add_slot(&make(id)?)?;
         Ok(id)
     }
 

@@ -29,7 +29,7 @@ pub mod transit_params;
 pub use keyring::Keyring;
 pub use owners::Owner;
 pub use rotate::RotateReport;
-pub use slots::{SlotKind, SlotRecord};
+pub use slots::{Pkcs11Params, SlotKind, SlotRecord};
 pub use store::{HeaderStore, VolumeParams};
 pub use transit_params::TransitParams;
 

@@ -14,9 +14,11 @@
 
 mod keyfile;
 mod password;
+pub mod pkcs11;
 mod transit;
 mod unlock;
 
+pub use pkcs11::Pkcs11Params;
 pub use unlock::MAX_UNLOCK_WORK_KIB;
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -43,6 +45,11 @@ pub enum SlotKind {
     /// Argon2 columns hold 0. Older cofferfs refuse the store (unknown kind) rather than
     /// mis-read it (`transit.rs`).
     Transit,
+    /// A random slot key kept encrypted by an AES-256 key that never leaves a PKCS#11 token:
+    /// `slots.params` holds the blob and where the key is (module, token, key label:
+    /// [`Pkcs11Params`]); the secret given to unlock is the slot key the token decrypted.
+    /// Salt empty, Argon2 columns 0, as for Transit (`pkcs11.rs`).
+    Pkcs11,
 }
 
 impl SlotKind {
@@ -52,6 +59,7 @@ impl SlotKind {
             SlotKind::Password => "password",
             SlotKind::Keyfile => "keyfile",
             SlotKind::Transit => "transit",
+            SlotKind::Pkcs11 => "pkcs11",
         }
     }
 
@@ -62,6 +70,7 @@ impl SlotKind {
             "password" => Some(SlotKind::Password),
             "keyfile" => Some(SlotKind::Keyfile),
             "transit" => Some(SlotKind::Transit),
+            "pkcs11" => Some(SlotKind::Pkcs11),
             // Not a kind: a string this build does not know (a newer cofferfs, or tampering).
             _ => None,
         }
@@ -125,6 +134,11 @@ impl SlotRecord {
                 let params = self.transit()?.expect("a Transit slot");
                 Self::new_transit(self.slot_id, &self.label, secret, &params, kek, volume_id)?
             }
+            // The same blob, so the same slot key, as for Transit.
+            SlotKind::Pkcs11 => {
+                let params = self.pkcs11()?.expect("a PKCS#11 slot");
+                Self::new_pkcs11(self.slot_id, &self.label, secret, &params, kek, volume_id)?
+            }
         };
         s.created = self.created;
         Ok(s)
@@ -136,6 +150,7 @@ impl SlotRecord {
             SlotKind::Password => password::slot_key(self, secret),
             SlotKind::Keyfile => keyfile::slot_key(self, secret),
             SlotKind::Transit => transit::slot_key(secret),
+            SlotKind::Pkcs11 => pkcs11::slot_key(secret),
         }
     }
 }
