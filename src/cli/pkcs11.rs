@@ -263,7 +263,8 @@ pub fn unlock(
 }
 
 /// The secret for an unlock through the volume's PKCS#11 slots (all of them, or `only`):
-/// tried when `--slot` names one, or when a PIN source is given. When the tokens fail and a
+/// tried when `--slot` names one, when a PIN source is given, or when no password or
+/// Transit slot could open the volume instead (the PIN is then asked at a terminal). When the tokens fail and a
 /// password slot exists and a password source is given, the password from `read_password`,
 /// with a warning naming the failure. `Ok(None)`: no PKCS#11 slot applies.
 pub fn try_unlock(
@@ -278,7 +279,10 @@ pub fn try_unlock(
         .iter()
         .filter(|s| s.kind == SlotKind::Pkcs11 && only.is_none_or(|id| id == s.slot_id))
         .collect();
-    if chosen.is_empty() || (only.is_none() && !pin.given()) {
+    let other_way_in = slots
+        .iter()
+        .any(|s| matches!(s.kind, SlotKind::Password | SlotKind::Transit));
+    if chosen.is_empty() || (only.is_none() && !pin.given() && other_way_in) {
         return Ok(None);
     }
     let e = match unlock(&chosen, pin, volume_id) {

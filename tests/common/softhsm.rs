@@ -84,6 +84,45 @@ impl SoftHsm {
         None
     }
 
+    /// The token directory of token `label` (SoftHSM2 keeps one directory per token).
+    pub fn token_dir(&self, label: &str) -> PathBuf {
+        let mut padded = label.as_bytes().to_vec();
+        padded.resize(32, b' ');
+        for entry in std::fs::read_dir(self.tokendir()).unwrap() {
+            let dir = entry.unwrap().path();
+            let bytes = std::fs::read(dir.join("token.object")).unwrap();
+            if bytes.windows(32).any(|w| w == padded) {
+                return dir;
+            }
+        }
+        panic!("no token labelled {label}");
+    }
+
+    /// Copies token `label` of `self` into `other` (as moving a card to another reader).
+    pub fn copy_token_to(&self, label: &str, other: &SoftHsm) {
+        let from = self.token_dir(label);
+        let to = other.tokendir().join(from.file_name().unwrap());
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Deletes every object of token `label` but the token itself (its keys are gone).
+    pub fn delete_objects(&self, label: &str) {
+        for entry in std::fs::read_dir(self.token_dir(label)).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            if name.ends_with(".object") && name != "token.object" {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+
     /// Removes the token labelled `label` (as unplugging it would).
     pub fn delete_token(&self, label: &str) {
         let out = Command::new("softhsm2-util")
@@ -110,27 +149,18 @@ impl SoftHsm {
     /// wrong one), so the flag is set in its file object store: an attribute of type
     /// CKA_OS_TOKENFLAGS, kind 2 (an unsigned long), big-endian, in `token.object`.
     pub fn lock_user_pin(&self, label: &str) {
-        let mut padded = label.as_bytes().to_vec();
-        padded.resize(32, b' ');
         let mut tag = CKA_OS_TOKENFLAGS.to_be_bytes().to_vec();
         tag.extend_from_slice(&2u64.to_be_bytes());
-        for entry in std::fs::read_dir(self.tokendir()).unwrap() {
-            let file = entry.unwrap().path().join("token.object");
-            let mut bytes = std::fs::read(&file).unwrap();
-            if !bytes.windows(32).any(|w| w == padded) {
-                continue;
-            }
-            let at = bytes
-                .windows(16)
-                .position(|w| w == tag)
-                .expect("token.object has CKA_OS_TOKENFLAGS")
-                + 16;
-            let flags = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
-            bytes[at..at + 8].copy_from_slice(&(flags | CKF_USER_PIN_LOCKED).to_be_bytes());
-            std::fs::write(&file, bytes).unwrap();
-            return;
-        }
-        panic!("no token labelled {label}");
+        let file = self.token_dir(label).join("token.object");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes
+            .windows(16)
+            .position(|w| w == tag)
+            .expect("token.object has CKA_OS_TOKENFLAGS")
+            + 16;
+        let flags = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        bytes[at..at + 8].copy_from_slice(&(flags | CKF_USER_PIN_LOCKED).to_be_bytes());
+        std::fs::write(&file, bytes).unwrap();
     }
 }
 
