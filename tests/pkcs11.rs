@@ -356,3 +356,81 @@ fn two_tokens_and_a_password_each_open_the_volume() {
     assert!(!list.contains("token=alpha"), "{list}");
     assert!(list.contains("token=beta"), "{list}");
 }
+
+/// The `slots.params` of slot `id`, read with SQLite.
+fn params_of(c: &Path, id: u32) -> String {
+    let db = rusqlite::Connection::open(c.join("cofferfs.db")).unwrap();
+    db.query_row("SELECT params FROM slots WHERE slot_id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn rotate_reseals_token_slots_when_the_pin_is_at_hand() {
+    let hsm = SoftHsm::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, pin) = token_volume(&hsm, dir.path());
+    let mnt = dir.path().join("m");
+    {
+        let m = mount(&hsm, &c, &mnt, &["--pin-file", s(&pin)]);
+        std::fs::write(m.mnt.join("f"), b"kept").unwrap();
+    }
+    // The token slot alone: a fresh slot key sealed by the token.
+    let before = params_of(&c, 0);
+    let out = ok(&hsm, &["rotate", "--pin-file", s(&pin), s(&c)], None);
+    assert!(out.contains("generation 1 -> 2"), "{out}");
+    assert_ne!(params_of(&c, 0), before, "the blob is the same");
+
+    // A password slot added; rotating with the password keeps the token slot too when its
+    // PIN is given, and refuses without it (nothing changed).
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "second way in\n").unwrap();
+    ok(
+        &hsm,
+        &[
+            "keys",
+            "add",
+            "--pin-file",
+            s(&pin),
+            "--new-passfile",
+            s(&pw),
+            "--argon2-memory",
+            "1024",
+            "--argon2-time",
+            "1",
+            "--argon2-lanes",
+            "1",
+            s(&c),
+        ],
+        None,
+    );
+    let snap = snapshot(&c);
+    let (code, _, err) = run(&hsm, &["rotate", "--passfile", s(&pw), s(&c)], None);
+    assert_eq!(code, 16, "{err}");
+    assert_eq!(snapshot(&c), snap);
+    // `--slot 1` says the password is the secret that opens (with a PIN source alone the
+    // token slot would be the one opened, and the password slot the one to drop).
+    let before = params_of(&c, 0);
+    let out = ok(
+        &hsm,
+        &[
+            "rotate",
+            "--slot",
+            "1",
+            "--passfile",
+            s(&pw),
+            "--pin-file",
+            s(&pin),
+            s(&c),
+        ],
+        None,
+    );
+    assert!(out.contains("generation 2 -> 3"), "{out}");
+    assert!(out.contains("Slot(s) 0 hold the new KEK too"), "{out}");
+    assert_ne!(params_of(&c, 0), before);
+    for extra in [["--pin-file", s(&pin)], ["--passfile", s(&pw)]] {
+        let m = mount(&hsm, &c, &mnt, &extra);
+        assert_eq!(std::fs::read(m.mnt.join("f")).unwrap(), b"kept");
+    }
+}
