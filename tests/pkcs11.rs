@@ -434,3 +434,58 @@ fn rotate_reseals_token_slots_when_the_pin_is_at_hand() {
         assert_eq!(std::fs::read(m.mnt.join("f")).unwrap(), b"kept");
     }
 }
+
+#[test]
+fn a_second_token_joins_a_token_only_volume() {
+    let hsm = SoftHsm::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, pin) = token_volume(&hsm, dir.path());
+    hsm.init_token("t2", "5678");
+    let pin2 = pin_file(dir.path(), "pin2", "5678");
+    // The current secret is t1's PIN (--unlock-pin-file), the new token's is --pin-file.
+    let out = ok(
+        &hsm,
+        &[
+            "keys",
+            "add",
+            "--unlock-pin-file",
+            s(&pin),
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "t2",
+            "--pin-file",
+            s(&pin2),
+            s(&c),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("Added key slot 1 (pkcs11 token \"t2\""),
+        "{out}"
+    );
+    // Without the current PIN (no terminal either) nothing is added.
+    let snap = snapshot(&c);
+    let (code, _, err) = run(
+        &hsm,
+        &[
+            "keys",
+            "add",
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "t2",
+            "--pkcs11-key",
+            "other",
+            "--pin-file",
+            s(&pin2),
+            s(&c),
+        ],
+        None,
+    );
+    assert_eq!(code, 10, "{err}");
+    assert_eq!(snapshot(&c), snap);
+    let mnt = dir.path().join("m");
+    let m = mount(&hsm, &c, &mnt, &["--slot", "1", "--pin-file", s(&pin2)]);
+    std::fs::write(m.mnt.join("g"), b"second token").unwrap();
+}

@@ -63,6 +63,16 @@ pub struct PinArgs {
 }
 
 impl PinArgs {
+    /// A PIN from `file` or `extpass` (`keys add --unlock-pin-file`: the PIN of an existing
+    /// slot's token, when `--pin-file` is the new token's).
+    pub fn from_sources(file: Option<PathBuf>, extpass: Option<String>) -> Self {
+        PinArgs {
+            pin_file: file,
+            pin_extpass: extpass,
+            cache: PinCache::default(),
+        }
+    }
+
     /// A PIN source was named on the command line.
     pub fn given(&self) -> bool {
         self.pin_file.is_some() || self.pin_extpass.is_some()

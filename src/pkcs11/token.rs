@@ -25,7 +25,11 @@ pub const KEY_LEN: usize = 32;
 
 /// A module loaded and initialised, and the slot of the token asked for.
 pub struct Token {
+    /// The module; `None` once finalised, and also when another part of this process had
+    /// initialised it first (that part finalises it).
     ctx: Option<Pkcs11>,
+    /// The module is used through another part's initialisation: never finalised here.
+    borrowed: Option<Pkcs11>,
     slot: Slot,
     module: PathBuf,
     label: String,
@@ -72,6 +76,25 @@ pub fn check_module(module: &Path) -> Result<PathBuf> {
     Ok(real)
 }
 
+/// The slot whose token is labelled `label` (and has serial `serial`), with the token's serial.
+fn find_slot(
+    ctx: &Pkcs11,
+    label: &str,
+    serial: Option<&str>,
+) -> std::result::Result<Option<(Slot, String)>, CkError> {
+    for slot in ctx.get_slots_with_token()? {
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
+        if info.label().trim_end() == label
+            && serial.is_none_or(|s| info.serial_number().trim_end() == s)
+        {
+            return Ok(Some((slot, info.serial_number().trim_end().to_owned())));
+        }
+    }
+    Ok(None)
+}
+
 /// The rendering of a module's error code, for messages.
 fn rv(e: &CkError) -> String {
     match e {
@@ -90,40 +113,46 @@ impl Token {
             why,
         };
         let ctx = Pkcs11::new(&real).map_err(|e| module_err(rv(&e)))?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        let ours = match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => true,
+            Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
             Err(e) => return Err(module_err(rv(&e))),
-        }
-        let mut token = Token {
-            ctx: Some(ctx),
-            slot: Slot::try_from(0u64).map_err(|e| module_err(e.to_string()))?,
-            module: module.to_owned(),
-            label: label.to_owned(),
-            serial: String::new(),
         };
-        let ctx = token.ctx();
-        let slots = ctx.get_slots_with_token().map_err(|e| other(&e))?;
-        for slot in slots {
-            let Ok(info) = ctx.get_token_info(slot) else {
-                continue;
-            };
-            if info.label().trim_end() == label
-                && serial.is_none_or(|s| info.serial_number().trim_end() == s)
-            {
-                token.slot = slot;
-                token.serial = info.serial_number().trim_end().to_owned();
-                return Ok(token);
+        let finalize = |ctx: Pkcs11| {
+            if ours {
+                let _ = ctx.finalize();
+            }
+        };
+        let found = find_slot(&ctx, label, serial).map_err(|e| other(&e));
+        match found {
+            Ok(Some((slot, serial))) => Ok(Token {
+                borrowed: (!ours).then(|| ctx.clone()),
+                ctx: ours.then_some(ctx),
+                slot,
+                module: module.to_owned(),
+                label: label.to_owned(),
+                serial,
+            }),
+            Ok(None) => {
+                finalize(ctx);
+                Err(Pkcs11Error::TokenAbsent {
+                    module: module.display().to_string(),
+                    label: label.to_owned(),
+                    serial: serial.map(str::to_owned),
+                })
+            }
+            Err(e) => {
+                finalize(ctx);
+                Err(e)
             }
         }
-        Err(Pkcs11Error::TokenAbsent {
-            module: module.display().to_string(),
-            label: label.to_owned(),
-            serial: serial.map(str::to_owned),
-        })
     }
 
     fn ctx(&self) -> &Pkcs11 {
-        self.ctx.as_ref().expect("initialised until drop")
+        self.ctx
+            .as_ref()
+            .or(self.borrowed.as_ref())
+            .expect("initialised until drop")
     }
 
     /// The token's label.
@@ -196,6 +225,18 @@ impl Token {
                 serial: Some(self.serial.clone()),
             },
             CkError::Pkcs11(RvError::PinLocked, _) => Pkcs11Error::PinLocked(self.label.clone()),
+            CkError::Pkcs11(
+                rv @ (RvError::MechanismInvalid
+                | RvError::MechanismParamInvalid
+                | RvError::KeyTypeInconsistent
+                | RvError::TemplateIncomplete
+                | RvError::TemplateInconsistent),
+                f,
+            ) => Pkcs11Error::Other(format!(
+                "token {:?} cannot make or use an AES-256 key with CKM_AES_GCM ({f}: {rv:?}); \
+                 `pkcs11-tool --module SO -M` must list AES-KEY-GEN and AES-GCM",
+                self.label
+            )),
             e => other(&e),
         }
     }

@@ -49,6 +49,18 @@ pub struct AddArgs {
     /// Unlock with an existing key-file slot instead of a current password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub unlock_keyfile: Option<PathBuf>,
+    /// With --pkcs11-module: read the PIN of an existing PKCS#11 slot's token (the current
+    /// secret) from the first line of FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "unlock_pin_extpass",
+        requires = "pkcs11_module"
+    )]
+    pub unlock_pin_file: Option<PathBuf>,
+    /// With --pkcs11-module: run CMD for the PIN of an existing PKCS#11 slot's token.
+    #[arg(long, value_name = "CMD", requires = "pkcs11_module")]
+    pub unlock_pin_extpass: Option<String>,
     /// AppRole login for Transit (else VAULT_TOKEN / ~/.vault-token).
     #[command(flatten)]
     pub vault: crate::transit::config::AppRoleArgs,
@@ -65,9 +77,12 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
         password: a.password.clone(),
         keyfile: a.unlock_keyfile.clone(),
         vault: a.vault.clone(),
-        // With --pkcs11-module the PIN is the new token's, not a current secret.
+        // With --pkcs11-module the PIN is the new token's; --unlock-pin-* is the current one.
         pin: if new_pkcs11 {
-            Default::default()
+            crate::cli::pkcs11::PinArgs::from_sources(
+                a.unlock_pin_file.clone(),
+                a.unlock_pin_extpass.clone(),
+            )
         } else {
             a.pin.clone()
         },
