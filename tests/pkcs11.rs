@@ -11,7 +11,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::mount::{CHEAP_KDF, DaemonMount, run_env};
+use common::mount::{CHEAP_KDF, DaemonMount, run_env, top_level_files as snapshot};
 use common::softhsm::{MODULE, SoftHsm};
 
 fn s(p: &Path) -> &str {
@@ -46,22 +46,6 @@ fn mount(hsm: &SoftHsm, c: &Path, mnt: &Path, extra: &[&str]) -> DaemonMount {
     let e = env(hsm);
     let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
     DaemonMount::new(&e, c, mnt, extra)
-}
-
-/// Every byte of the cipherdir's top level (the store included), to show a failure changed
-/// nothing.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// A volume whose only slot is key `k` on token `t1` (PIN 1234), made by `init`.

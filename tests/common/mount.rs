@@ -402,3 +402,19 @@ impl Drop for DaemonMount {
         }
     }
 }
+
+/// Every byte of the regular files at the top of `dir` (a cipherdir's store and marker), by
+/// path: two equal snapshots show that a refused command changed nothing there.
+pub fn top_level_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -113,6 +113,41 @@ const NO_KDF: KdfParams = KdfParams {
 };
 
 impl SlotRecord {
+    /// A slot of `kind` whose slot key is random and kept by a service (Transit, a PKCS#11
+    /// token) in `params`: no salt, no KDF, the KEK wrapped under the slot key as every slot.
+    fn new_service(
+        kind: SlotKind,
+        slot_id: u32,
+        label: &str,
+        slot_key: &SlotKey,
+        params: String,
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        Ok(SlotRecord {
+            slot_id,
+            kind,
+            label: label.to_owned(),
+            salt: Vec::new(),
+            kdf: NO_KDF,
+            wrapped_kek: crate::crypto::wrap::wrap_kek(slot_key, kek, volume_id)?,
+            created: super::store::now_secs(),
+            params: Some(params),
+        })
+    }
+
+    /// The `params` text of a slot of `kind` (`None` for other kinds); a slot of that kind
+    /// without params is a damaged store.
+    fn service_params(&self, kind: SlotKind) -> Result<Option<&str>> {
+        if self.kind != kind {
+            return Ok(None);
+        }
+        self.params
+            .as_deref()
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("{} slot {} has no params", kind, self.slot_id)))
+    }
+
     /// A new slot of the same kind, id, label and (for passwords) `kdf`, wrapping `kek` under
     /// `secret` with a fresh salt.
     pub fn rebuilt(

@@ -15,10 +15,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use super::{NO_KDF, SlotKind, SlotRecord};
-use crate::crypto::{CryptoError, Kek, SlotKey, wrap};
+use super::{SlotKind, SlotRecord};
+use crate::crypto::{CryptoError, Kek, SlotKey};
 use crate::keystore::Result;
-use crate::keystore::store::{corrupt, now_secs};
+use crate::keystore::store::corrupt;
 
 /// Version of the JSON object; a different one is refused (as an unknown slot kind would be).
 pub const PKCS11_PARAMS_VERSION: u32 = 1;
@@ -133,29 +133,23 @@ impl SlotRecord {
         kek: &Kek,
         volume_id: &[u8; 16],
     ) -> Result<Self> {
-        let wrapped_kek = wrap::wrap_kek(&self::slot_key(slot_key)?, kek, volume_id)?;
-        Ok(SlotRecord {
+        Self::new_service(
+            SlotKind::Pkcs11,
             slot_id,
-            kind: SlotKind::Pkcs11,
-            label: label.to_owned(),
-            salt: Vec::new(),
-            kdf: NO_KDF,
-            wrapped_kek,
-            created: now_secs(),
-            params: Some(params.encode()),
-        })
+            label,
+            &self::slot_key(slot_key)?,
+            params.encode(),
+            kek,
+            volume_id,
+        )
     }
 
     /// The parameters of a PKCS#11 slot (`None` for other kinds); a PKCS#11 slot whose
     /// `params` do not parse is a damaged store.
     pub fn pkcs11(&self) -> Result<Option<Pkcs11Params>> {
-        if self.kind != SlotKind::Pkcs11 {
+        let Some(text) = self.service_params(SlotKind::Pkcs11)? else {
             return Ok(None);
-        }
-        let text = self
-            .params
-            .as_deref()
-            .ok_or_else(|| corrupt(format!("PKCS#11 slot {} has no params", self.slot_id)))?;
+        };
         Pkcs11Params::decode(text)
             .map(Some)
             .map_err(|e| corrupt(format!("PKCS#11 slot {}: params: {e}", self.slot_id)))
