@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use common::mount::{CHEAP_KDF, DaemonMount, run_env, top_level_files as snapshot};
 use common::softhsm::{MODULE, SoftHsm};
 
+/// The user PIN of token t1: long enough that finding it in the store or a log by chance is
+/// out of the question.
+const PIN: &str = "4711-coffer-pin";
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -48,10 +52,10 @@ fn mount(hsm: &SoftHsm, c: &Path, mnt: &Path, extra: &[&str]) -> DaemonMount {
     DaemonMount::new(&e, c, mnt, extra)
 }
 
-/// A volume whose only slot is key `k` on token `t1` (PIN 1234), made by `init`.
+/// A volume whose only slot is key `k` on token `t1` (PIN [`PIN`]), made by `init`.
 fn token_volume(hsm: &SoftHsm, dir: &Path) -> (PathBuf, PathBuf) {
-    hsm.init_token("t1", "1234");
-    let pin = pin_file(dir, "pin", "1234");
+    hsm.init_token("t1", PIN);
+    let pin = pin_file(dir, "pin", PIN);
     let c = dir.join("c");
     let (code, out, err) = run(
         hsm,
@@ -98,7 +102,7 @@ fn init_on_a_token_then_mount_with_the_pin() {
     // No PIN and no slot key in the store: the PIN is nowhere, the blob is all there is.
     let db = std::fs::read(c.join("cofferfs.db")).unwrap();
     assert!(
-        !db.windows(4).any(|w| w == b"1234"),
+        !db.windows(PIN.len()).any(|w| w == PIN.as_bytes()),
         "the PIN is in the store"
     );
 
@@ -113,13 +117,22 @@ fn init_on_a_token_then_mount_with_the_pin() {
         let mut e = env(&hsm);
         e.push(("RUST_LOG", "debug".into()));
         let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let m = DaemonMount::new(&e, &c, &mnt, &["--slot", "0", "--pin-extpass", "echo 1234"]);
+        let m = DaemonMount::new(
+            &e,
+            &c,
+            &mnt,
+            &["--slot", "0", "--pin-extpass", "echo 4711-coffer-pin"],
+        );
         assert_eq!(
             std::fs::read(m.mnt.join("f")).unwrap(),
             b"through the token"
         );
     }
-    let (code, out, err) = run(&hsm, &["fsck", "--pin-extpass", "echo 1234", s(&c)], None);
+    let (code, out, err) = run(
+        &hsm,
+        &["fsck", "--pin-extpass", "echo 4711-coffer-pin", s(&c)],
+        None,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let e = env(&hsm);
     let mut e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -130,7 +143,7 @@ fn init_on_a_token_then_mount_with_the_pin() {
         err.contains("PKCS#11: slot 0 decrypted by key \"k\" on token \"t1\""),
         "{err}"
     );
-    assert!(!err.contains("1234"), "the PIN is logged: {err}");
+    assert!(!err.contains(PIN), "the PIN is logged: {err}");
 
     // A token-only volume without a PIN source and without a terminal: a clear refusal.
     let (code, _, err) = run(&hsm, &["fsck", s(&c)], None);
@@ -166,8 +179,8 @@ fn each_failure_has_its_code_and_changes_nothing() {
     assert!(err.contains("token \"t1\" (serial "), "{err}");
     assert!(err.contains("is not present"), "{err}");
     // A new token of the same label is another token (another serial): still absent.
-    other.init_token("t1", "1234");
-    let (code, err) = try_mount(&other, &pin_file(dir.path(), "p2", "1234"));
+    other.init_token("t1", PIN);
+    let (code, err) = try_mount(&other, &pin_file(dir.path(), "p2", PIN));
     assert_eq!(code, 57, "{err}");
     assert_eq!(snapshot(&c), before);
 
@@ -175,7 +188,7 @@ fn each_failure_has_its_code_and_changes_nothing() {
     let copy = SoftHsm::new();
     hsm.copy_token_to("t1", &copy);
     copy.delete_objects("t1");
-    let (code, err) = try_mount(&copy, &pin_file(dir.path(), "p3", "1234"));
+    let (code, err) = try_mount(&copy, &pin_file(dir.path(), "p3", PIN));
     assert_eq!(code, 58, "{err}");
     assert!(err.contains("has no AES key labelled \"k\""), "{err}");
     assert_eq!(snapshot(&c), before);
@@ -186,7 +199,7 @@ fn each_failure_has_its_code_and_changes_nothing() {
     let locked = SoftHsm::new();
     hsm.copy_token_to("t1", &locked);
     locked.lock_user_pin("t1");
-    let (code, err) = try_mount(&locked, &pin_file(dir.path(), "p4", "1234"));
+    let (code, err) = try_mount(&locked, &pin_file(dir.path(), "p4", PIN));
     assert_eq!(code, 56, "{err}");
     assert!(err.contains("user PIN is locked"), "{err}");
     assert_eq!(snapshot(&c), before);
