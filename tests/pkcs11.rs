@@ -383,25 +383,17 @@ fn rotate_reseals_token_slots_when_the_pin_is_at_hand() {
     // PIN is given, and refuses without it (nothing changed).
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "second way in\n").unwrap();
-    ok(
-        &hsm,
-        &[
-            "keys",
-            "add",
-            "--pin-file",
-            s(&pin),
-            "--new-passfile",
-            s(&pw),
-            "--argon2-memory",
-            "1024",
-            "--argon2-time",
-            "1",
-            "--argon2-lanes",
-            "1",
-            s(&c),
-        ],
-        None,
-    );
+    let mut add = vec![
+        "keys",
+        "add",
+        "--pin-file",
+        s(&pin),
+        "--new-passfile",
+        s(&pw),
+    ];
+    add.extend_from_slice(&CHEAP_KDF);
+    add.push(s(&c));
+    ok(&hsm, &add, None);
     let snap = snapshot(&c);
     let (code, _, err) = run(&hsm, &["rotate", "--passfile", s(&pw), s(&c)], None);
     assert_eq!(code, 16, "{err}");
