@@ -195,8 +195,9 @@ fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 {
     echo "# Performance"
     echo
-    echo "Written by \`scripts/bench.sh\` (the single source of every figure here; do not edit by"
-    echo "hand). Re-run it on an idle machine to refresh this file."
+    echo "Written by \`scripts/bench.sh\` (the single source of every figure here but the last"
+    echo "section's, which \`scripts/bench-unlock.sh --write\` writes; do not edit by hand). Re-run"
+    echo "it on an idle machine to refresh this file."
     echo
     echo "- Date: $STARTED; rounds: $ROUNDS, round-robin over: $TARGETS; steps: $STEPS"
     echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
@@ -272,6 +273,10 @@ PY
 } > "$REPORT"
 cat "$REPORT"
 if [ -n "$OUT" ]; then
+    # The unlock section is scripts/bench-unlock.sh's: kept from the old file.
+    if [ -f "$OUT" ] && grep -q '^## Unlock through a PKCS#11 token' "$OUT"; then
+        { echo; sed -n '/^## Unlock through a PKCS#11 token/,$p' "$OUT"; } >> "$REPORT"
+    fi
     cp "$REPORT" "$OUT"
     echo >&2
     echo "written to $OUT" >&2

@@ -12,6 +12,8 @@ command -v git >/dev/null || need_apt+=(git)
 command -v age >/dev/null || need_apt+=(age)
 # tests/generate.rs renders the generated man pages with man-db's man -l.
 command -v man >/dev/null || need_apt+=(man-db)
+# tests/pkcs11*.rs make real SoftHSM2 tokens (softhsm2-util) and load its PKCS#11 module.
+command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

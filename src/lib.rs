@@ -11,6 +11,7 @@ pub mod format;
 pub mod fs;
 pub mod hex;
 pub mod keystore;
+pub mod pkcs11;
 pub mod share;
 pub mod sys;
 pub mod transit;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::mount::{CHEAP_KDF, is_mounted};
+use common::mount::{CHEAP_KDF, is_mounted, top_level_files as snapshot};
 
 const ROOT_TOKEN: &str = "cofferfs-test-root-3f9a1c";
 const KEY: &str = "vol";
@@ -218,21 +218,6 @@ impl Drop for Mount {
                 .status();
         }
     }
-}
-
-/// Every byte of the cipherdir (the store included), to show a failure changed nothing.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn transit_volume(bao: &Bao, dir: &Path) -> PathBuf {

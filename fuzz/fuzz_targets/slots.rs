@@ -1,6 +1,6 @@
 //! Key slots and key rows read from an untrusted header store (`crypto::kdf`, `crypto::wrap`,
 //! `keystore::SlotKind`), the pure parts only: the Argon2id parameter bounds, the slot kind
-//! column, a Transit slot's `params` JSON, the key-file KDF, and unwrapping a slot's KEK, a
+//! column, a Transit or PKCS#11 slot's `params` JSON, the key-file KDF, and unwrapping a slot's KEK, a
 //! FEK row and the name key under fixed keys. Input: m, t, p (3 × 4 bytes), a selector byte, a 16-byte context (volume or file
 //! id), then the column bytes. Nothing may panic; parameters the bounds accept must be ones
 //! Argon2 accepts (and none above the caps is hashed); a wrapped key that unwraps must be
@@ -9,7 +9,7 @@
 
 use cofferfs::crypto::kdf::{self, KdfParams};
 use cofferfs::crypto::wrap::{self, FEK_LABEL, KEK_LABEL, NAME_KEY_LABEL, WRAP_OVERHEAD_LEN};
-use cofferfs::keystore::{SlotKind, TransitParams};
+use cofferfs::keystore::{Pkcs11Params, SlotKind, TransitParams};
 use libfuzzer_sys::fuzz_target;
 
 fn u32_at(data: &[u8], at: usize) -> u32 {
@@ -47,6 +47,13 @@ fuzz_target!(|data: &[u8]| {
     {
         assert!(tp.key_version().is_some());
         assert_eq!(TransitParams::decode(&tp.encode()).as_ref(), Ok(&tp));
+    }
+    // A PKCS#11 slot's `params`: the same round trip, and a blob of the one size.
+    if let Ok(s) = std::str::from_utf8(column)
+        && let Ok(pp) = Pkcs11Params::decode(s)
+    {
+        assert!(pp.blob_bytes().is_some());
+        assert_eq!(Pkcs11Params::decode(&pp.encode()).as_ref(), Ok(&pp));
     }
     let _ = kdf::keyfile_slot_key(column, context);
 

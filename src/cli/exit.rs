@@ -72,6 +72,17 @@ pub const VAULT_KEY_MISSING: i32 = 53;
 /// Transit slot: the slot's ciphertext is older than the key's `min_decryption_version`
 /// (`cofferfs keys rewrap` before raising it).
 pub const VAULT_CIPHERTEXT_TOO_OLD: i32 = 54;
+/// PKCS#11 slot: the token refused the PIN.
+pub const PKCS11_WRONG_PIN: i32 = 55;
+/// PKCS#11 slot: the token's user PIN is locked (too many wrong tries).
+pub const PKCS11_PIN_LOCKED: i32 = 56;
+/// PKCS#11 slot: no token of the slot's label (and serial) in the module's slots.
+pub const PKCS11_TOKEN_ABSENT: i32 = 57;
+/// PKCS#11 slot: the token has no AES key of the slot's key label.
+pub const PKCS11_KEY_MISSING: i32 = 58;
+/// PKCS#11 slot: the module cannot be loaded (missing, not a PKCS#11 library, writable by
+/// others, or its initialisation failed).
+pub const PKCS11_MODULE: i32 = 59;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -102,6 +113,11 @@ pub const ALL: &[(i32, &str)] = &[
     (VAULT_DENIED, "VAULT_DENIED"),
     (VAULT_KEY_MISSING, "VAULT_KEY_MISSING"),
     (VAULT_CIPHERTEXT_TOO_OLD, "VAULT_CIPHERTEXT_TOO_OLD"),
+    (PKCS11_WRONG_PIN, "PKCS11_WRONG_PIN"),
+    (PKCS11_PIN_LOCKED, "PKCS11_PIN_LOCKED"),
+    (PKCS11_TOKEN_ABSENT, "PKCS11_TOKEN_ABSENT"),
+    (PKCS11_KEY_MISSING, "PKCS11_KEY_MISSING"),
+    (PKCS11_MODULE, "PKCS11_MODULE"),
 ];
 
 /// The exit code for a Transit failure.
@@ -115,6 +131,21 @@ pub fn code_for_transit(e: &crate::transit::TransitError) -> i32 {
         T::TooOld(_) => VAULT_CIPHERTEXT_TOO_OLD,
         T::Config(_) => USAGE,
         T::Other(_) => OTHER,
+    }
+}
+
+/// The exit code for a PKCS#11 failure. A key that does not decrypt the slot's blob is a
+/// secret that opens no slot, as a wrong password is.
+pub fn code_for_pkcs11(e: &crate::pkcs11::Pkcs11Error) -> i32 {
+    use crate::pkcs11::Pkcs11Error as P;
+    match e {
+        P::WrongPin(_) => PKCS11_WRONG_PIN,
+        P::PinLocked(_) => PKCS11_PIN_LOCKED,
+        P::TokenAbsent { .. } => PKCS11_TOKEN_ABSENT,
+        P::KeyMissing { .. } => PKCS11_KEY_MISSING,
+        P::Module { .. } => PKCS11_MODULE,
+        P::Undecryptable { .. } => WRONG_PASSWORD,
+        P::Other(_) => OTHER,
     }
 }
 
@@ -151,15 +182,19 @@ pub fn code_for_keystore(e: &KeystoreError) -> i32 {
         KeystoreError::Missing(_)
         | KeystoreError::Corrupt(_)
         | KeystoreError::NewerVersion { .. }
-        | KeystoreError::WalUnreadable(_) => HEADER_STORE,
+        | KeystoreError::WalUnreadable(_)
+        | KeystoreError::KeyRowGeneration { .. } => HEADER_STORE,
         KeystoreError::NoSuchSlot(_)
         | KeystoreError::LastSlot(_)
         | KeystoreError::OtherSlots(_)
-        | KeystoreError::TooManySlots(_) => KEY_SLOT,
+        | KeystoreError::TooManySlots(_)
+        | KeystoreError::NoSlotKept => KEY_SLOT,
         // One file's key row (reported with the file), or the machine itself (randomness,
         // SQLite, the disk).
         KeystoreError::MissingKey(_)
         | KeystoreError::TamperedKey(_)
+        | KeystoreError::RotationPending { .. }
+        | KeystoreError::RotationNeedsV3
         | KeystoreError::Crypto(_)
         | KeystoreError::Sqlite(_)
         | KeystoreError::Io(_) => OTHER,

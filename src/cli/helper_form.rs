@@ -37,6 +37,8 @@ fn map(name: &str) -> Mapped {
         "passfile" => Mapped::WithValue("--passfile"),
         "extpass" => Mapped::WithValue("--extpass"),
         "keyfile" => Mapped::WithValue("--keyfile"),
+        "pin_file" | "pin-file" => Mapped::WithValue("--pin-file"),
+        "pin_extpass" | "pin-extpass" => Mapped::WithValue("--pin-extpass"),
         "header_store" | "header-store" => Mapped::WithValue("--header-store"),
         "idle" => Mapped::WithValue("--idle"),
         "slot" => Mapped::WithValue("--slot"),
@@ -208,6 +210,24 @@ mod tests {
                 "5m",
                 "-o",
                 "noatime",
+                "--",
+                "/c",
+                "/m"
+            ]
+        );
+    }
+
+    #[test]
+    fn pin_options_become_pin_flags() {
+        assert_eq!(
+            rewritten(&["cofferfs", "/c", "/m", "-o", "slot=1,pin_file=/etc/pin"]),
+            [
+                "cofferfs",
+                "mount",
+                "--slot",
+                "1",
+                "--pin-file",
+                "/etc/pin",
                 "--",
                 "/c",
                 "/m"

@@ -42,8 +42,15 @@ pub struct InitArgs {
     pub password: PasswordSource,
     /// The only key slot is Vault/OpenBao Transit key KEY (VAULT_ADDR, VAULT_TOKEN, …):
     /// no password is asked for.
-    #[arg(long, value_name = "KEY", conflicts_with_all = ["passfile", "extpass"])]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["passfile", "extpass", "pkcs11_module"])]
     pub transit: Option<String>,
+    /// The only key slot is a PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key):
+    /// no password is asked for, only the token's PIN.
+    #[command(flatten)]
+    pub pkcs11: super::pkcs11::Pkcs11Args,
+    /// The token's PIN for --pkcs11-module.
+    #[command(flatten)]
+    pub pin: super::pkcs11::PinArgs,
     /// AppRole login for --transit (else VAULT_TOKEN / ~/.vault-token).
     #[command(flatten)]
     pub vault: crate::transit::config::AppRoleArgs,
@@ -74,8 +81,9 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
         t: a.argon2_time,
         p: a.argon2_lanes,
     };
-    let label = match (&a.transit, a.label.as_str()) {
-        (Some(key), "password") => format!("transit:{key}"),
+    let label = match (&a.transit, &a.pkcs11.pkcs11_token, a.label.as_str()) {
+        (Some(key), _, "password") => format!("transit:{key}"),
+        (_, Some(token), "password") => format!("pkcs11:{token}/{}", a.pkcs11.pkcs11_key),
         _ => a.label.clone(),
     };
     let opts = InitOptions {
@@ -91,7 +99,28 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
     if let Some(key) = &a.transit {
         super::transit::check_names(&a.transit_mount, key)?;
     }
+    if let (Some(module), Some(token)) = (&a.pkcs11.pkcs11_module, &a.pkcs11.pkcs11_token) {
+        super::pkcs11::check_args(module, token, &a.pkcs11.pkcs11_key)?;
+        if a.password.passfile.is_some() || a.password.extpass.is_some() {
+            return Err(CliError::new(
+                super::exit::USAGE,
+                "--pkcs11-module makes a volume whose only slot is the token: no password is read",
+            ));
+        }
+    }
     let loc = match &a.transit {
+        // The token first: when it refuses, nothing has been created.
+        None if a.pkcs11.pkcs11_module.is_some() => {
+            let volume_id =
+                crate::keystore::store::new_volume_id().map_err(volume::VolumeError::from)?;
+            let (slot_key, params) = super::pkcs11::new_slot_key(&a.pkcs11, &a.pin, &volume_id)?;
+            let first = volume::FirstSlot::Pkcs11 {
+                volume_id,
+                slot_key: slot_key.expose(),
+                params: &params,
+            };
+            volume::init_with(&a.cipherdir, first, &opts)?
+        }
         Some(key) => {
             // Vault first: when it refuses, nothing has been created.
             let (slot_key, params) = super::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;
@@ -124,6 +153,12 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
         );
     }
     match &a.transit {
+        None if a.pkcs11.pkcs11_module.is_some() => println!(
+            "Key slot 0 is key {:?} on PKCS#11 token {:?}: without that token and its PIN (or \
+             another key slot, `cofferfs keys add`) the data is gone.",
+            a.pkcs11.pkcs11_key,
+            a.pkcs11.pkcs11_token.as_deref().unwrap_or_default()
+        ),
         Some(key) => println!(
             "Key slot 0 is Vault Transit key {}/{key}: without that key (or another key slot, \
              `cofferfs keys add`) the data is gone.",

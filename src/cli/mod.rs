@@ -22,6 +22,7 @@ pub mod logging;
 pub mod mount;
 pub mod passwd;
 pub mod password;
+pub mod pkcs11;
 pub mod present;
 pub mod reencrypt;
 pub mod rotate;
@@ -125,6 +126,15 @@ impl From<crate::transit::TransitError> for CliError {
     fn from(e: crate::transit::TransitError) -> Self {
         CliError {
             code: exit::code_for_transit(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::pkcs11::Pkcs11Error> for CliError {
+    fn from(e: crate::pkcs11::Pkcs11Error) -> Self {
+        CliError {
+            code: exit::code_for_pkcs11(&e),
             message: e.to_string(),
         }
     }

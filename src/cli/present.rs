@@ -37,6 +37,10 @@ pub fn describe_kdf(s: &SlotRecord) -> String {
             Ok(Some(p)) => crate::cli::transit::describe(&p),
             _ => "transit (damaged params)".to_owned(),
         },
+        SlotKind::Pkcs11 => match s.pkcs11() {
+            Ok(Some(p)) => crate::cli::pkcs11::describe(&p),
+            _ => "pkcs11 (damaged params)".to_owned(),
+        },
     }
 }
 

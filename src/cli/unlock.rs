@@ -27,15 +27,18 @@ pub struct UnlockArgs {
     /// AppRole login for the volume's Transit slots (else VAULT_TOKEN / ~/.vault-token).
     #[command(flatten)]
     pub vault: AppRoleArgs,
+    /// The PIN of a PKCS#11 slot's token.
+    #[command(flatten)]
+    pub pin: super::pkcs11::PinArgs,
 }
 
 /// A secret read for one slot kind; wiped on drop.
 pub struct SlotSecret {
     /// Which kind of slot it can open.
     pub kind: SlotKind,
-    /// The password, the key file's bytes, or the slot key Vault decrypted.
+    /// The password, the key file's bytes, or the slot key Vault or a token decrypted.
     pub bytes: Secret,
-    /// The one slot this secret is for (a Transit slot's key opens that slot only).
+    /// The one slot this secret is for (a Transit or PKCS#11 slot's key opens that slot only).
     pub slot: Option<u32>,
 }
 
@@ -68,8 +71,9 @@ impl UnlockArgs {
         self.read_for_keeping(loc, slot, None, prompt)
     }
 
-    /// [`read_for`](Self::read_for), never through Transit slot `doomed` (`keys remove`: the
-    /// secret must open a slot that stays).
+    /// [`read_for`](Self::read_for), never through Transit or PKCS#11 slot `doomed` (`keys
+    /// remove`: the secret must open a slot that stays). PKCS#11 slots are tried first, when
+    /// `slot` names one or a PIN source is given.
     pub fn read_for_keeping(
         &self,
         loc: &Location,
@@ -78,12 +82,28 @@ impl UnlockArgs {
         prompt: &str,
     ) -> Result<SlotSecret, CliError> {
         if self.keyfile.is_none() {
-            let slots: Vec<_> = volume::open_store_read_only_at(loc)?
+            let store = volume::open_store_read_only_at(loc)?;
+            let slots: Vec<_> = store
                 .slots()
                 .map_err(volume::VolumeError::from)?
                 .into_iter()
-                .filter(|s| Some(s.slot_id) != doomed || s.kind != SlotKind::Transit)
+                .filter(|s| {
+                    Some(s.slot_id) != doomed
+                        || !matches!(s.kind, SlotKind::Transit | SlotKind::Pkcs11)
+                })
                 .collect();
+            let volume_id = store.params().map_err(volume::VolumeError::from)?.volume_id;
+            drop(store);
+            if let Some(secret) = super::pkcs11::try_unlock(
+                &slots,
+                slot,
+                &self.pin,
+                &self.password,
+                &volume_id,
+                || self.read(prompt),
+            )? {
+                return Ok(secret);
+            }
             let read_password = || self.read(prompt);
             if let Some(secret) = super::transit::try_unlock(
                 &slots,

@@ -31,6 +31,6 @@ pub use error::{KeystoreError, Result};
 pub use keyring::Keyring;
 pub use owners::Owner;
 pub use rotate::RotateReport;
-pub use slots::{SlotKind, SlotRecord};
+pub use slots::{Pkcs11Params, SlotKind, SlotRecord};
 pub use store::{HeaderStore, VolumeParams};
 pub use transit_params::TransitParams;

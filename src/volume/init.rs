@@ -95,6 +95,16 @@ pub enum FirstSlot<'a> {
         /// Where it is encrypted, and its ciphertext.
         params: &'a crate::keystore::TransitParams,
     },
+    /// A slot key that a PKCS#11 token's key sealed into `params` (`init --pkcs11-module`),
+    /// bound to `volume_id`, which the new volume then takes: the volume has no password.
+    Pkcs11 {
+        /// The id the blob is bound to; the new volume's id.
+        volume_id: [u8; 16],
+        /// The random slot key.
+        slot_key: &'a [u8],
+        /// The token, its key, and the blob.
+        params: &'a crate::keystore::Pkcs11Params,
+    },
 }
 
 /// [`init`] with any kind of first slot.
@@ -104,7 +114,10 @@ pub fn init_with(cipherdir: &Path, first: FirstSlot<'_>, opts: &InitOptions) -> 
         exists,
         mut loc,
     } = plan_init(cipherdir, opts)?;
-    let volume_id = new_volume_id()?;
+    let volume_id = match &first {
+        FirstSlot::Pkcs11 { volume_id, .. } => *volume_id,
+        FirstSlot::Password(_) | FirstSlot::Transit { .. } => new_volume_id()?,
+    };
     let kek = Kek::generate()?;
     let name_key = NameKey::generate()?;
     let mut params = VolumeParams {
@@ -125,6 +138,9 @@ pub fn init_with(cipherdir: &Path, first: FirstSlot<'_>, opts: &InitOptions) -> 
         FirstSlot::Transit { slot_key, params } => {
             SlotRecord::new_transit(0, &opts.label, slot_key, params, &kek, &volume_id)?
         }
+        FirstSlot::Pkcs11 {
+            slot_key, params, ..
+        } => SlotRecord::new_pkcs11(0, &opts.label, slot_key, params, &kek, &volume_id)?,
     };
     if !exists {
         // Private whatever the umask (as `ssh-keygen` makes ~/.ssh): file names, sizes and

@@ -4,6 +4,7 @@
 pub mod damage;
 pub mod mount;
 pub mod rng;
+pub mod softhsm;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -338,3 +338,83 @@ pub fn check_v2_fixture_contents(m: &Mounted) {
     assert_eq!(std::fs::read(m.path("sparse")).unwrap(), sparse);
     assert_eq!(std::fs::read(m.path("empty")).unwrap(), b"");
 }
+
+/// Runs `cofferfs ARGS` with the environment additions `env`, stdin from /dev/null (or
+/// exactly `stdin`); returns (status, stdout, stderr).
+pub fn run_env(env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn cofferfs");
+    if let Some(s) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(s.as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A daemon mount made by `cofferfs mount` (in the background, as a user runs it), unmounted
+/// in `Drop` (`cofferfs umount`, then `fusermount3 -uz` if it is still there).
+pub struct DaemonMount {
+    pub mnt: PathBuf,
+}
+
+impl DaemonMount {
+    /// Mounts `cipherdir` at `mnt` (created) with `extra` options and `env`; panics on failure.
+    pub fn new(env: &[(&str, &str)], cipherdir: &Path, mnt: &Path, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(mnt).unwrap();
+        let mut args = vec!["mount"];
+        args.extend_from_slice(extra);
+        args.extend([cipherdir.to_str().unwrap(), mnt.to_str().unwrap()]);
+        let (code, out, err) = run_env(env, &args, None);
+        assert_eq!(code, 0, "cofferfs {args:?}: {out}{err}");
+        assert!(is_mounted(mnt));
+        DaemonMount {
+            mnt: mnt.to_owned(),
+        }
+    }
+}
+
+impl Drop for DaemonMount {
+    fn drop(&mut self) {
+        let _ = Command::new(bin()).arg("umount").arg(&self.mnt).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while is_mounted(&self.mnt) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
+/// Every byte of the regular files at the top of `dir` (a cipherdir's store and marker), by
+/// path: two equal snapshots show that a refused command changed nothing there.
+pub fn top_level_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -21,11 +21,19 @@ pub struct AddArgs {
     #[arg(long)]
     pub label: Option<String>,
     /// The new slot is opened by this key file (at least 32 bytes) instead of a password.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["new_passfile", "new_extpass"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["new_passfile", "new_extpass", "pkcs11_module"])]
     pub keyfile: Option<PathBuf>,
     /// The new slot is opened by Vault/OpenBao Transit key KEY (VAULT_ADDR, VAULT_TOKEN, …).
-    #[arg(long, value_name = "KEY", conflicts_with_all = ["keyfile", "new_passfile", "new_extpass"])]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["keyfile", "new_passfile", "new_extpass", "pkcs11_module"])]
     pub transit: Option<String>,
+    /// The new slot is opened by a PKCS#11 token (its PIN: --pin-file, --pin-extpass or a
+    /// prompt).
+    #[command(flatten)]
+    pub pkcs11: crate::cli::pkcs11::Pkcs11Args,
+    /// The token's PIN: of the new PKCS#11 slot with --pkcs11-module, else of an existing
+    /// PKCS#11 slot that proves the current secret.
+    #[command(flatten)]
+    pub pin: crate::cli::pkcs11::PinArgs,
     /// Mount path of the Transit engine for --transit.
     #[arg(long, value_name = "PATH", default_value = crate::cli::transit::DEFAULT_MOUNT, requires = "transit")]
     pub transit_mount: String,
@@ -41,6 +49,18 @@ pub struct AddArgs {
     /// Unlock with an existing key-file slot instead of a current password.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["passfile", "extpass"])]
     pub unlock_keyfile: Option<PathBuf>,
+    /// With --pkcs11-module: read the PIN of an existing PKCS#11 slot's token (the current
+    /// secret) from the first line of FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "unlock_pin_extpass",
+        requires = "pkcs11_module"
+    )]
+    pub unlock_pin_file: Option<PathBuf>,
+    /// With --pkcs11-module: run CMD for the PIN of an existing PKCS#11 slot's token.
+    #[arg(long, value_name = "CMD", requires = "pkcs11_module")]
+    pub unlock_pin_extpass: Option<String>,
     /// AppRole login for Transit (else VAULT_TOKEN / ~/.vault-token).
     #[command(flatten)]
     pub vault: crate::transit::config::AppRoleArgs,
@@ -52,15 +72,51 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
         Some(_) => KdfParams::default(),
         None => a.kdf.resolve(KdfParams::default())?,
     };
+    let new_pkcs11 = a.pkcs11.pkcs11_module.is_some();
     let unlock = UnlockArgs {
         password: a.password.clone(),
         keyfile: a.unlock_keyfile.clone(),
         vault: a.vault.clone(),
+        // With --pkcs11-module the PIN is the new token's; --unlock-pin-* is the current one.
+        pin: if new_pkcs11 {
+            crate::cli::pkcs11::PinArgs::from_sources(
+                a.unlock_pin_file.clone(),
+                a.unlock_pin_extpass.clone(),
+            )
+        } else {
+            a.pin.clone()
+        },
     };
     if let Some(key) = &a.transit {
         crate::cli::transit::check_names(&a.transit_mount, key)?;
     }
+    if let (Some(module), Some(token)) = (&a.pkcs11.pkcs11_module, &a.pkcs11.pkcs11_token) {
+        crate::cli::pkcs11::check_args(module, token, &a.pkcs11.pkcs11_key)?;
+        if a.new_password.new_passfile.is_some() || a.new_password.new_extpass.is_some() {
+            return Err(CliError::new(
+                crate::cli::exit::USAGE,
+                "--pkcs11-module makes a token slot: no new password is read",
+            ));
+        }
+    }
     let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
+    if new_pkcs11 {
+        let keyring = vol.keyring();
+        let (slot_key, params) =
+            crate::cli::pkcs11::new_slot_key(&a.pkcs11, &a.pin, &keyring.volume_id())?;
+        let label = a
+            .label
+            .unwrap_or_else(|| format!("pkcs11:{}/{}", params.token, params.key));
+        let id = keyring
+            .add_pkcs11_slot(&label, slot_key.expose(), &params)
+            .map_err(VolumeError::from)?;
+        keyring.store().checkpoint().map_err(VolumeError::from)?;
+        println!(
+            "Added key slot {id} (pkcs11 token {:?} serial {}, key {:?}, label {label:?}).",
+            params.token, params.serial, params.key
+        );
+        return Ok(());
+    }
     if let Some(key) = &a.transit {
         let (slot_key, params) =
             crate::cli::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;

@@ -21,7 +21,7 @@ enum KeysCommand {
     /// List the key slots: id, kind, label, KDF parameters, creation time (no secret needed).
     List(list::ListArgs),
     /// Add a key slot (a new password or a key file); needs a secret of an existing slot.
-    Add(add::AddArgs),
+    Add(Box<add::AddArgs>),
     /// Remove a key slot; needs the secret of another slot, and never removes the last one.
     Remove(remove::RemoveArgs),
     /// Re-wrap a Transit slot to its Vault key's newest version (`transit/rewrap`; no secret).
@@ -34,7 +34,7 @@ enum KeysCommand {
 pub fn run(a: KeysArgs) -> Result<(), CliError> {
     match a.command {
         KeysCommand::List(a) => list::run(a),
-        KeysCommand::Add(a) => add::run(a),
+        KeysCommand::Add(a) => add::run(*a),
         KeysCommand::Remove(a) => remove::run(a),
         KeysCommand::NewKeyfile(a) => new_keyfile::run(a),
         KeysCommand::Rewrap(a) => rewrap::run(a),

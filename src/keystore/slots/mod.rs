@@ -14,9 +14,11 @@
 
 mod keyfile;
 mod password;
+pub mod pkcs11;
 mod transit;
 mod unlock;
 
+pub use pkcs11::Pkcs11Params;
 pub use unlock::MAX_UNLOCK_WORK_KIB;
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -43,6 +45,11 @@ pub enum SlotKind {
     /// Argon2 columns hold 0. Older cofferfs refuse the store (unknown kind) rather than
     /// mis-read it (`transit.rs`).
     Transit,
+    /// A random slot key kept encrypted by an AES-256 key that never leaves a PKCS#11 token:
+    /// `slots.params` holds the blob and where the key is (module, token, key label:
+    /// [`Pkcs11Params`]); the secret given to unlock is the slot key the token decrypted.
+    /// Salt empty, Argon2 columns 0, as for Transit (`pkcs11.rs`).
+    Pkcs11,
 }
 
 impl SlotKind {
@@ -52,6 +59,7 @@ impl SlotKind {
             SlotKind::Password => "password",
             SlotKind::Keyfile => "keyfile",
             SlotKind::Transit => "transit",
+            SlotKind::Pkcs11 => "pkcs11",
         }
     }
 
@@ -62,6 +70,7 @@ impl SlotKind {
             "password" => Some(SlotKind::Password),
             "keyfile" => Some(SlotKind::Keyfile),
             "transit" => Some(SlotKind::Transit),
+            "pkcs11" => Some(SlotKind::Pkcs11),
             // Not a kind: a string this build does not know (a newer cofferfs, or tampering).
             _ => None,
         }
@@ -104,6 +113,41 @@ const NO_KDF: KdfParams = KdfParams {
 };
 
 impl SlotRecord {
+    /// A slot of `kind` whose slot key is random and kept by a service (Transit, a PKCS#11
+    /// token) in `params`: no salt, no KDF, the KEK wrapped under the slot key as every slot.
+    fn new_service(
+        kind: SlotKind,
+        slot_id: u32,
+        label: &str,
+        slot_key: &SlotKey,
+        params: String,
+        kek: &Kek,
+        volume_id: &[u8; 16],
+    ) -> Result<Self> {
+        Ok(SlotRecord {
+            slot_id,
+            kind,
+            label: label.to_owned(),
+            salt: Vec::new(),
+            kdf: NO_KDF,
+            wrapped_kek: crate::crypto::wrap::wrap_kek(slot_key, kek, volume_id)?,
+            created: super::store::now_secs(),
+            params: Some(params),
+        })
+    }
+
+    /// The `params` text of a slot of `kind` (`None` for other kinds); a slot of that kind
+    /// without params is a damaged store.
+    fn service_params(&self, kind: SlotKind) -> Result<Option<&str>> {
+        if self.kind != kind {
+            return Ok(None);
+        }
+        self.params
+            .as_deref()
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("{} slot {} has no params", kind, self.slot_id)))
+    }
+
     /// A new slot of the same kind, id, label and (for passwords) `kdf`, wrapping `kek` under
     /// `secret` with a fresh salt.
     pub fn rebuilt(
@@ -125,6 +169,11 @@ impl SlotRecord {
                 let params = self.transit()?.expect("a Transit slot");
                 Self::new_transit(self.slot_id, &self.label, secret, &params, kek, volume_id)?
             }
+            // The same blob, so the same slot key, as for Transit.
+            SlotKind::Pkcs11 => {
+                let params = self.pkcs11()?.expect("a PKCS#11 slot");
+                Self::new_pkcs11(self.slot_id, &self.label, secret, &params, kek, volume_id)?
+            }
         };
         s.created = self.created;
         Ok(s)
@@ -136,6 +185,7 @@ impl SlotRecord {
             SlotKind::Password => password::slot_key(self, secret),
             SlotKind::Keyfile => keyfile::slot_key(self, secret),
             SlotKind::Transit => transit::slot_key(secret),
+            SlotKind::Pkcs11 => pkcs11::slot_key(secret),
         }
     }
 }

@@ -2,10 +2,10 @@
 //! `slots.params` ([`TransitParams`]); the CLI asks Vault to decrypt it and hands the answer
 //! in as the secret. The salt is empty and the Argon2 columns hold 0.
 
-use super::{NO_KDF, SlotKind, SlotRecord};
-use crate::crypto::{CryptoError, Kek, SlotKey, wrap};
+use super::{SlotKind, SlotRecord};
+use crate::crypto::{CryptoError, Kek, SlotKey};
 use crate::keystore::Result;
-use crate::keystore::store::{corrupt, now_secs};
+use crate::keystore::store::corrupt;
 use crate::keystore::transit_params::TransitParams;
 
 impl SlotRecord {
@@ -21,29 +21,23 @@ impl SlotRecord {
         kek: &Kek,
         volume_id: &[u8; 16],
     ) -> Result<Self> {
-        let wrapped_kek = wrap::wrap_kek(&self::slot_key(slot_key)?, kek, volume_id)?;
-        Ok(SlotRecord {
+        Self::new_service(
+            SlotKind::Transit,
             slot_id,
-            kind: SlotKind::Transit,
-            label: label.to_owned(),
-            salt: Vec::new(),
-            kdf: NO_KDF,
-            wrapped_kek,
-            created: now_secs(),
-            params: Some(params.encode()),
-        })
+            label,
+            &self::slot_key(slot_key)?,
+            params.encode(),
+            kek,
+            volume_id,
+        )
     }
 
     /// The Transit parameters of a Transit slot (`None` for other kinds); a Transit slot
     /// whose `params` do not parse is a damaged store.
     pub fn transit(&self) -> Result<Option<TransitParams>> {
-        if self.kind != SlotKind::Transit {
+        let Some(text) = self.service_params(SlotKind::Transit)? else {
             return Ok(None);
-        }
-        let text = self
-            .params
-            .as_deref()
-            .ok_or_else(|| corrupt(format!("Transit slot {} has no params", self.slot_id)))?;
+        };
         TransitParams::decode(text)
             .map(Some)
             .map_err(|e| corrupt(format!("Transit slot {}: params: {e}", self.slot_id)))

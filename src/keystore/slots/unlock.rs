@@ -76,7 +76,7 @@ fn check_unlock_work(slots: &[SlotRecord], kind: SlotKind, only_slot: Option<u32
     // microseconds.
     let costly = match kind {
         SlotKind::Password => true,
-        SlotKind::Keyfile | SlotKind::Transit => false,
+        SlotKind::Keyfile | SlotKind::Transit | SlotKind::Pkcs11 => false,
     };
     if !costly {
         return Ok(());
