@@ -71,6 +71,15 @@ pub const VAULT_KEY_MISSING: i32 = 53;
 /// Transit slot: the slot's ciphertext is older than the key's `min_decryption_version`
 /// (`cofferfs keys rewrap` before raising it).
 pub const VAULT_CIPHERTEXT_TOO_OLD: i32 = 54;
+/// `status`: the volume is not mounted (no daemon holds it).
+pub const NOT_MOUNTED: i32 = 60;
+/// The mount daemon's control socket failed: it refused the request as malformed, oversized,
+/// truncated, unknown or of another protocol version, was busy with other clients, serves
+/// another user, or the connection broke before the reply.
+pub const CONTROL: i32 = 61;
+/// `rotate` of a mounted volume while a rotation is still running (`status` follows it), or
+/// a key-slot change refused until it ends.
+pub const ROTATION_RUNNING: i32 = 62;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -101,6 +110,9 @@ pub const ALL: &[(i32, &str)] = &[
     (VAULT_DENIED, "VAULT_DENIED"),
     (VAULT_KEY_MISSING, "VAULT_KEY_MISSING"),
     (VAULT_CIPHERTEXT_TOO_OLD, "VAULT_CIPHERTEXT_TOO_OLD"),
+    (NOT_MOUNTED, "NOT_MOUNTED"),
+    (CONTROL, "CONTROL"),
+    (ROTATION_RUNNING, "ROTATION_RUNNING"),
 ];
 
 /// The exit code for a Transit failure.

@@ -29,7 +29,11 @@ pub struct PasswdArgs {
 
 /// Runs `passwd`.
 pub fn run(a: PasswdArgs) -> Result<(), CliError> {
-    let (vol, _secret) = open_for_management(&a.volume.locate()?, &a.unlock, None)?;
+    let loc = a.volume.locate()?;
+    if let Some(sock) = super::online::daemon_socket(&loc)? {
+        return super::online::verbs::passwd(&sock, &loc, &a);
+    }
+    let (vol, _secret) = open_for_management(&loc, &a.unlock, None)?;
     let target = a.slot.unwrap_or(vol.slot_id());
     let keyring = vol.keyring();
     let slot = keyring

@@ -173,15 +173,16 @@ pub struct Proof {
     pub slot: Option<u32>,
 }
 
-/// Argon2id parameters of a new password slot, as `crypto::KdfParams`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Argon2id parameters of a new password, as `crypto::KdfParams`; an unset one keeps the
+/// slot's own (`passwd`) or the default (`keys add`). The daemon checks the bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kdf {
     /// Memory, KiB.
-    pub m_kib: u32,
+    pub m_kib: Option<u32>,
     /// Passes.
-    pub t: u32,
+    pub t: Option<u32>,
     /// Lanes.
-    pub p: u32,
+    pub p: Option<u32>,
 }
 
 /// A new slot's secret (`keys add`).
@@ -224,8 +225,8 @@ pub enum Request {
         slot: Option<u32>,
         /// The new password.
         new_secret: SecretBytes,
-        /// Argon2id parameters (default: the slot's own).
-        kdf: Option<Kdf>,
+        /// Argon2id parameters (unset ones: the slot's own).
+        kdf: Kdf,
     },
     /// Add a slot.
     KeysAdd {
@@ -369,11 +370,11 @@ mod tests {
                 auth: proof(),
                 slot: Some(3),
                 new_secret: SecretBytes::from_slice(&[0, 255, 7]),
-                kdf: Some(Kdf {
-                    m_kib: 8192,
-                    t: 1,
-                    p: 1,
-                }),
+                kdf: Kdf {
+                    m_kib: Some(8192),
+                    t: None,
+                    p: Some(1),
+                },
             },
         };
         let body = encode(&req).unwrap();
@@ -390,7 +391,7 @@ mod tests {
                 assert_eq!(auth.secret.expose(), b"hunter2\"\\\n");
                 assert_eq!(slot, Some(3));
                 assert_eq!(new_secret.expose(), &[0, 255, 7]);
-                assert_eq!(kdf.unwrap().m_kib, 8192);
+                assert_eq!((kdf.m_kib, kdf.t), (Some(8192), None));
             }
             other => panic!("{other:?}"),
         }

@@ -60,7 +60,11 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
     if let Some(key) = &a.transit {
         crate::cli::transit::check_names(&a.transit_mount, key)?;
     }
-    let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
+    let loc = a.volume.locate()?;
+    if let Some(sock) = crate::cli::online::daemon_socket(&loc)? {
+        return crate::cli::online::verbs::keys_add(&sock, &loc, &a, &unlock);
+    }
+    let (vol, _secret) = open_for_management(&loc, &unlock, None)?;
     if let Some(key) = &a.transit {
         let (slot_key, params) =
             crate::cli::transit::new_slot_key(&a.transit_mount, key, &a.vault)?;

@@ -1,0 +1,311 @@
+//! The mount daemon's answers on its control socket. Every request that changes keys or
+//! reads content first proves its secret against the slots exactly as an unlock does (the
+//! same slot kinds, `--slot`, the same bound on Argon2id work), one proof at a time so that
+//! clients cannot make the daemon run many Argon2id hashes at once next to the mount's I/O.
+//! Nothing here touches the FUSE session: key changes go through the volume's keyring, whose
+//! store the mount shares (one SQLite connection behind a mutex, short statements).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::cli::{CliError, exit};
+use crate::control::protocol::{Kdf, NewSecret, Proof, ProofKind, Reply, Request};
+use crate::control::server::{Handler, Peer};
+use crate::crypto::KdfParams;
+use crate::keystore::{KeystoreError, SlotKind, TransitParams};
+use crate::volume::{Volume, VolumeError};
+
+/// What the daemon knows about itself, and the volume it serves.
+pub struct DaemonControl {
+    /// The opened volume (shared with the filesystem).
+    pub vol: Arc<Volume>,
+    /// Where it is mounted (absolute).
+    pub mountpoint: PathBuf,
+    /// The cipherdir as given at mount.
+    pub cipherdir: PathBuf,
+    /// Mounted `--ro`: the store is read-only, keys cannot change.
+    pub read_only: bool,
+    /// Open files and directories of the mount now.
+    pub open_files: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// When the mount came up.
+    pub started: SystemTime,
+    /// The same, for the uptime.
+    pub started_at: Instant,
+    /// Held while a secret is checked: one Argon2id at a time.
+    proofs: Mutex<()>,
+}
+
+impl DaemonControl {
+    /// The control state of a daemon that just mounted `vol` at `mountpoint`.
+    pub fn new(
+        vol: Arc<Volume>,
+        cipherdir: PathBuf,
+        mountpoint: PathBuf,
+        read_only: bool,
+        open_files: Box<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Self {
+        DaemonControl {
+            vol,
+            mountpoint,
+            cipherdir,
+            read_only,
+            open_files,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            proofs: Mutex::new(()),
+        }
+    }
+
+    /// Checks `auth` against the slots; returns the slot it opens.
+    fn prove(&self, auth: &Proof) -> Result<u32, CliError> {
+        let _one_at_a_time = self.proofs.lock();
+        let kind = slot_kind(auth.kind);
+        let (slot, _kek) = self
+            .vol
+            .keyring()
+            .store()
+            .unlock_with(kind, auth.secret.expose(), auth.slot)
+            .map_err(VolumeError::from)?;
+        Ok(slot)
+    }
+
+    /// Refuses a change on a read-only mount.
+    fn writable(&self) -> Result<(), CliError> {
+        if self.read_only {
+            return Err(CliError::new(
+                exit::LOCKED,
+                format!(
+                    "{} is mounted read-only: key changes need a read-write mount, or the \
+                     volume unmounted",
+                    self.cipherdir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Result<Reply, CliError> {
+        let keyring = self.vol.keyring();
+        let generation = keyring.generation();
+        let uptime = self.started_at.elapsed().as_secs();
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let open = (self.open_files)();
+        let rows = keyring.store().file_count().map_err(VolumeError::from)?;
+        let data = json!({
+            "cipherdir": self.cipherdir,
+            "mountpoint": self.mountpoint,
+            "pid": std::process::id(),
+            "started": started,
+            "uptime_secs": uptime,
+            "open_files": open,
+            "read_only": self.read_only,
+            "kek_generation": generation,
+            "key_rows": rows,
+            "rotation": serde_json::Value::Null,
+        });
+        Ok(Reply::done(
+            format!(
+                "{} mounted on {}",
+                self.cipherdir.display(),
+                self.mountpoint.display()
+            ),
+            data,
+        ))
+    }
+
+    fn passwd(
+        &self,
+        auth: &Proof,
+        slot: Option<u32>,
+        new: &[u8],
+        kdf: Kdf,
+    ) -> Result<Reply, CliError> {
+        self.writable()?;
+        let opened = self.prove(auth)?;
+        let target = slot.unwrap_or(opened);
+        let keyring = self.vol.keyring();
+        let record = keyring
+            .store()
+            .slots()
+            .map_err(VolumeError::from)?
+            .into_iter()
+            .find(|s| s.slot_id == target)
+            .ok_or_else(|| VolumeError::from(KeystoreError::NoSuchSlot(target)))?;
+        if record.kind != SlotKind::Password {
+            return Err(CliError::new(
+                exit::KEY_SLOT,
+                format!(
+                    "slot {target} is a {} slot, not a password slot (use `keys add` and \
+                     `keys remove` to replace a key file)",
+                    record.kind
+                ),
+            ));
+        }
+        let kdf = resolve_kdf(kdf, record.kdf)?;
+        let started = Instant::now();
+        keyring
+            .rewrap_slot(target, new, kdf)
+            .map_err(VolumeError::from)?;
+        Ok(Reply::done(
+            format!(
+                "Changed the password of key slot {target} (argon2id m={} KiB t={} p={}, {:.2} s).",
+                kdf.m_kib,
+                kdf.t,
+                kdf.p,
+                started.elapsed().as_secs_f64()
+            ),
+            json!({ "slot": target }),
+        ))
+    }
+
+    fn keys_add(&self, auth: &Proof, label: &str, new: &NewSecret) -> Result<Reply, CliError> {
+        self.writable()?;
+        self.prove(auth)?;
+        let keyring = self.vol.keyring();
+        let (id, what) = match new {
+            NewSecret::Password { secret, kdf } => {
+                let kdf = resolve_kdf(*kdf, KdfParams::default())?;
+                let id = keyring
+                    .add_slot(SlotKind::Password, label, secret.expose(), kdf)
+                    .map_err(VolumeError::from)?;
+                (id, "password".to_owned())
+            }
+            NewSecret::Keyfile { secret } => {
+                let id = keyring
+                    .add_slot(
+                        SlotKind::Keyfile,
+                        label,
+                        secret.expose(),
+                        KdfParams::default(),
+                    )
+                    .map_err(VolumeError::from)?;
+                (id, "keyfile".to_owned())
+            }
+            NewSecret::Transit { secret, params } => {
+                let params = TransitParams::decode(params)
+                    .map_err(|e| CliError::new(exit::USAGE, format!("Transit parameters: {e}")))?;
+                let id = keyring
+                    .add_transit_slot(label, secret.expose(), &params)
+                    .map_err(VolumeError::from)?;
+                (
+                    id,
+                    format!(
+                        "transit {}/{} version {}",
+                        params.mount,
+                        params.key,
+                        params.key_version().unwrap_or(0)
+                    ),
+                )
+            }
+        };
+        Ok(Reply::done(
+            format!("Added key slot {id} ({what}, label {label:?})."),
+            json!({ "slot": id }),
+        ))
+    }
+
+    fn keys_remove(&self, auth: &Proof, doomed: u32) -> Result<Reply, CliError> {
+        self.writable()?;
+        let store = self.vol.keyring().store();
+        let slots = store.slots().map_err(VolumeError::from)?;
+        if !slots.iter().any(|s| s.slot_id == doomed) {
+            return Err(VolumeError::from(KeystoreError::NoSuchSlot(doomed)).into());
+        }
+        if slots.len() == 1 {
+            return Err(VolumeError::from(KeystoreError::LastSlot(doomed)).into());
+        }
+        // The secret must open a slot that stays (as offline: `keys remove`).
+        let opened = self.prove(auth)?;
+        if opened == doomed {
+            let kind = slot_kind(auth.kind);
+            let _one_at_a_time = self.proofs.lock();
+            let opens_another = slots
+                .iter()
+                .filter(|s| s.slot_id != doomed && s.kind == kind)
+                .filter(|s| auth.slot.is_none_or(|only| only == s.slot_id))
+                .any(|s| {
+                    store
+                        .unlock_with(kind, auth.secret.expose(), Some(s.slot_id))
+                        .is_ok()
+                });
+            if !opens_another {
+                return Err(CliError::new(
+                    exit::KEY_SLOT,
+                    format!(
+                        "the secret given opens only slot {doomed} itself: give the secret of \
+                         a slot that stays (removing a slot must leave you a way in)"
+                    ),
+                ));
+            }
+        }
+        store.remove_slot(doomed).map_err(VolumeError::from)?;
+        Ok(Reply::done(
+            format!("Removed key slot {doomed}."),
+            json!({ "slot": doomed }),
+        ))
+    }
+
+    fn fsck(&self, auth: &Proof) -> Result<Reply, CliError> {
+        self.prove(auth)?;
+        let report = crate::volume::fsck::fsck_with(&self.vol, false, false, &mut |_| {})?;
+        let text = crate::cli::fsck::report_text(&report);
+        let data = json!({ "text": text, "problems": report.problems.len() });
+        Ok(match crate::cli::fsck::verdict(&report, false) {
+            Ok(line) => Reply::done(line, data),
+            Err(e) => Reply {
+                data,
+                ..Reply::error(e.code, e.message)
+            },
+        })
+    }
+}
+
+/// The keystore's slot kind of a proof.
+fn slot_kind(kind: ProofKind) -> SlotKind {
+    match kind {
+        ProofKind::Password => SlotKind::Password,
+        ProofKind::Keyfile => SlotKind::Keyfile,
+        ProofKind::Transit => SlotKind::Transit,
+    }
+}
+
+/// `kdf`'s set parameters over `base`, within the bounds a slot may have.
+fn resolve_kdf(kdf: Kdf, base: KdfParams) -> Result<KdfParams, CliError> {
+    let out = KdfParams {
+        m_kib: kdf.m_kib.unwrap_or(base.m_kib),
+        t: kdf.t.unwrap_or(base.t),
+        p: kdf.p.unwrap_or(base.p),
+    };
+    out.check(true)
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    Ok(out)
+}
+
+impl Handler for DaemonControl {
+    fn handle(&self, request: Request, _peer: Peer) -> Reply {
+        let result = match &request {
+            Request::Status => self.status(),
+            Request::Passwd {
+                auth,
+                slot,
+                new_secret,
+                kdf,
+            } => self.passwd(auth, *slot, new_secret.expose(), *kdf),
+            Request::KeysAdd { auth, label, new } => self.keys_add(auth, label, new),
+            Request::KeysRemove { auth, slot } => self.keys_remove(auth, *slot),
+            Request::Fsck { auth } => self.fsck(auth),
+            Request::Rotate { .. } | Request::Reencrypt { .. } => Err(CliError::new(
+                exit::OTHER,
+                format!("{} is not available on a mounted volume yet", request.op()),
+            )),
+        };
+        result.unwrap_or_else(|e| Reply::error(e.code, e.message))
+    }
+}

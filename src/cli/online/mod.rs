@@ -1,0 +1,89 @@
+//! Management commands against a mounted volume: when the volume lock is held, the command
+//! looks for the holder's control socket (named by the volume id, see `control::paths`) and
+//! sends its request there instead of failing with exit 15. The secret is read exactly as
+//! offline (prompt, `--passfile`, `--extpass`, key file, Vault for a Transit slot) and
+//! travels over the socket only; the daemon checks it against the slots as an unlock does.
+//! `daemon` is the other end: what the mount daemon does with each request.
+
+pub mod daemon;
+pub mod verbs;
+
+use std::path::PathBuf;
+
+use super::unlock::SlotSecret;
+use super::{CliError, exit};
+use crate::control::client;
+use crate::control::protocol::{Proof, ProofKind, Reply, Request, SecretBytes};
+use crate::keystore::SlotKind;
+use crate::volume::{self, Location, VolumeError};
+
+/// The volume id of `loc`: the marker's, or the store's for volumes made before markers.
+pub fn volume_id(loc: &Location) -> Result<[u8; 16], CliError> {
+    if let Some(id) = loc.marker_volume_id() {
+        return Ok(id);
+    }
+    let store = volume::open_store_read_only_at(loc)?;
+    Ok(store.params().map_err(VolumeError::from)?.volume_id)
+}
+
+/// Where the command goes: `None` when the volume is not in use (the command runs offline,
+/// as before), the daemon's socket when a mount daemon holds it; exit 15 when the holder
+/// answers on no socket (another management command, or a daemon of an older cofferfs).
+pub fn daemon_socket(loc: &Location) -> Result<Option<PathBuf>, CliError> {
+    match volume::check_not_locked(loc) {
+        Ok(()) => Ok(None),
+        Err(VolumeError::Locked(p)) => match client::find(&volume_id(loc)?) {
+            Some(sock) => Ok(Some(sock)),
+            None => Err(CliError::new(
+                exit::LOCKED,
+                format!(
+                    "{} is in use by another cofferfs process (a management command, or a \
+                     daemon without a control socket): try again when it has finished",
+                    p.display()
+                ),
+            )),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The proof a request carries: the secret read for the volume.
+pub fn proof(secret: &SlotSecret, slot: Option<u32>) -> Proof {
+    Proof {
+        kind: match secret.kind {
+            SlotKind::Password => ProofKind::Password,
+            SlotKind::Keyfile => ProofKind::Keyfile,
+            SlotKind::Transit => ProofKind::Transit,
+        },
+        secret: SecretBytes::from_slice(&secret.bytes),
+        slot: secret.slot.or(slot),
+    }
+}
+
+/// Sends `request` to the daemon at `sock` and returns its reply, `ok` or not.
+pub fn send_raw(sock: &std::path::Path, request: &Request) -> Result<Reply, CliError> {
+    client::request_at(sock, request).map_err(|e| {
+        CliError::new(
+            exit::CONTROL,
+            format!("mount daemon at {}: {e}", sock.display()),
+        )
+    })
+}
+
+/// Sends `request` to the daemon at `sock`; a reply that is not `ok` becomes the command's
+/// error with the daemon's exit code.
+pub fn send(sock: &std::path::Path, request: &Request) -> Result<Reply, CliError> {
+    let reply = send_raw(sock, request)?;
+    if reply.ok {
+        Ok(reply)
+    } else {
+        Err(CliError::new(reply.code, reply.message))
+    }
+}
+
+/// Sends `request` and prints the daemon's message: the whole of most online commands.
+pub fn send_and_print(sock: &std::path::Path, request: &Request) -> Result<(), CliError> {
+    let reply = send(sock, request)?;
+    println!("{}", reply.message);
+    Ok(())
+}
