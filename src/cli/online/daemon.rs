@@ -100,6 +100,7 @@ impl DaemonControl {
         let rows = keyring.store().file_count().map_err(VolumeError::from)?;
         let data = json!({
             "cipherdir": self.cipherdir,
+            "header_store": keyring.store().path(),
             "mountpoint": self.mountpoint,
             "pid": std::process::id(),
             "started": started,
@@ -252,6 +253,31 @@ impl DaemonControl {
         ))
     }
 
+    fn reencrypt(&self, auth: &Proof, paths: &[String]) -> Result<Reply, CliError> {
+        self.writable()?;
+        self.prove(auth)?;
+        let (mut lines, mut done, mut left) = (Vec::new(), 0u64, 0u64);
+        for p in paths {
+            let line = super::reencrypt::reencrypt_one(&self.vol, &self.mountpoint, p);
+            if line.done {
+                done += 1;
+            } else {
+                left += 1;
+            }
+            lines.push(line.text);
+        }
+        let summary = format!("{done} files re-encrypted, {left} left alone");
+        let data = json!({ "lines": lines, "done": done, "left": left });
+        Ok(if left == 0 {
+            Reply::done(summary, data)
+        } else {
+            Reply {
+                data,
+                ..Reply::error(exit::REENCRYPT_INCOMPLETE, summary)
+            }
+        })
+    }
+
     fn fsck(&self, auth: &Proof) -> Result<Reply, CliError> {
         self.prove(auth)?;
         let report = crate::volume::fsck::fsck_with(&self.vol, false, false, &mut |_| {})?;
@@ -301,7 +327,8 @@ impl Handler for DaemonControl {
             Request::KeysAdd { auth, label, new } => self.keys_add(auth, label, new),
             Request::KeysRemove { auth, slot } => self.keys_remove(auth, *slot),
             Request::Fsck { auth } => self.fsck(auth),
-            Request::Rotate { .. } | Request::Reencrypt { .. } => Err(CliError::new(
+            Request::Reencrypt { auth, paths } => self.reencrypt(auth, paths),
+            Request::Rotate { .. } => Err(CliError::new(
                 exit::OTHER,
                 format!("{} is not available on a mounted volume yet", request.op()),
             )),

@@ -6,9 +6,10 @@
 //! `daemon` is the other end: what the mount daemon does with each request.
 
 pub mod daemon;
+pub mod reencrypt;
 pub mod verbs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::unlock::SlotSecret;
 use super::{CliError, exit};
@@ -33,7 +34,7 @@ pub fn daemon_socket(loc: &Location) -> Result<Option<PathBuf>, CliError> {
     match volume::check_not_locked(loc) {
         Ok(()) => Ok(None),
         Err(VolumeError::Locked(p)) => match client::find(&volume_id(loc)?) {
-            Some(sock) => Ok(Some(sock)),
+            Some(sock) => serves(&sock, loc, &p).map(Some),
             None => Err(CliError::new(
                 exit::LOCKED,
                 format!(
@@ -45,6 +46,32 @@ pub fn daemon_socket(loc: &Location) -> Result<Option<PathBuf>, CliError> {
         },
         Err(e) => Err(e.into()),
     }
+}
+
+/// `sock` if its daemon serves this very cipherdir and header store: a copy of the cipherdir
+/// or of the store carries the same volume id, and a request meant for the copy must not
+/// change the mounted original (exit 15, as before, naming what is mounted).
+fn serves(sock: &Path, loc: &Location, busy: &Path) -> Result<PathBuf, CliError> {
+    let reply = send(sock, &Request::Status)?;
+    let same = |key: &str, want: &Path| {
+        let got = reply.data[key].as_str().map(PathBuf::from);
+        match (got.and_then(|g| g.canonicalize().ok()), want.canonicalize()) {
+            (Some(g), Ok(w)) => g == w,
+            _ => false,
+        }
+    };
+    if same("cipherdir", loc.cipherdir()) && same("header_store", loc.store()) {
+        return Ok(sock.to_owned());
+    }
+    Err(CliError::new(
+        exit::LOCKED,
+        format!(
+            "{} is in use by another cofferfs process: {} is mounted on {} with the same              volume id (a copy?)",
+            busy.display(),
+            reply.data["cipherdir"].as_str().unwrap_or("?"),
+            reply.data["mountpoint"].as_str().unwrap_or("?")
+        ),
+    ))
 }
 
 /// The proof a request carries: the secret read for the volume.
@@ -61,7 +88,7 @@ pub fn proof(secret: &SlotSecret, slot: Option<u32>) -> Proof {
 }
 
 /// Sends `request` to the daemon at `sock` and returns its reply, `ok` or not.
-pub fn send_raw(sock: &std::path::Path, request: &Request) -> Result<Reply, CliError> {
+pub fn send_raw(sock: &Path, request: &Request) -> Result<Reply, CliError> {
     client::request_at(sock, request).map_err(|e| {
         CliError::new(
             exit::CONTROL,
@@ -72,7 +99,7 @@ pub fn send_raw(sock: &std::path::Path, request: &Request) -> Result<Reply, CliE
 
 /// Sends `request` to the daemon at `sock`; a reply that is not `ok` becomes the command's
 /// error with the daemon's exit code.
-pub fn send(sock: &std::path::Path, request: &Request) -> Result<Reply, CliError> {
+pub fn send(sock: &Path, request: &Request) -> Result<Reply, CliError> {
     let reply = send_raw(sock, request)?;
     if reply.ok {
         Ok(reply)
@@ -82,7 +109,7 @@ pub fn send(sock: &std::path::Path, request: &Request) -> Result<Reply, CliError
 }
 
 /// Sends `request` and prints the daemon's message: the whole of most online commands.
-pub fn send_and_print(sock: &std::path::Path, request: &Request) -> Result<(), CliError> {
+pub fn send_and_print(sock: &Path, request: &Request) -> Result<(), CliError> {
     let reply = send(sock, request)?;
     println!("{}", reply.message);
     Ok(())

@@ -8,6 +8,7 @@ use crate::cli::fsck::FsckArgs;
 use crate::cli::keys::add::AddArgs;
 use crate::cli::keys::remove::RemoveArgs;
 use crate::cli::passwd::PasswdArgs;
+use crate::cli::reencrypt::ReencryptArgs;
 use crate::cli::unlock::{KdfArgs, UnlockArgs, read_keyfile};
 use crate::cli::{CliError, exit};
 use crate::control::protocol::{Kdf, NewSecret, Request, SecretBytes};
@@ -132,6 +133,49 @@ pub fn fsck(sock: &Path, loc: &Location, a: &FsckArgs) -> Result<(), CliError> {
         return Ok(());
     }
     if reply.data.get("text").is_some() {
+        println!("{}", reply.message);
+    }
+    Err(CliError::new(reply.code, reply.message))
+}
+
+/// `reencrypt PATH…` of a mounted volume (the daemon rewrites through the mount; an open
+/// file waits for its last close: see `online::reencrypt`).
+pub fn reencrypt(sock: &Path, loc: &Location, a: &ReencryptArgs) -> Result<(), CliError> {
+    if a.all {
+        return Err(CliError::new(
+            exit::LOCKED,
+            format!(
+                "{} is mounted: `reencrypt --all` needs it unmounted (named paths work online)",
+                loc.cipherdir().display()
+            ),
+        ));
+    }
+    let secret = a.unlock.read_for(loc, a.slot, "Password: ")?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let reply = send_raw(
+        sock,
+        &Request::Reencrypt {
+            auth: proof(&secret, a.slot),
+            paths,
+        },
+    )?;
+    for line in reply.data["lines"].as_array().into_iter().flatten() {
+        let text = line.as_str().unwrap_or_default();
+        if text.starts_with("skipped") {
+            eprintln!("cofferfs: {text}");
+        } else {
+            println!("{text}");
+        }
+    }
+    if reply.ok {
+        println!("{}", reply.message);
+        return Ok(());
+    }
+    if reply.data["lines"].is_array() {
         println!("{}", reply.message);
     }
     Err(CliError::new(reply.code, reply.message))
