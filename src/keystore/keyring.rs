@@ -9,9 +9,10 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use super::migrate::MigrationReport;
+use super::owners::Owner;
 use super::owners::ShredOutcome;
 use super::rotate::{Progress, RotateReport};
-use super::store::{Owner, SlotKind};
+use super::slots::SlotKind;
 use super::transit_params::TransitParams;
 use super::{HeaderStore, KeystoreError, Result, SlotRecord};
 use crate::crypto::names::NameCipher;

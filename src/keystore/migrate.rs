@@ -8,8 +8,9 @@
 use rusqlite::{TransactionBehavior, params};
 
 use super::Result;
+use super::owners::Owner;
 use super::schema::{MIGRATE_1_TO_2, SCHEMA_VERSION};
-use super::store::{HeaderStore, Owner};
+use super::store::HeaderStore;
 use crate::crypto::Kek;
 use crate::format::FileId;
 

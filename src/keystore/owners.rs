@@ -17,8 +17,14 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Result;
-use super::store::{HeaderStore, Owner};
+use super::store::HeaderStore;
 use crate::format::FileId;
+
+/// The 32-byte digest of the directory entry a key row was created for (`file_keys.owner`):
+/// an unlink shreds a row only when the entry removed is its owner, so a copy of a ciphertext
+/// file under another name can never destroy the original's key. Computed by the volume layer,
+/// which knows what identifies an entry; the store only compares them.
+pub type Owner = [u8; 32];
 
 /// What a batch of owner-checked deletions did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -79,7 +79,7 @@ impl HeaderStore {
         if !self.has_v3_schema() {
             return Ok(None);
         }
-        super::store::wrapped_row(
+        super::file_keys::wrapped_row(
             &self.conn.lock(),
             "SELECT wrapped_fek, kek_generation FROM quarantined_keys WHERE file_id = ?1",
             id,

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::store::{HeaderStore, SlotRecord, corrupt};
+use super::slots::SlotRecord;
+use super::store::{HeaderStore, corrupt};
 use super::{KeystoreError, Result};
 use crate::crypto::{CryptoError, Kek, wrap};
 use crate::format::FileId;
