@@ -96,7 +96,10 @@ fn every_online_command_works_while_a_writer_runs() {
     assert!(text.contains("KEK generation: 1"), "{text}");
 
     // keys add (a key file, then a password), passwd, keys remove: online, exit 0.
-    let out = ok(&["keys", "add", s(&c), "--keyfile", s(&kf)], &format!("{PW}\n"));
+    let out = ok(
+        &["keys", "add", s(&c), "--keyfile", s(&kf)],
+        &format!("{PW}\n"),
+    );
     assert!(out.contains("Added key slot 1"), "{out}");
     let mut add = vec!["keys", "add", s(&c), "--label", "second"];
     add.extend_from_slice(&CHEAP);
@@ -191,13 +194,18 @@ fn status_of_an_unmounted_volume_is_exit_60_and_the_socket_is_private() {
     let dir = std::fs::metadata(Path::new(&sock).parent().unwrap()).unwrap();
     assert_eq!(dir.mode() & 0o077, 0);
     assert!(
-        !std::fs::read_dir(&c)
+        !std::fs::read_dir(&c).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().contains("sock")),
+            .file_name()
+            .to_string_lossy()
+            .contains("sock")),
         "no runtime file in the cipherdir"
     );
     m.unmount();
-    assert!(std::fs::symlink_metadata(&sock).is_err(), "socket left behind");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "socket left behind"
+    );
     let (code, _, err) = run(&["status", s(&c)], "");
     assert_eq!(code, 60, "{err}");
     assert!(err.contains("is not mounted"), "{err}");
@@ -282,11 +290,7 @@ fn reencrypt_of_an_open_file_waits_for_its_last_close() {
     drop(held);
     let status = wait_timeout(&mut child, Duration::from_secs(60)).expect("reencrypt hangs");
     let out = child.wait_with_output().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-encrypted /busy"));
     assert_eq!(std::fs::read(m.path("busy")).unwrap(), b"in use");
     m.unmount();

@@ -25,7 +25,7 @@ pub struct StatusArgs {
 
 /// The cipherdir of `path`: itself, or the source of the cofferfs mount on it.
 fn cipherdir_of(path: &std::path::Path) -> PathBuf {
-    path.to_owned()
+    super::mount::cofferfs_source(path).map_or_else(|| path.to_owned(), PathBuf::from)
 }
 
 fn duration_text(secs: u64) -> String {

@@ -27,6 +27,8 @@ pub struct DaemonControl {
     pub mountpoint: PathBuf,
     /// The cipherdir as given at mount.
     pub cipherdir: PathBuf,
+    /// The control socket this daemon answers on.
+    pub socket: PathBuf,
     /// Mounted `--ro`: the store is read-only, keys cannot change.
     pub read_only: bool,
     /// Open files and directories of the mount now.
@@ -45,6 +47,7 @@ impl DaemonControl {
         vol: Arc<Volume>,
         cipherdir: PathBuf,
         mountpoint: PathBuf,
+        socket: PathBuf,
         read_only: bool,
         open_files: Box<dyn Fn() -> i64 + Send + Sync>,
     ) -> Self {
@@ -52,6 +55,7 @@ impl DaemonControl {
             vol,
             mountpoint,
             cipherdir,
+            socket,
             read_only,
             open_files,
             started: SystemTime::now(),
@@ -103,6 +107,7 @@ impl DaemonControl {
             "header_store": keyring.store().path(),
             "mountpoint": self.mountpoint,
             "pid": std::process::id(),
+            "control_socket": self.socket,
             "started": started,
             "uptime_secs": uptime,
             "open_files": open,
@@ -214,6 +219,8 @@ impl DaemonControl {
 
     fn keys_remove(&self, auth: &Proof, doomed: u32) -> Result<Reply, CliError> {
         self.writable()?;
+        // The secret first, as offline: a wrong one is 12 whatever the slot asked for.
+        let opened = self.prove(auth)?;
         let store = self.vol.keyring().store();
         let slots = store.slots().map_err(VolumeError::from)?;
         if !slots.iter().any(|s| s.slot_id == doomed) {
@@ -223,7 +230,6 @@ impl DaemonControl {
             return Err(VolumeError::from(KeystoreError::LastSlot(doomed)).into());
         }
         // The secret must open a slot that stays (as offline: `keys remove`).
-        let opened = self.prove(auth)?;
         if opened == doomed {
             let kind = slot_kind(auth.kind);
             let _one_at_a_time = self.proofs.lock();

@@ -115,6 +115,24 @@ fn file_id(vol: &Volume, rel: &Path) -> Option<FileId> {
     header_id(&vol.root().join(cipher))
 }
 
+/// Waits (up to [`SHRED_WAIT`]) for the mount to shred the old key row of a file replaced by
+/// the rename: its deletions are batched (`fs/shred_queue.rs`), and the command should return
+/// with the old key gone, as offline. False when the row is still there (a copy of another
+/// file's ciphertext does not own its row, which then stays, as offline).
+fn old_row_gone(vol: &Volume, id: &FileId) -> bool {
+    let started = Instant::now();
+    loop {
+        match vol.keyring().store().file_key(id) {
+            Ok(None) => return true,
+            Ok(Some(_)) if started.elapsed() < SHRED_WAIT => std::thread::sleep(POLL / 4),
+            _ => return false,
+        }
+    }
+}
+
+/// How long the old key row may take to go.
+const SHRED_WAIT: Duration = Duration::from_secs(5);
+
 /// Copies `src` to a new temporary file beside it; returns its path.
 fn copy_aside(src: &Path, meta: &std::fs::Metadata) -> std::io::Result<PathBuf> {
     let dir = src.parent().unwrap_or(Path::new("/"));
@@ -215,10 +233,17 @@ pub fn reencrypt_one(vol: &Volume, mnt: &Path, plain: &str) -> Line {
             let _ = d.sync_all();
         }
         let new = file_id(vol, &rel);
+        let kept = old.is_some_and(|id| !old_row_gone(vol, &id));
         let show = |id: Option<FileId>| id.map_or_else(|| "?".to_owned(), |i| i.to_string());
+        let note = if kept {
+            "; its old key row stays (another entry owns it, or it is still being shredded): \
+             `cofferfs fsck` reports it once no file carries it"
+        } else {
+            ""
+        };
         return Line {
             text: format!(
-                "re-encrypted {plain} (file id {} -> {})",
+                "re-encrypted {plain} (file id {} -> {}){note}",
                 show(old),
                 show(new)
             ),
