@@ -147,11 +147,13 @@ pub fn code_for(e: &VolumeError) -> i32 {
             KeystoreError::Missing(_)
             | KeystoreError::Corrupt(_)
             | KeystoreError::NewerVersion { .. }
-            | KeystoreError::WalUnreadable(_) => HEADER_STORE,
+            | KeystoreError::WalUnreadable(_)
+            | KeystoreError::KeyRowGeneration { .. } => HEADER_STORE,
             KeystoreError::NoSuchSlot(_)
             | KeystoreError::LastSlot(_)
             | KeystoreError::OtherSlots(_)
-            | KeystoreError::TooManySlots(_) => KEY_SLOT,
+            | KeystoreError::TooManySlots(_)
+            | KeystoreError::NoSlotKept => KEY_SLOT,
             _ => OTHER,
         },
         VolumeError::Format(crate::format::FormatError::UnsupportedVersion(_)) => HEADER_STORE,

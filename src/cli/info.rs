@@ -55,6 +55,16 @@ pub fn run(a: InfoArgs) -> Result<(), CliError> {
         }
     );
     println!("kek generation:  {}", p.kek_generation);
+    if let Some(r) = store.rotation_counts().map_err(volume::VolumeError::from)? {
+        println!(
+            "rotation:        in progress, generation {} -> {}: {} of {} key rows re-wrapped \
+             (`cofferfs rotate` finishes it)",
+            r.from,
+            r.to,
+            r.done,
+            r.done + r.left
+        );
+    }
     println!("files:           {files}");
     println!("created:         {}", format_utc(p.created));
     println!("key slots:       {}", slots.len());

@@ -1,16 +1,21 @@
-//! `cofferfs rotate`: a new random KEK. Every wrapped FEK and the name key are re-wrapped in
-//! one SQLite transaction, the slot whose secret was given re-wraps the new KEK, and the WAL is
-//! checkpointed so a backup sees only `cofferfs.db` change. No ciphertext file is opened.
+//! `cofferfs rotate`: a new random KEK. The slot whose secret was given re-wraps it (a Transit
+//! slot through a fresh Vault-encrypted slot key), so do the volume's other Transit slots when
+//! a Vault token is at hand; the name key and every key row follow, the rows in short batches
+//! (`keystore::rotate`), and the WAL is checkpointed so a backup sees only `cofferfs.db`
+//! change. No ciphertext file is opened. A rotation left pending by a crash is finished first.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::unlock::{UnlockArgs, open_for_management};
+use super::unlock::{SlotSecret, UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::keystore::SlotKind;
+use crate::crypto::Kek;
+use crate::keystore::keyring::DEFAULT_BATCH_ROWS;
+use crate::keystore::{Keyring, SlotKind, SlotRecord};
+use crate::transit::config::{Auth, Config};
 use crate::volume::{self, Location, VolumeError};
 
 /// Arguments of `cofferfs rotate`.
@@ -19,13 +24,18 @@ pub struct RotateArgs {
     /// The volume.
     #[command(flatten)]
     pub volume: VolumeArgs,
-    /// Remove every slot other than the one whose secret is given (they still wrap the old
-    /// KEK, so the rotation refuses to run while they exist).
+    /// Remove every slot that cannot be kept: those other than the one whose secret is given,
+    /// except Transit slots when a Vault token is at hand (they still wrap the old KEK, so
+    /// the rotation refuses to run while they exist).
     #[arg(long)]
     pub drop_other_slots: bool,
     /// Try only this key slot (it is the one kept).
     #[arg(long)]
     pub slot: Option<u32>,
+    /// Key rows re-wrapped per transaction (tests make it small to interrupt a rotation
+    /// anywhere; the default keeps each transaction a few milliseconds long).
+    #[arg(long, hide = true, default_value_t = DEFAULT_BATCH_ROWS)]
+    pub batch_rows: usize,
     /// The secret of the slot to keep.
     #[command(flatten)]
     pub unlock: UnlockArgs,
@@ -43,14 +53,30 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Refuses, before asking for a secret, when other slots would survive the rotation.
-fn check_slots(a: &RotateArgs, loc: &Location) -> Result<(), CliError> {
+/// True when a Vault token (or AppRole login) is configured: the volume's other Transit slots
+/// can then be kept, each with a fresh slot key Vault encrypts.
+fn vault_token_at_hand(unlock: &UnlockArgs) -> bool {
+    Config::from_env(&unlock.vault).is_ok_and(|c| !matches!(c.auth, Auth::None))
+}
+
+/// True when slot `s` can follow the new KEK without its secret.
+fn keepable_without_secret(s: &SlotRecord, vault: bool) -> bool {
+    s.kind == SlotKind::Transit && vault
+}
+
+/// Refuses, before asking for a secret, when slots would survive the rotation that nothing
+/// can re-wrap: more than one slot that needs its own secret.
+fn check_slots(a: &RotateArgs, loc: &Location, vault: bool) -> Result<(), CliError> {
     if a.drop_other_slots {
         return Ok(());
     }
     let store = volume::open_store_read_only_at(loc)?;
     let slots = store.slots().map_err(VolumeError::from)?;
-    if slots.len() > 1 {
+    let needing_secret = slots
+        .iter()
+        .filter(|s| !keepable_without_secret(s, vault))
+        .count();
+    if needing_secret > 1 {
         let list: Vec<String> = slots
             .iter()
             .map(|s| format!("{} ({} {:?})", s.slot_id, s.kind, s.label))
@@ -69,48 +95,118 @@ fn check_slots(a: &RotateArgs, loc: &Location) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The slots the rotation keeps, rebuilt around `new_kek`: the one `secret` opened, and the
+/// other Transit slots when `vault` (each a fresh slot key from Vault). Refuses (before any
+/// Vault request) when another slot would stay and `--drop-other-slots` is not given.
+fn kept_slots(
+    a: &RotateArgs,
+    keyring: &Keyring,
+    keep: u32,
+    secret: &SlotSecret,
+    vault: bool,
+    new_kek: &Kek,
+) -> Result<Vec<SlotRecord>, CliError> {
+    let slots = keyring.store().slots().map_err(VolumeError::from)?;
+    let others: Vec<&SlotRecord> = slots.iter().filter(|s| s.slot_id != keep).collect();
+    let doomed: Vec<u32> = others
+        .iter()
+        .filter(|s| !keepable_without_secret(s, vault))
+        .map(|s| s.slot_id)
+        .collect();
+    if !doomed.is_empty() && !a.drop_other_slots {
+        return Err(VolumeError::from(crate::keystore::KeystoreError::OtherSlots(doomed)).into());
+    }
+    let mut kept = Vec::new();
+    let own = keyring.slot(keep).map_err(VolumeError::from)?;
+    kept.push(if own.kind == SlotKind::Transit {
+        // A fresh slot key, so a slot key learnt before the rotation opens nothing after it.
+        fresh_transit_slot(a, keyring, &own, new_kek)?
+    } else {
+        keyring
+            .rebuilt_slot(keep, &secret.bytes, new_kek)
+            .map_err(VolumeError::from)?
+    });
+    for s in others
+        .into_iter()
+        .filter(|s| keepable_without_secret(s, vault))
+    {
+        kept.push(fresh_transit_slot(a, keyring, s, new_kek)?);
+    }
+    Ok(kept)
+}
+
+/// Transit slot `old` around `new_kek`: a fresh slot key Vault encrypts (`encrypt` on the
+/// slot's key), same id, label and creation time.
+fn fresh_transit_slot(
+    a: &RotateArgs,
+    keyring: &Keyring,
+    old: &SlotRecord,
+    new_kek: &Kek,
+) -> Result<SlotRecord, CliError> {
+    let p = old
+        .transit()
+        .map_err(VolumeError::from)?
+        .expect("a Transit slot");
+    let (slot_key, params) = super::transit::new_slot_key(&p.mount, &p.key, &a.unlock.vault)?;
+    let mut s = SlotRecord::new_transit(
+        old.slot_id,
+        &old.label,
+        slot_key.expose(),
+        &params,
+        new_kek,
+        &keyring.volume_id(),
+    )
+    .map_err(VolumeError::from)?;
+    s.created = old.created;
+    Ok(s)
+}
+
 /// Runs `rotate`.
 pub fn run(a: RotateArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
     volume::check_not_locked(&loc)?;
-    check_slots(&a, &loc)?;
-    let (mut vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
+    let vault = vault_token_at_hand(&a.unlock);
+    check_slots(&a, &loc, vault)?;
+    let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
+    let keyring = vol.keyring();
     let keep = vol.slot_id();
-    let old_generation = vol.keyring().generation();
     let bar = progress_bar();
-    let started = Instant::now();
     let mut progress = |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let report = if secret.kind == SlotKind::Transit {
-        // A fresh slot key through Vault (`encrypt`), before anything changes on disk.
-        let slot = vol
-            .keyring()
-            .store()
-            .slots()
-            .map_err(VolumeError::from)?
-            .into_iter()
-            .find(|s| s.slot_id == keep)
-            .ok_or_else(|| CliError::new(exit::KEY_SLOT, format!("no key slot {keep}")))?;
-        let old = slot
-            .transit()
-            .map_err(VolumeError::from)?
-            .expect("a Transit slot");
-        let (slot_key, params) =
-            super::transit::new_slot_key(&old.mount, &old.key, &a.unlock.vault)?;
-        vol.keyring_mut().rotate_transit(
-            keep,
-            slot_key.expose(),
-            &params,
+    if let Some(p) = keyring.rotation_pending() {
+        // An interrupted rotation: its rows are finished before a new one begins.
+        let started = Instant::now();
+        let n = keyring
+            .run_rotation(a.batch_rows, &mut progress)
+            .map_err(VolumeError::from)?;
+        println!(
+            "Finished the interrupted rotation to generation {}: {n} file keys re-wrapped in \
+             {:.3} s; the KEK of generation {} is destroyed.",
+            p.to,
+            started.elapsed().as_secs_f64(),
+            p.from
+        );
+    }
+    let old_generation = keyring.generation();
+    let new_kek = Kek::generate().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
+    let kept = kept_slots(&a, keyring, keep, &secret, vault, &new_kek)?;
+    let rewrapped_transit: Vec<String> = kept
+        .iter()
+        .filter(|s| s.slot_id != keep)
+        .map(|s| s.slot_id.to_string())
+        .collect();
+    let started = Instant::now();
+    let report = keyring
+        .rotate(
+            new_kek,
+            kept,
             a.drop_other_slots,
+            a.batch_rows,
             &mut progress,
         )
-    } else {
-        vol.keyring_mut()
-            .rotate(keep, &secret.bytes, a.drop_other_slots, &mut progress)
-    }
-    .map_err(VolumeError::from)?;
+        .map_err(VolumeError::from)?;
     bar.finish_and_clear();
     println!(
         "Rotated the KEK: generation {old_generation} -> {}, {} file keys and the name key \
@@ -119,6 +215,12 @@ pub fn run(a: RotateArgs) -> Result<(), CliError> {
         report.file_keys,
         started.elapsed().as_secs_f64()
     );
+    if !rewrapped_transit.is_empty() {
+        println!(
+            "Transit slot(s) {} hold the new KEK too (fresh slot keys encrypted by Vault).",
+            rewrapped_transit.join(", ")
+        );
+    }
     if !report.dropped_slots.is_empty() {
         let ids: Vec<String> = report.dropped_slots.iter().map(u32::to_string).collect();
         println!("Removed key slot(s) {}.", ids.join(", "));

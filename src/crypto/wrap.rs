@@ -22,6 +22,10 @@ pub const NAME_KEY_LABEL: &[u8] = b"cofferfs/v1/name-key";
 /// Domain label of the name key wrapped under the KEK from format v3 on; the context is the
 /// volume id and every volume parameter that changes how bytes are written ([`VolumeBinding`]).
 pub const NAME_KEY_V3_LABEL: &[u8] = b"cofferfs/v3/name-key";
+/// Domain label of the previous KEK wrapped under the current one while a rotation is pending
+/// (`volume.previous_kek`); the context is the volume id and both generations
+/// ([`previous_kek_context`]), so the wrap opens for no other volume and no other rotation.
+pub const PREVIOUS_KEK_LABEL: &[u8] = b"cofferfs/v3/previous-kek";
 /// Bytes wrapping adds to a key.
 pub const WRAP_OVERHEAD_LEN: usize = NONCE_LEN + TAG_LEN;
 /// Length of a wrapped 32-byte key (FEK, KEK).
@@ -107,6 +111,56 @@ pub fn unwrap_kek(
 ) -> Result<Kek, CryptoError> {
     let bytes = unwrap(slot_key.expose(), wrapped, &aad(KEK_LABEL, volume_id))?;
     Kek::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped KEK"))
+}
+
+/// The 32-byte context of the previous-KEK wrap: `volume_id (16) ‖ old generation (u64) ‖
+/// new generation (u64)`, big-endian.
+pub fn previous_kek_context(
+    volume_id: &[u8; 16],
+    old_generation: u64,
+    new_generation: u64,
+) -> Vec<u8> {
+    let mut c = Vec::with_capacity(32);
+    c.extend_from_slice(volume_id);
+    c.extend_from_slice(&old_generation.to_be_bytes());
+    c.extend_from_slice(&new_generation.to_be_bytes());
+    c
+}
+
+/// Wraps the KEK of `old_generation` under the KEK of `new_generation` for the time an
+/// incremental rotation runs: every slot opens the new KEK, and through this wrap the old one,
+/// which the key rows not re-wrapped yet still need.
+pub fn wrap_previous_kek(
+    new_kek: &Kek,
+    old_kek: &Kek,
+    volume_id: &[u8; 16],
+    old_generation: u64,
+    new_generation: u64,
+) -> Result<Vec<u8>, CryptoError> {
+    let context = previous_kek_context(volume_id, old_generation, new_generation);
+    wrap(
+        new_kek.expose(),
+        old_kek.expose(),
+        &aad(PREVIOUS_KEK_LABEL, &context),
+    )
+}
+
+/// Unwraps what [`wrap_previous_kek`] produced; fails for any other volume id or pair of
+/// generations, or an altered wrap.
+pub fn unwrap_previous_kek(
+    new_kek: &Kek,
+    wrapped: &[u8],
+    volume_id: &[u8; 16],
+    old_generation: u64,
+    new_generation: u64,
+) -> Result<Kek, CryptoError> {
+    let context = previous_kek_context(volume_id, old_generation, new_generation);
+    let bytes = unwrap(
+        new_kek.expose(),
+        wrapped,
+        &aad(PREVIOUS_KEK_LABEL, &context),
+    )?;
+    Kek::from_slice(&bytes).ok_or(CryptoError::Malformed("wrapped previous KEK"))
 }
 
 /// The volume parameters a v3 name-key wrap authenticates: a store-only attacker who changes
@@ -208,6 +262,30 @@ mod tests {
             unwrap_fek(&kek, &w[..27], &id).unwrap_err(),
             CryptoError::Malformed("wrapped key")
         );
+    }
+
+    #[test]
+    fn a_previous_kek_is_bound_to_the_volume_and_both_generations() {
+        let new = Kek::generate().unwrap();
+        let old = Kek::generate().unwrap();
+        let vol = [3u8; 16];
+        let w = wrap_previous_kek(&new, &old, &vol, 4, 5).unwrap();
+        assert_eq!(w.len(), WRAPPED_KEY_LEN);
+        let back = unwrap_previous_kek(&new, &w, &vol, 4, 5).unwrap();
+        assert_eq!(back.expose(), old.expose());
+        for (v, a, b) in [([4u8; 16], 4, 5), (vol, 3, 5), (vol, 4, 6), (vol, 5, 4)] {
+            assert_eq!(
+                unwrap_previous_kek(&new, &w, &v, a, b).unwrap_err(),
+                CryptoError::AuthFailed
+            );
+        }
+        assert_eq!(
+            unwrap_previous_kek(&old, &w, &vol, 4, 5).unwrap_err(),
+            CryptoError::AuthFailed
+        );
+        // Not a slot's KEK wrap either.
+        let slot_key = SlotKey::from_slice(new.expose()).unwrap();
+        assert!(unwrap_kek(&slot_key, &w, &vol).is_err());
     }
 
     #[test]

@@ -43,15 +43,20 @@ fn keystore_errno(k: &KeystoreError) -> Errno {
         return Errno::from_i32(code);
     }
     match k {
-        KeystoreError::MissingKey(_) | KeystoreError::TamperedKey(_) => {
+        KeystoreError::MissingKey(_)
+        | KeystoreError::TamperedKey(_)
+        | KeystoreError::KeyRowGeneration { .. } => {
             log::warn!("{k}");
             Errno::EIO
         }
-        // Slot management never runs through the mount; listed so a new variant is a choice.
+        // Slot management and rotation never run through a file operation; listed so a new variant is a choice.
         KeystoreError::NoSuchSlot(_)
         | KeystoreError::LastSlot(_)
         | KeystoreError::OtherSlots(_)
-        | KeystoreError::TooManySlots(_) => {
+        | KeystoreError::TooManySlots(_)
+        | KeystoreError::NoSlotKept
+        | KeystoreError::RotationPending { .. }
+        | KeystoreError::RotationNeedsV3 => {
             log::error!("{k}");
             Errno::EINVAL
         }

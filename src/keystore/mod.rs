@@ -93,6 +93,44 @@ pub enum KeystoreError {
     /// A file's key row exists but does not unwrap under the KEK: it was altered.
     #[error("key row of file {0} fails authentication")]
     TamperedKey(FileId),
+    /// A key row of a KEK generation the keyring does not hold: neither the volume's nor,
+    /// while a rotation is pending, the one before (the generation column was altered, or
+    /// the row was copied in from another store).
+    #[error(
+        "key row of file {file_id} is of KEK generation {row}, but the volume is at generation \
+         {volume}{}",
+        if *pending { " with a rotation pending from the one before" } else { " with no rotation pending" }
+    )]
+    KeyRowGeneration {
+        /// The row's file id.
+        file_id: FileId,
+        /// The generation the row claims.
+        row: u64,
+        /// The volume's generation.
+        volume: u64,
+        /// A rotation is pending (rows of `volume - 1` are accepted).
+        pending: bool,
+    },
+    /// A rotation was asked to begin while another is pending: finish that one first
+    /// (`Keyring::rotation_step`).
+    #[error("a KEK rotation from generation {from} to {to} is pending: finish it first")]
+    RotationPending {
+        /// The old generation.
+        from: u64,
+        /// The new generation.
+        to: u64,
+    },
+    /// An incremental rotation needs `volume.previous_kek`, which a schema 1 store (format
+    /// v1/v2 not migrated yet) lacks: `Keyring::rotate` rotates such a store in one
+    /// transaction instead.
+    #[error(
+        "an incremental rotation needs a format v3 store: mount the volume read-write once to \
+         upgrade it"
+    )]
+    RotationNeedsV3,
+    /// A rotation was asked to keep no slot: nothing could open the new KEK.
+    #[error("a rotation must keep at least one key slot")]
+    NoSlotKept,
     /// A cryptographic failure other than the cases above.
     #[error(transparent)]
     Crypto(#[from] CryptoError),

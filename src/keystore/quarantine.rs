@@ -5,11 +5,24 @@
 //! (`secure_delete` overwrites them); `rotate` re-wraps them with the live rows. Each move is
 //! one transaction: a row is in `file_keys` or in the quarantine, never in both or neither.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rusqlite::params;
 
 use super::Result;
 use super::store::{HeaderStore, corrupt, now_secs};
 use crate::format::FileId;
+
+/// Moves of key rows between `file_keys` and the quarantine in this process (counted while
+/// the store's connection is held): a rotation pass during which none happened has seen every
+/// row (`keystore::rotate`). Process-wide rather than per store: another store's moves only
+/// cost a rotation one more pass.
+static KEY_ROW_MOVES: AtomicU64 = AtomicU64::new(0);
+
+/// How many key rows moved between the tables so far (see [`KEY_ROW_MOVES`]).
+pub(super) fn key_row_moves() -> u64 {
+    KEY_ROW_MOVES.load(Ordering::SeqCst)
+}
 
 /// One quarantined key row, as `fsck` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +46,7 @@ impl HeaderStore {
         }
         let now = now_secs();
         self.write_retrying_when_full_tx(|tx| {
+            KEY_ROW_MOVES.fetch_add(1, Ordering::SeqCst);
             let mut copy = tx.prepare_cached(
                 "INSERT OR REPLACE INTO quarantined_keys
                     (file_id, wrapped_fek, kek_generation, owner, reason, quarantined_at)
@@ -58,6 +72,7 @@ impl HeaderStore {
             return Ok(false);
         }
         self.write_retrying_when_full_tx(|tx| {
+            KEY_ROW_MOVES.fetch_add(1, Ordering::SeqCst);
             let n = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO file_keys (file_id, wrapped_fek, kek_generation, owner)
