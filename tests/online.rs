@@ -295,3 +295,162 @@ fn reencrypt_of_an_open_file_waits_for_its_last_close() {
     assert_eq!(std::fs::read(m.path("busy")).unwrap(), b"in use");
     m.unmount();
 }
+
+/// Makes `n` small files in `dir` through the mount (one key row each).
+fn make_files(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+}
+
+fn check_files(dir: &Path, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("f{i}"))).unwrap(),
+            format!("file {i}")
+        );
+    }
+}
+
+/// Polls `status` until the rotation is no longer running; returns its last report.
+fn rotation_settles(path: &Path) -> serde_json::Value {
+    for _ in 0..3000 {
+        let r = status(path)["rotation"].clone();
+        if r["state"] != "running" {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the rotation did not end");
+}
+
+#[test]
+fn online_rotate_rewraps_every_row_while_a_writer_runs() {
+    let mut m = Mounted::new();
+    let c = m.cipherdir.clone();
+    make_files(&m.path("d"), 300);
+    let kf = m.dir.path().join("kf");
+    ok(&["keys", "new-keyfile", s(&kf)], "");
+    ok(
+        &["keys", "add", s(&c), "--keyfile", s(&kf)],
+        &format!("{PW}\n"),
+    );
+    let writer = Writer::start(&m.path("w"));
+    // Other slots would keep the old KEK usable: refused (16) without --drop-other-slots.
+    let (code, _, err) = run(&["rotate", s(&c)], &format!("{PW}\n"));
+    assert_eq!(code, 16, "{err}");
+    let out = ok(
+        &[
+            "rotate",
+            s(&c),
+            "--drop-other-slots",
+            "--wait",
+            "--batch-rows",
+            "7",
+        ],
+        &format!("{PW}\n"),
+    );
+    assert!(out.contains("KEK generation 1 -> 2"), "{out}");
+    assert!(out.contains("Removed key slot(s) 1."), "{out}");
+    assert!(out.contains("Rotation finished"), "{out}");
+    let st = status(&c);
+    assert_eq!(st["kek_generation"], 2);
+    assert_eq!(st["rotation"]["state"], "finished");
+    assert!(st["rotation"]["done"].as_u64().unwrap() >= 300, "{st}");
+    // A second rotation, returning at once, then followed with status.
+    let out = ok(&["rotate", s(&c), "--batch-rows", "5"], &format!("{PW}\n"));
+    assert!(out.contains("KEK generation 2 -> 3"), "{out}");
+    assert_eq!(rotation_settles(&c)["state"], "finished");
+    check_files(&m.path("d"), 300);
+    writer.stop();
+    m.unmount();
+    let info = ok(&["info", s(&c)], "");
+    assert!(info.contains("kek generation:  3"), "{info}");
+    assert!(!info.contains("rotation"), "{info}");
+    m.mount(&[]);
+    check_files(&m.path("d"), 300);
+    let out = ok(&["fsck", s(&c)], &format!("{PW}\n"));
+    assert!(out.ends_with("clean\n"), "{out}");
+    m.unmount();
+}
+
+/// xorshift64*, seeded from the clock; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("ONLINE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("ONLINE_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+#[test]
+fn kill_9_during_an_online_rotation_under_writes_then_it_resumes_and_completes() {
+    let mut m = Mounted::new();
+    let c = m.cipherdir.clone();
+    let kf = m.dir.path().join("kf");
+    ok(&["keys", "new-keyfile", s(&kf)], "");
+    make_files(&m.path("d"), 1500);
+    let mut rng = Rng::new();
+    let mut killed_mid_rotation = 0;
+    for round in 0..4 {
+        // Each round keeps two slots: the password, and the key file added again.
+        ok(
+            &["keys", "add", s(&c), "--keyfile", s(&kf)],
+            &format!("{PW}\n"),
+        );
+        let writer = Writer::start(&m.path(&format!("w{round}")));
+        ok(
+            &["rotate", s(&c), "--drop-other-slots", "--batch-rows", "3"],
+            &format!("{PW}\n"),
+        );
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        let was = status(&c)["rotation"].clone();
+        m.kill_daemon();
+        killed_mid_rotation += usize::from(was["state"] == "running");
+        drop(writer);
+        m.cleanup_dead();
+        // The volume opens with its slot, every file reads, the rotation resumes (in the
+        // mount's thread) and completes.
+        m.mount(&[]);
+        check_files(&m.path("d"), 1500);
+        let after = rotation_settles(&c);
+        assert!(
+            after["state"] == "finished" || (after.is_null() && was["state"] == "finished"),
+            "round {round}: before the kill {was}, after the mount {after}"
+        );
+        assert_eq!(status(&c)["kek_generation"], round + 2);
+        check_files(&m.path("d"), 1500);
+        for i in 0..20 {
+            // The writer's files read (content is random; no EIO).
+            std::fs::read(m.path(&format!("w{round}/w{i}"))).unwrap();
+        }
+    }
+    // 500 batches take far longer than the longest delay: most kills hit a running rotation.
+    assert!(killed_mid_rotation > 0, "no kill hit a running rotation");
+    m.unmount();
+    // Offline too: the password opens it, every key row is at the last generation.
+    let info = ok(&["info", s(&c)], "");
+    assert!(info.contains("kek generation:  5"), "{info}");
+    m.mount(&[]);
+    check_files(&m.path("d"), 1500);
+    m.unmount();
+}

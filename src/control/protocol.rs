@@ -250,6 +250,9 @@ pub enum Request {
         auth: Proof,
         /// Remove every other slot (required when there are others).
         drop_other_slots: bool,
+        /// Key rows per transaction (unset: the daemon's default).
+        #[serde(default)]
+        batch_rows: Option<usize>,
     },
     /// New keys and rewritten content for these plaintext paths (relative to the volume
     /// root).

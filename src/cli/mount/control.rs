@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::MountArgs;
 use crate::cli::online::daemon::DaemonControl;
+use crate::cli::online::rotation::Rotation;
 use crate::cli::{CliError, exit};
 use crate::control::paths;
 use crate::control::server::{Codes, Server};
@@ -37,14 +38,16 @@ pub(super) fn bind(a: &MountArgs, vol: &Volume) -> Result<Server, CliError> {
     }
 }
 
-/// Starts answering on `server` for the volume mounted at `mountpoint`.
+/// Starts answering on `server` for the volume mounted at `mountpoint`, and, read-write,
+/// resumes a rotation left pending (a crash mid-rotation). Returns the rotation thread, to be
+/// stopped at unmount.
 pub(super) fn serve(
     server: &Server,
     a: &MountArgs,
     vol: &Arc<Volume>,
     mountpoint: PathBuf,
     activity: Arc<Activity>,
-) -> Result<(), CliError> {
+) -> Result<Arc<Rotation>, CliError> {
     let handler = DaemonControl::new(
         vol.clone(),
         a.volume.cipherdir.clone(),
@@ -53,6 +56,10 @@ pub(super) fn serve(
         a.ro,
         Box::new(move || activity.open_count()),
     );
+    let rotation = handler.rotation.clone();
+    if !a.ro {
+        rotation.start(vol, 0);
+    }
     server
         .spawn(
             Arc::new(handler),
@@ -61,5 +68,6 @@ pub(super) fn serve(
                 refused: exit::CONTROL,
             },
         )
-        .map_err(|e| CliError::new(exit::MOUNT, format!("control socket: {e}")))
+        .map_err(|e| CliError::new(exit::MOUNT, format!("control socket: {e}")))?;
+    Ok(rotation)
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cli::{CliError, exit};
 use crate::control::protocol::{Kdf, NewSecret, Proof, ProofKind, Reply, Request};
 use crate::control::server::{Handler, Peer};
-use crate::crypto::KdfParams;
+use crate::crypto::{KdfParams, Kek};
 use crate::keystore::{KeystoreError, SlotKind, TransitParams};
 use crate::volume::{Volume, VolumeError};
 
@@ -37,6 +37,8 @@ pub struct DaemonControl {
     pub started: SystemTime,
     /// The same, for the uptime.
     pub started_at: Instant,
+    /// The rotation thread.
+    pub rotation: Arc<super::rotation::Rotation>,
     /// Held while a secret is checked: one Argon2id at a time.
     proofs: Mutex<()>,
 }
@@ -60,6 +62,7 @@ impl DaemonControl {
             open_files,
             started: SystemTime::now(),
             started_at: Instant::now(),
+            rotation: Arc::default(),
             proofs: Mutex::new(()),
         }
     }
@@ -114,7 +117,7 @@ impl DaemonControl {
             "read_only": self.read_only,
             "kek_generation": generation,
             "key_rows": rows,
-            "rotation": serde_json::Value::Null,
+            "rotation": self.rotation_status(),
         });
         Ok(Reply::done(
             format!(
@@ -123,6 +126,88 @@ impl DaemonControl {
                 self.mountpoint.display()
             ),
             data,
+        ))
+    }
+
+    /// The rotation thread's report, or a rotation pending that no thread drives (a
+    /// read-only mount of a volume left mid-rotation).
+    fn rotation_status(&self) -> serde_json::Value {
+        let shown = self.rotation.status();
+        match self.vol.keyring().rotation_pending() {
+            Some(p) if shown.is_null() => json!({
+                "state": "pending",
+                "from_generation": p.from,
+                "to_generation": p.to,
+            }),
+            _ => shown,
+        }
+    }
+
+    fn rotate(
+        &self,
+        auth: &Proof,
+        drop_others: bool,
+        batch_rows: Option<usize>,
+    ) -> Result<Reply, CliError> {
+        self.writable()?;
+        let keep = self.prove(auth)?;
+        let keyring = self.vol.keyring();
+        if let Some(p) = keyring.rotation_pending() {
+            if !self.rotation.running() {
+                self.rotation.start(&self.vol, batch_rows.unwrap_or(0));
+            }
+            return Err(CliError::new(
+                exit::ROTATION_RUNNING,
+                format!(
+                    "a rotation to KEK generation {} is still running: `cofferfs status {}`                      follows it; rotate again once it has finished",
+                    p.to,
+                    self.cipherdir.display()
+                ),
+            ));
+        }
+        let own = keyring.slot(keep).map_err(VolumeError::from)?;
+        if own.kind == SlotKind::Transit {
+            return Err(CliError::new(
+                exit::KEY_SLOT,
+                format!(
+                    "slot {keep} is a Transit slot, which a rotation re-wraps with a fresh                      slot key from Vault: rotate a mounted volume with a password or key                      file, or rotate it unmounted"
+                ),
+            ));
+        }
+        let others: Vec<u32> = keyring
+            .store()
+            .slots()
+            .map_err(VolumeError::from)?
+            .iter()
+            .map(|s| s.slot_id)
+            .filter(|&id| id != keep)
+            .collect();
+        if !others.is_empty() && !drop_others {
+            return Err(VolumeError::from(KeystoreError::OtherSlots(others)).into());
+        }
+        let old_generation = keyring.generation();
+        let new_kek = Kek::generate().map_err(|e| CliError::new(exit::OTHER, e.to_string()))?;
+        let kept = vec![
+            keyring
+                .rebuilt_slot(keep, auth.secret.expose(), &new_kek)
+                .map_err(VolumeError::from)?,
+        ];
+        let begun = keyring
+            .begin_rotation(new_kek, kept, drop_others)
+            .map_err(VolumeError::from)?;
+        self.rotation.start(&self.vol, batch_rows.unwrap_or(0));
+        let mut message = format!(
+            "Rotation begun: KEK generation {old_generation} -> {}; slot {keep} holds the new              KEK; the key rows are re-wrapped in the background (`cofferfs status {}` follows              it).",
+            begun.rotation.to,
+            self.cipherdir.display()
+        );
+        if !begun.dropped_slots.is_empty() {
+            let ids: Vec<String> = begun.dropped_slots.iter().map(u32::to_string).collect();
+            message.push_str(&format!("\nRemoved key slot(s) {}.", ids.join(", ")));
+        }
+        Ok(Reply::done(
+            message,
+            json!({ "to_generation": begun.rotation.to, "dropped": begun.dropped_slots }),
         ))
     }
 
@@ -334,10 +419,11 @@ impl Handler for DaemonControl {
             Request::KeysRemove { auth, slot } => self.keys_remove(auth, *slot),
             Request::Fsck { auth } => self.fsck(auth),
             Request::Reencrypt { auth, paths } => self.reencrypt(auth, paths),
-            Request::Rotate { .. } => Err(CliError::new(
-                exit::OTHER,
-                format!("{} is not available on a mounted volume yet", request.op()),
-            )),
+            Request::Rotate {
+                auth,
+                drop_other_slots,
+                batch_rows,
+            } => self.rotate(auth, *drop_other_slots, *batch_rows),
         };
         result.unwrap_or_else(|e| Reply::error(e.code, e.message))
     }

@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod reencrypt;
+pub mod rotation;
 pub mod verbs;
 
 use std::path::{Path, PathBuf};

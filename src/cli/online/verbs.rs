@@ -1,14 +1,16 @@
 //! The online form of each management command: the same arguments and secrets as offline,
 //! sent to the daemon instead of opening the volume.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
-use super::{proof, send_and_print, send_raw};
+use super::{proof, send, send_and_print, send_raw};
 use crate::cli::fsck::FsckArgs;
 use crate::cli::keys::add::AddArgs;
 use crate::cli::keys::remove::RemoveArgs;
 use crate::cli::passwd::PasswdArgs;
 use crate::cli::reencrypt::ReencryptArgs;
+use crate::cli::rotate::RotateArgs;
 use crate::cli::unlock::{KdfArgs, UnlockArgs, read_keyfile};
 use crate::cli::{CliError, exit};
 use crate::control::protocol::{Kdf, NewSecret, Request, SecretBytes};
@@ -179,4 +181,70 @@ pub fn reencrypt(sock: &Path, loc: &Location, a: &ReencryptArgs) -> Result<(), C
         println!("{}", reply.message);
     }
     Err(CliError::new(reply.code, reply.message))
+}
+
+/// `rotate` of a mounted volume: the daemon begins the rotation (one short transaction) and
+/// its rotation thread re-wraps the key rows while the mount goes on; the command returns at
+/// once (`status` follows it), or with `--wait` once the last row is done.
+pub fn rotate(sock: &Path, loc: &Location, a: &RotateArgs) -> Result<(), CliError> {
+    let secret = a.unlock.read_for(loc, a.slot, "Password: ")?;
+    send_and_print(
+        sock,
+        &Request::Rotate {
+            auth: proof(&secret, a.slot),
+            drop_other_slots: a.drop_other_slots,
+            batch_rows: Some(a.batch_rows),
+        },
+    )?;
+    drop(secret);
+    if a.wait {
+        wait_for_rotation(sock)?;
+    }
+    Ok(())
+}
+
+/// Polls the daemon's `status` until its rotation has finished (or failed).
+fn wait_for_rotation(sock: &Path) -> Result<(), CliError> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "re-wrapping file keys {bar:40} {pos}/{len} ({eta})",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    loop {
+        let r = send(sock, &Request::Status)?;
+        let rot = &r.data["rotation"];
+        bar.set_length(rot["total"].as_u64().unwrap_or(0));
+        bar.set_position(rot["done"].as_u64().unwrap_or(0));
+        match rot["state"].as_str() {
+            Some("finished") => {
+                bar.finish_and_clear();
+                println!(
+                    "Rotation finished: {} key rows re-wrapped in {:.3} s; the old KEK is \
+                     destroyed.",
+                    rot["done"].as_u64().unwrap_or(0),
+                    rot["secs"].as_f64().unwrap_or(0.0)
+                );
+                return Ok(());
+            }
+            Some("running") => {}
+            _ => {
+                bar.finish_and_clear();
+                return Err(CliError::new(
+                    exit::OTHER,
+                    format!(
+                        "the rotation did not finish: {}",
+                        rot["error"].as_str().unwrap_or("stopped (unmounted?)")
+                    ),
+                ));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
