@@ -77,8 +77,7 @@ pub const NOT_MOUNTED: i32 = 60;
 /// truncated, unknown or of another protocol version, was busy with other clients, serves
 /// another user, or the connection broke before the reply.
 pub const CONTROL: i32 = 61;
-/// `rotate` of a mounted volume while a rotation is still running (`status` follows it), or
-/// a key-slot change refused until it ends.
+/// `rotate` of a mounted volume while a rotation is still running (`status` follows it).
 pub const ROTATION_RUNNING: i32 = 62;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
