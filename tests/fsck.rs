@@ -51,7 +51,10 @@ fn fsck_is_clean_on_a_fresh_populated_volume() {
     let (code, online, err) = fsck(&m.cipherdir, &[]);
     assert_eq!(code, 0, "fsck of a mounted volume: {online}{err}");
     let (code, _, err) = fsck(&m.cipherdir, &["--repair"]);
-    assert_eq!(code, 15, "fsck --repair must refuse a mounted volume: {err}");
+    assert_eq!(
+        code, 15,
+        "fsck --repair must refuse a mounted volume: {err}"
+    );
     assert!(err.contains("needs it unmounted"), "{err}");
     m.unmount();
     let (code, out, err) = fsck(&m.cipherdir, &[]);

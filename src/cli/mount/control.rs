@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::MountArgs;
-use crate::cli::online::daemon::DaemonControl;
+use crate::cli::online::daemon::{ControlHandle, DaemonControl};
 use crate::cli::online::rotation::Rotation;
 use crate::cli::{CliError, exit};
 use crate::control::paths;
@@ -40,14 +40,14 @@ pub(super) fn bind(a: &MountArgs, vol: &Volume) -> Result<Server, CliError> {
 
 /// Starts answering on `server` for the volume mounted at `mountpoint`, and, read-write,
 /// resumes a rotation left pending (a crash mid-rotation). Returns the rotation thread, to be
-/// stopped at unmount.
+/// stopped at unmount, and the handle to close then.
 pub(super) fn serve(
     server: &Server,
     a: &MountArgs,
     vol: &Arc<Volume>,
     mountpoint: PathBuf,
     activity: Arc<Activity>,
-) -> Result<Arc<Rotation>, CliError> {
+) -> Result<(Arc<Rotation>, Arc<ControlHandle>), CliError> {
     let handler = DaemonControl::new(
         vol.clone(),
         a.volume.cipherdir.clone(),
@@ -60,14 +60,15 @@ pub(super) fn serve(
     if !a.ro {
         rotation.start(vol, 0);
     }
+    let handle = Arc::new(ControlHandle::new(handler));
     server
         .spawn(
-            Arc::new(handler),
+            handle.clone(),
             Codes {
                 protocol: exit::CONTROL,
                 refused: exit::CONTROL,
             },
         )
         .map_err(|e| CliError::new(exit::MOUNT, format!("control socket: {e}")))?;
-    Ok(rotation)
+    Ok((rotation, handle))
 }

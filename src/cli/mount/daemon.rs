@@ -137,7 +137,7 @@ pub(super) fn serve(
     // answers requests, and the parent has not been told "mounted" yet, so a failure to start
     // one is still reported by `mount`'s exit status (`fail(&mut ready, …)`), and a client
     // that runs once `mount` returns finds them up. They stop after `join_session` below.
-    let rotation = super::control::serve(&ctl, a, &vol, mountpoint, activity.clone())
+    let (rotation, control) = super::control::serve(&ctl, a, &vol, mountpoint, activity.clone())
         .map_err(|e| fail(&mut ready, e))?;
 
     if ready.is_none() {
@@ -165,6 +165,7 @@ pub(super) fn serve(
     // Unmounted. The threads started at the marked place above stop HERE, before the volume
     // is dropped.
     rotation.stop();
+    control.close();
     drop(ctl);
 
     // destroy() has checkpointed the store; dropping the volume releases the lock and keys.

@@ -405,8 +405,41 @@ fn resolve_kdf(kdf: Kdf, base: KdfParams) -> Result<KdfParams, CliError> {
     Ok(out)
 }
 
-impl Handler for DaemonControl {
+/// What the control socket's listener holds: the daemon's state until the unmount, which
+/// [`close`](Self::close)s it so that the volume (and with it the header store, whose WAL is
+/// folded back when the last reference goes) is dropped when the daemon ends, whatever the
+/// listener thread still holds. A request after that is told the volume is going away.
+pub struct ControlHandle(Mutex<Option<Arc<DaemonControl>>>);
+
+impl ControlHandle {
+    /// A handle on `control`.
+    pub fn new(control: DaemonControl) -> Self {
+        ControlHandle(Mutex::new(Some(Arc::new(control))))
+    }
+
+    /// The daemon's state, while it serves.
+    pub fn get(&self) -> Option<Arc<DaemonControl>> {
+        self.0.lock().clone()
+    }
+
+    /// Lets go of the daemon's state (unmount).
+    pub fn close(&self) {
+        self.0.lock().take();
+    }
+}
+
+impl Handler for ControlHandle {
     fn handle(&self, request: Request, _peer: Peer) -> Reply {
+        match self.get() {
+            Some(control) => control.answer(request),
+            None => Reply::error(exit::CONTROL, "the volume is being unmounted"),
+        }
+    }
+}
+
+impl DaemonControl {
+    /// Answers one request.
+    pub fn answer(&self, request: Request) -> Reply {
         let result = match &request {
             Request::Status => self.status(),
             Request::Passwd {
