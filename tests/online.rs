@@ -5,13 +5,15 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::mount::{CHEAP_KDF as CHEAP, Mounted, bin, run_with_stdin as run, wait_timeout};
+use common::mount::{
+    CHEAP_KDF as CHEAP, Mounted, bin, run_with_stdin as run, spawn_with_stdin, wait_timeout,
+};
+use common::rng::Rng;
 
 const PW: &str = "correct horse";
 
@@ -232,20 +234,7 @@ fn two_clients_at_once_are_both_served() {
     let spawn = |label: &str| {
         let mut args = vec!["keys", "add", s(&c), "--label", label];
         args.extend_from_slice(&CHEAP);
-        let mut child = Command::new(bin())
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PW}\npw {label}\n").as_bytes())
-            .unwrap();
-        child
+        spawn_with_stdin(bin(), &args, &format!("{PW}\npw {label}\n"))
     };
     let (a, b) = (spawn("a"), spawn("b"));
     for child in [a, b] {
@@ -272,19 +261,7 @@ fn reencrypt_of_an_open_file_waits_for_its_last_close() {
     let c = m.cipherdir.clone();
     std::fs::write(m.path("busy"), b"in use").unwrap();
     let held = std::fs::File::open(m.path("busy")).unwrap();
-    let mut child = Command::new(bin())
-        .args(["reencrypt", s(&c), "/busy"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PW}\n").as_bytes())
-        .unwrap();
+    let mut child = spawn_with_stdin(bin(), &["reencrypt", s(&c), "/busy"], &format!("{PW}\n"));
     // While the file is open the command does not finish (it is not refused either).
     assert!(wait_timeout(&mut child, Duration::from_secs(2)).is_none());
     drop(held);
@@ -375,31 +352,20 @@ fn online_rotate_rewraps_every_row_while_a_writer_runs() {
     m.unmount();
 }
 
-/// xorshift64*, seeded from the clock; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("ONLINE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("ONLINE_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
+/// The random kill points: seeded from the clock, the seed printed so that a failure can be
+/// replayed (`ONLINE_SEED=…`).
+fn kill_rng() -> Rng {
+    let seed = std::env::var("ONLINE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("ONLINE_SEED={seed}");
+    Rng(seed)
 }
 
 #[test]
@@ -409,7 +375,7 @@ fn kill_9_during_an_online_rotation_under_writes_then_it_resumes_and_completes()
     let kf = m.dir.path().join("kf");
     ok(&["keys", "new-keyfile", s(&kf)], "");
     make_files(&m.path("d"), 1500);
-    let mut rng = Rng::new();
+    let mut rng = kill_rng();
     let mut killed_mid_rotation = 0;
     for round in 0..4 {
         // Each round keeps two slots: the password, and the key file added again.

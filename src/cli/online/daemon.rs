@@ -222,23 +222,7 @@ impl DaemonControl {
         let opened = self.prove(auth)?;
         let target = slot.unwrap_or(opened);
         let keyring = self.vol.keyring();
-        let record = keyring
-            .store()
-            .slots()
-            .map_err(VolumeError::from)?
-            .into_iter()
-            .find(|s| s.slot_id == target)
-            .ok_or_else(|| VolumeError::from(KeystoreError::NoSuchSlot(target)))?;
-        if record.kind != SlotKind::Password {
-            return Err(CliError::new(
-                exit::KEY_SLOT,
-                format!(
-                    "slot {target} is a {} slot, not a password slot (use `keys add` and \
-                     `keys remove` to replace a key file)",
-                    record.kind
-                ),
-            ));
-        }
+        let record = crate::cli::passwd::password_slot(keyring, target)?;
         let kdf = resolve_kdf(kdf, record.kdf)?;
         let started = Instant::now();
         keyring
@@ -393,16 +377,14 @@ fn slot_kind(kind: ProofKind) -> SlotKind {
     }
 }
 
-/// `kdf`'s set parameters over `base`, within the bounds a slot may have.
+/// `kdf`'s set parameters over `base`, within the bounds a slot may have (as `--argon2-*`).
 fn resolve_kdf(kdf: Kdf, base: KdfParams) -> Result<KdfParams, CliError> {
-    let out = KdfParams {
-        m_kib: kdf.m_kib.unwrap_or(base.m_kib),
-        t: kdf.t.unwrap_or(base.t),
-        p: kdf.p.unwrap_or(base.p),
-    };
-    out.check(true)
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
-    Ok(out)
+    crate::cli::unlock::KdfArgs {
+        argon2_memory: kdf.m_kib,
+        argon2_time: kdf.t,
+        argon2_lanes: kdf.p,
+    }
+    .resolve(base)
 }
 
 /// What the control socket's listener holds: the daemon's state until the unmount, which
