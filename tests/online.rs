@@ -352,22 +352,6 @@ fn online_rotate_rewraps_every_row_while_a_writer_runs() {
     m.unmount();
 }
 
-/// The random kill points: seeded from the clock, the seed printed so that a failure can be
-/// replayed (`ONLINE_SEED=…`).
-fn kill_rng() -> Rng {
-    let seed = std::env::var("ONLINE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("ONLINE_SEED={seed}");
-    Rng(seed)
-}
-
 #[test]
 fn kill_9_during_an_online_rotation_under_writes_then_it_resumes_and_completes() {
     let mut m = Mounted::new();
@@ -375,7 +359,8 @@ fn kill_9_during_an_online_rotation_under_writes_then_it_resumes_and_completes()
     let kf = m.dir.path().join("kf");
     ok(&["keys", "new-keyfile", s(&kf)], "");
     make_files(&m.path("d"), 1500);
-    let mut rng = kill_rng();
+    // The random kill points (`ONLINE_SEED=…` replays a failure).
+    let mut rng = Rng::from_env_or_clock("ONLINE_SEED");
     let mut killed_mid_rotation = 0;
     for round in 0..4 {
         // Each round keeps two slots: the password, and the key file added again.
