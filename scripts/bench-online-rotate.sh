@@ -15,6 +15,7 @@
 # exactly, and that the rotation resumes in the new daemon and completes.
 #
 # Usage: scripts/bench-online-rotate.sh [N] [--crash K]   (root: FUSE, /run/cofferfs)
+# BATCH=ROWS sets the rows per rotation transaction (default: cofferfs's, 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=1000000
@@ -38,6 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "bench pw" > "$work/pw"
+chmod 600 "$work/pw"
 KDF=(--argon2-memory 65536 --argon2-time 3 --argon2-lanes 4)
 "$C" init "${KDF[@]}" --passfile "$work/pw" "$work/c" > /dev/null
 "$C" keys new-keyfile "$work/kf" > /dev/null
@@ -104,13 +106,14 @@ for i in range(n):
 sys.exit(1 if bad else 0)
 PY
 
-mount_pw() { "$C" mount --passfile "$work/pw" "$work/c" "$M"; }
+mount_pw() { "$C" mount --nosyslog --passfile "$work/pw" "$work/c" "$M"; }
 
 if [ "$CRASH" -eq 0 ]; then
     cp -a "$work/c" "$work/c-offline"
     t0=$(date +%s.%N)
-    "$C" rotate --passfile "$work/pw" "$work/c-offline" > /dev/null
+    "$C" rotate --passfile "$work/pw" "$work/c-offline" > "$work/offline.out"
     offline=$(echo "$(date +%s.%N) - $t0" | bc)
+    echo "offline: $(cat "$work/offline.out")"
     rm -rf "$work/c-offline"
     mount_pw
     rm -f "$work/stop"
@@ -118,13 +121,13 @@ if [ "$CRASH" -eq 0 ]; then
     wpid=$!
     sleep 5
     r0=$(now_ns)
-    "$C" rotate --passfile "$work/pw" --wait "$work/c" > "$work/rotate.out"
+    "$C" rotate --passfile "$work/pw" --wait ${BATCH:+--batch-rows "$BATCH"} "$work/c" > "$work/rotate.out"
     r1=$(now_ns)
     sleep 2
     touch "$work/stop"
     wait $wpid
-    grep -h "finished" "$work/rotate.out" || true
-    echo "rotation: online $(echo "($r1 - $r0) / 1000000000" | bc -l | cut -c1-6) s (begin to last row, --wait), offline $offline s"
+    echo "online: $(grep -h "finished" "$work/rotate.out")"
+    echo "rotation, whole command (unlock and slot re-wrap included): online $(echo "($r1 - $r0) / 1000000000" | bc -l | cut -c1-6) s (rotate --wait, begin to last row), offline $offline s"
     echo -n "writer before the rotation: "; python3 "$work/stats.py" "$work/lat" 0 "$r0"
     echo -n "writer during the rotation: "; python3 "$work/stats.py" "$work/lat" "$r0" "$r1"
     python3 "$work/check.py" "$M/w" "$(cat "$work/lat.count")" && echo "every file the writer closed reads back"
@@ -140,7 +143,7 @@ for round in $(seq 1 "$CRASH"); do
     rm -f "$work/stop"
     python3 "$work/writer.py" "$M/w" "$work/stop" "$work/lat" "$written" &
     wpid=$!
-    "$C" rotate --passfile "$work/pw" --drop-other-slots "$work/c" > /dev/null
+    "$C" rotate --passfile "$work/pw" --drop-other-slots ${BATCH:+--batch-rows "$BATCH"} "$work/c" > /dev/null
     # A random point of the rotation: up to 1.5 times its expected length (rows / 300k per s).
     delay=$(python3 -c "import random; print(random.uniform(0, 1.5 * max(0.2, $N / 300000)))")
     sleep "$delay"
@@ -162,7 +165,7 @@ for round in $(seq 1 "$CRASH"); do
     [ "$st" = finished ] || [ "$st" = None ] || { echo "round $round: rotation $st"; exit 1; }
     "$C" keys add --passfile "$work/pw" --keyfile "$work/kf" "$work/c" > /dev/null
     "$C" umount "$M"
-    "$C" mount --keyfile "$work/kf" "$work/c" "$M"
+    "$C" mount --nosyslog --keyfile "$work/kf" "$work/c" "$M"
     python3 "$work/check.py" "$M/w" "$written"
     "$C" umount "$M"
     "$C" keys remove --passfile "$work/pw" "$work/c" "$("$C" keys list "$work/c" | awk '$2 == "keyfile" {print $1; exit}')" > /dev/null

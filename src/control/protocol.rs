@@ -250,7 +250,7 @@ pub enum Request {
         auth: Proof,
         /// Remove every other slot (required when there are others).
         drop_other_slots: bool,
-        /// Key rows per transaction (unset: the daemon's default).
+        /// Key rows per transaction (unset: the daemon's default, 200).
         #[serde(default)]
         batch_rows: Option<usize>,
     },

@@ -193,7 +193,9 @@ pub fn rotate(sock: &Path, loc: &Location, a: &RotateArgs) -> Result<(), CliErro
         &Request::Rotate {
             auth: proof(&secret, a.slot),
             drop_other_slots: a.drop_other_slots,
-            batch_rows: Some(a.batch_rows),
+            // The offline default means "the daemon's own" (smaller batches online).
+            batch_rows: Some(a.batch_rows)
+                .filter(|&n| n != crate::keystore::keyring::DEFAULT_BATCH_ROWS),
         },
     )?;
     drop(secret);
