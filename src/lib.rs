@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod control;
 pub mod crypto;
 pub mod format;
 pub mod fs;

@@ -46,11 +46,20 @@ fn populate(m: &Mounted) {
 fn fsck_is_clean_on_a_fresh_populated_volume() {
     let mut m = Mounted::new();
     populate(&m);
-    let (code, _, err) = fsck(&m.cipherdir, &[]);
-    assert_eq!(code, 15, "fsck must refuse a mounted volume: {err}");
+    // Mounted: the daemon checks it (through its control socket), with the same report; a
+    // repair must wait for the unmount.
+    let (code, online, err) = fsck(&m.cipherdir, &[]);
+    assert_eq!(code, 0, "fsck of a mounted volume: {online}{err}");
+    let (code, _, err) = fsck(&m.cipherdir, &["--repair"]);
+    assert_eq!(
+        code, 15,
+        "fsck --repair must refuse a mounted volume: {err}"
+    );
+    assert!(err.contains("needs it unmounted"), "{err}");
     m.unmount();
     let (code, out, err) = fsck(&m.cipherdir, &[]);
     assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, online, "the same report online and offline");
     assert!(out.contains("clean"), "{out}");
     assert!(
         out.contains("4 directories, 10 files (11 names), 1 symlinks"),

@@ -83,6 +83,14 @@ pub const PKCS11_KEY_MISSING: i32 = 58;
 /// PKCS#11 slot: the module cannot be loaded (missing, not a PKCS#11 library, writable by
 /// others, or its initialisation failed).
 pub const PKCS11_MODULE: i32 = 59;
+/// `status`: the volume is not mounted (no daemon holds it).
+pub const NOT_MOUNTED: i32 = 60;
+/// The mount daemon's control socket failed: it refused the request as malformed, oversized,
+/// truncated, unknown or of another protocol version, was busy with other clients, serves
+/// another user, or the connection broke before the reply.
+pub const CONTROL: i32 = 61;
+/// `rotate` of a mounted volume while a rotation is still running (`status` follows it).
+pub const ROTATION_RUNNING: i32 = 62;
 
 /// Every code above with its name: what the README's "Exit codes" table must list, checked by
 /// tests/readme_tables.rs (which also checks that no `pub const` of this file is missing
@@ -118,6 +126,9 @@ pub const ALL: &[(i32, &str)] = &[
     (PKCS11_TOKEN_ABSENT, "PKCS11_TOKEN_ABSENT"),
     (PKCS11_KEY_MISSING, "PKCS11_KEY_MISSING"),
     (PKCS11_MODULE, "PKCS11_MODULE"),
+    (NOT_MOUNTED, "NOT_MOUNTED"),
+    (CONTROL, "CONTROL"),
+    (ROTATION_RUNNING, "ROTATION_RUNNING"),
 ];
 
 /// The exit code for a Transit failure.

@@ -43,14 +43,18 @@ fn holes_text(chunks: &[u64]) -> String {
     )
 }
 
-fn print_report(r: &Report) {
+/// What `fsck` prints about `r` before its verdict (the same offline and online).
+pub fn report_text(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let s = &r.stats;
-    println!(
+    let _ = writeln!(
+        out,
         "checked {} directories, {} files ({} names), {} symlinks, {} chunks, {} key rows",
         s.dirs, s.files, s.file_links, s.symlinks, s.chunks, s.key_rows
     );
     if !r.problems.is_empty() {
-        println!("problems ({}):", r.problems.len());
+        let _ = writeln!(out, "problems ({}):", r.problems.len());
         for p in &r.problems {
             let at = p
                 .loc
@@ -58,23 +62,25 @@ fn print_report(r: &Report) {
                 .map(|l| l.to_string())
                 .unwrap_or_else(|| "header store".into());
             let fixed = if p.repaired { " [repaired]" } else { "" };
-            println!("  {at}: {}{fixed}", p.kind);
+            let _ = writeln!(out, "  {at}: {}{fixed}", p.kind);
         }
     }
     if !r.holes.is_empty() || s.quarantined_before > 0 || s.quarantined_keys > 0 {
-        println!("info:");
+        let _ = writeln!(out, "info:");
         for h in &r.holes {
-            println!("  {}: {}", h.loc, holes_text(&h.chunks));
+            let _ = writeln!(out, "  {}: {}", h.loc, holes_text(&h.chunks));
         }
         if s.quarantined_before > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {} entries wait in {} from an earlier repair",
                 s.quarantined_before,
                 crate::format::names::QUARANTINE_DIR
             );
         }
         if s.quarantined_keys > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {} key rows wait in the key quarantine (put back when their file returns); \
                  `cofferfs fsck --repair --purge-quarantine` destroys them",
                 s.quarantined_keys
@@ -82,22 +88,26 @@ fn print_report(r: &Report) {
         }
     }
     if !r.skipped.is_empty() {
-        println!("not checked:");
+        let _ = writeln!(out, "not checked:");
         for n in &r.skipped {
-            println!("  {n}");
+            let _ = writeln!(out, "  {n}");
         }
     }
     if !r.actions.is_empty() {
-        println!("repairs ({}):", r.actions.len());
+        let _ = writeln!(out, "repairs ({}):", r.actions.len());
         for a in &r.actions {
-            println!("  {a}");
+            let _ = writeln!(out, "  {a}");
         }
     }
+    out
 }
 
 /// Runs `fsck`.
 pub fn run(a: FsckArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
+    if let Some(sock) = super::online::daemon_socket(&loc)? {
+        return super::online::verbs::fsck(&sock, &loc, &a);
+    }
     // Without --repair nothing is written: the store is opened read-only, so a check
     // changes no byte of the volume and works on read-only media.
     let (vol, secret) = if a.repair {
@@ -117,21 +127,33 @@ pub fn run(a: FsckArgs) -> Result<(), CliError> {
         pb.set_position(p.done);
     })?;
     pb.finish_and_clear();
-    print_report(&report);
+    print!("{}", report_text(&report));
+    match verdict(&report, a.repair) {
+        Ok(line) => {
+            println!("{line}");
+            Ok(())
+        }
+        Err(e) => {
+            println!("{}", e.message);
+            Err(e)
+        }
+    }
+}
+
+/// The last line of `fsck` and its exit code: "clean" (0), every problem repaired (27), or
+/// problems left (26).
+pub fn verdict(report: &Report, repair: bool) -> Result<String, CliError> {
     let n = report.problems.len();
     if report.clean() {
-        println!("clean");
-        Ok(())
-    } else if a.repair && report.all_repaired() {
-        println!("{n} problems found, all repaired");
+        Ok("clean".into())
+    } else if repair && report.all_repaired() {
         Err(CliError::new(
             exit::FSCK_REPAIRED,
             format!("{n} problems found, all repaired"),
         ))
     } else {
         let left = report.problems.iter().filter(|p| !p.repaired).count();
-        let hint = if a.repair { "" } else { " (run with --repair)" };
-        println!("{n} problems found, {left} not repaired{hint}");
+        let hint = if repair { "" } else { " (run with --repair)" };
         Err(CliError::new(
             exit::FSCK_PROBLEMS,
             format!("{n} problems found, {left} not repaired{hint}"),

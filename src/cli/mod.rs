@@ -20,6 +20,7 @@ pub mod init;
 pub mod keys;
 pub mod logging;
 pub mod mount;
+pub mod online;
 pub mod passwd;
 pub mod password;
 pub mod pkcs11;
@@ -28,6 +29,7 @@ pub mod reencrypt;
 pub mod rotate;
 pub mod share;
 pub mod speed;
+pub mod status;
 pub mod transit;
 pub mod unlock;
 pub mod volume_args;
@@ -56,6 +58,9 @@ enum Command {
     Init(init::InitArgs),
     /// Show a volume's format and key slots (no password needed, no secrets shown).
     Info(info::InfoArgs),
+    /// Whether a volume is mounted, and its daemon's state: pid, uptime, open files, KEK
+    /// generation, rotation progress (exit 60 when not mounted).
+    Status(status::StatusArgs),
     /// Mount a volume: the plaintext view of CIPHERDIR appears at MOUNTPOINT.
     Mount(mount::MountArgs),
     /// Unmount a mounted volume and wait for its daemon to finish.
@@ -173,6 +178,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Info(a) => info::run(a),
+        Command::Status(a) => status::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
         Command::Fsck(a) => fsck::run(a),

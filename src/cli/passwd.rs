@@ -4,7 +4,7 @@
 use super::unlock::{KdfArgs, NewPasswordArgs, UnlockArgs, open_for_management};
 use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
-use crate::keystore::{KeystoreError, SlotKind};
+use crate::keystore::{Keyring, KeystoreError, SlotKind, SlotRecord};
 use crate::volume::VolumeError;
 
 /// Arguments of `cofferfs passwd`.
@@ -27,11 +27,8 @@ pub struct PasswdArgs {
     pub kdf: KdfArgs,
 }
 
-/// Runs `passwd`.
-pub fn run(a: PasswdArgs) -> Result<(), CliError> {
-    let (vol, _secret) = open_for_management(&a.volume.locate()?, &a.unlock, None)?;
-    let target = a.slot.unwrap_or(vol.slot_id());
-    let keyring = vol.keyring();
+/// Slot `target`'s record, refused unless it is a password slot (offline and online alike).
+pub fn password_slot(keyring: &Keyring, target: u32) -> Result<SlotRecord, CliError> {
     let slot = keyring
         .store()
         .slots()
@@ -49,6 +46,19 @@ pub fn run(a: PasswdArgs) -> Result<(), CliError> {
             ),
         ));
     }
+    Ok(slot)
+}
+
+/// Runs `passwd`.
+pub fn run(a: PasswdArgs) -> Result<(), CliError> {
+    let loc = a.volume.locate()?;
+    if let Some(sock) = super::online::daemon_socket(&loc)? {
+        return super::online::verbs::passwd(&sock, &loc, &a);
+    }
+    let (vol, _secret) = open_for_management(&loc, &a.unlock, None)?;
+    let target = a.slot.unwrap_or(vol.slot_id());
+    let keyring = vol.keyring();
+    let slot = password_slot(keyring, target)?;
     let kdf = a.kdf.resolve(slot.kdf)?;
     let new_pw = a.new_password.read()?;
     let started = std::time::Instant::now();

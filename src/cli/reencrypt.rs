@@ -121,6 +121,9 @@ fn report_ended_shares(
 /// Runs `reencrypt`.
 pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
+    if let Some(sock) = super::online::daemon_socket(&loc)? {
+        return super::online::verbs::reencrypt(&sock, &loc, &a);
+    }
     let (vol, secret) = open_for_management(&loc, &a.unlock, a.slot)?;
     drop(secret);
     vol.upgrade_format_version()?;

@@ -34,6 +34,10 @@ pub struct RotateArgs {
     /// anywhere; the default keeps each transaction a few milliseconds long).
     #[arg(long, hide = true, default_value_t = DEFAULT_BATCH_ROWS)]
     pub batch_rows: usize,
+    /// Mounted volume: wait until the daemon's background rotation has re-wrapped every key
+    /// row (a progress bar on a terminal) instead of returning once it has begun.
+    #[arg(long)]
+    pub wait: bool,
     /// The secret of the slot to keep.
     #[command(flatten)]
     pub unlock: UnlockArgs,
@@ -177,7 +181,9 @@ fn fresh_service_slot(
 /// Runs `rotate`.
 pub fn run(a: RotateArgs) -> Result<(), CliError> {
     let loc = a.volume.locate()?;
-    volume::check_not_locked(&loc)?;
+    if let Some(sock) = super::online::daemon_socket(&loc)? {
+        return super::online::verbs::rotate(&sock, &loc, &a);
+    }
     let at_hand = AtHand {
         vault: vault_token_at_hand(&a.unlock),
         pin: a.unlock.pin.given(),

@@ -137,6 +137,11 @@ impl Activity {
         )
     }
 
+    /// Open files and directories now (`cofferfs status`).
+    pub fn open_count(&self) -> i64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn opened(&self) {
         self.open.fetch_add(1, Ordering::Relaxed);
     }

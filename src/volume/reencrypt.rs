@@ -223,8 +223,9 @@ fn runs(data: &[u8], chunk_len: usize) -> impl Iterator<Item = (bool, &[u8])> {
 }
 
 /// Mode, owner (when allowed), extended attributes (their encryption does not depend on the
-/// FEK, so the backing values copy as they are) and times.
-fn copy_metadata(from: &File, to: &File, meta: &std::fs::Metadata) -> Result<()> {
+/// FEK, so the backing values copy as they are) and times. Also what an online `reencrypt`
+/// copies through the mount, where the values are plaintext and re-encrypted on the way in.
+pub fn copy_metadata(from: &File, to: &File, meta: &std::fs::Metadata) -> Result<()> {
     let mut names = vec![0u8; 64 * 1024];
     let n = match rustix::fs::flistxattr(from, &mut names[..]) {
         Ok(n) => n,

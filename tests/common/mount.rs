@@ -23,6 +23,22 @@ pub fn cofferfs_with(args: &[&str], password: &str) -> (i32, String, String) {
     run_with_stdin(args, &format!("{password}\n"))
 }
 
+/// Starts `program ARGS` with exactly `stdin` written to its standard input (then closed),
+/// its output piped: for commands a test runs side by side or watches while they run.
+pub fn spawn_with_stdin(program: &str, args: &[&str], stdin: &str) -> Child {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The command may exit before reading its input: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child
+}
+
 /// Runs `cofferfs ARGS` with exactly `stdin` on its standard input; returns (status, stdout,
 /// stderr).
 pub fn run_with_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {

@@ -5,6 +5,22 @@
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// Seeded from the environment variable `var` when set (to replay a failure), else from
+    /// the clock; the seed is printed either way.
+    pub fn from_env_or_clock(var: &str) -> Rng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{var}={seed}");
+        Rng(seed)
+    }
+
     /// The next 64 random bits.
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

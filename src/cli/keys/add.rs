@@ -99,7 +99,11 @@ pub fn run(a: AddArgs) -> Result<(), CliError> {
             ));
         }
     }
-    let (vol, _secret) = open_for_management(&a.volume.locate()?, &unlock, None)?;
+    let loc = a.volume.locate()?;
+    if let Some(sock) = crate::cli::online::daemon_socket(&loc)? {
+        return crate::cli::online::verbs::keys_add(&sock, &loc, &a, &unlock);
+    }
+    let (vol, _secret) = open_for_management(&loc, &unlock, None)?;
     if new_pkcs11 {
         let keyring = vol.keyring();
         let (slot_key, params) =

@@ -24,8 +24,11 @@ pub struct RemoveArgs {
 
 /// Runs `keys remove`.
 pub fn run(a: RemoveArgs) -> Result<(), CliError> {
-    let (vol, secret) =
-        open_for_management_keeping(&a.volume.locate()?, &a.unlock, None, Some(a.slot))?;
+    let loc = a.volume.locate()?;
+    if let Some(sock) = crate::cli::online::daemon_socket(&loc)? {
+        return crate::cli::online::verbs::keys_remove(&sock, &loc, &a);
+    }
+    let (vol, secret) = open_for_management_keeping(&loc, &a.unlock, None, Some(a.slot))?;
     let store = vol.keyring().store();
     let slots = store.slots().map_err(VolumeError::from)?;
     if !slots.iter().any(|s| s.slot_id == a.slot) {

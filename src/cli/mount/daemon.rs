@@ -122,6 +122,9 @@ pub(super) fn serve(
         e
     };
     let vol = open_volume(a, loc, password).map_err(|e| fail(&mut ready, e))?;
+    // Before `start_session` clears the umask: the socket is born mode 0600.
+    let ctl = super::control::bind(a, &vol).map_err(|e| fail(&mut ready, e))?;
+    let mountpoint = std::fs::canonicalize(&a.mountpoint).unwrap_or_else(|_| a.mountpoint.clone());
     let (bg, activity) = start_session(a, &vol, options).map_err(|e| fail(&mut ready, e))?;
     raise_readahead(&a.mountpoint);
     log::info!(
@@ -134,6 +137,8 @@ pub(super) fn serve(
     // answers requests, and the parent has not been told "mounted" yet, so a failure to start
     // one is still reported by `mount`'s exit status (`fail(&mut ready, …)`), and a client
     // that runs once `mount` returns finds them up. They stop after `join_session` below.
+    let (rotation, control) = super::control::serve(&ctl, a, &vol, mountpoint, activity.clone())
+        .map_err(|e| fail(&mut ready, e))?;
 
     if ready.is_none() {
         // Foreground: say so, as the background parent's exit status says it.
@@ -159,6 +164,9 @@ pub(super) fn serve(
     })?;
     // Unmounted. The threads started at the marked place above stop HERE, before the volume
     // is dropped.
+    rotation.stop();
+    control.close();
+    drop(ctl);
 
     // destroy() has checkpointed the store; dropping the volume releases the lock and keys.
     drop(vol);

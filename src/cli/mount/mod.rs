@@ -13,6 +13,7 @@
 //! (`/proc/self/mountinfo`), `umount`.
 
 mod checks;
+mod control;
 mod daemon;
 mod mount_table;
 mod options;
@@ -78,9 +79,22 @@ pub struct MountArgs {
     /// Keep the daemon's log off syslog: once in the background it is then discarded.
     #[arg(long)]
     pub nosyslog: bool,
+    /// Put the control socket (through which `passwd`, `keys`, `rotate`, `reencrypt`,
+    /// `fsck` and `status` reach the mounted volume) at PATH instead of the default
+    /// `/run/cofferfs/VOLUME-ID.sock` (root) or `$XDG_RUNTIME_DIR/cofferfs/VOLUME-ID.sock`,
+    /// which then links to it.
+    #[arg(long, value_name = "PATH")]
+    pub ctlsock: Option<PathBuf>,
     /// The syslog socket instead of /dev/log (for tests, which bind their own).
     #[arg(long, value_name = "PATH", hide = true)]
     pub syslog_socket: Option<PathBuf>,
+}
+
+/// The cipherdir of the cofferfs mount on `mnt`, if `mnt` is the mountpoint of one.
+pub fn cofferfs_source(mnt: &std::path::Path) -> Option<String> {
+    mount_table::mount_on(mnt)
+        .filter(|m| m.fstype == "fuse.cofferfs")
+        .map(|m| m.source)
 }
 
 /// Runs `mount`.
