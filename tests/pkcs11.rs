@@ -478,3 +478,60 @@ fn a_second_token_joins_a_token_only_volume() {
     let m = mount(&hsm, &c, &mnt, &["--slot", "1", "--pin-file", s(&pin2)]);
     std::fs::write(m.mnt.join("g"), b"second token").unwrap();
 }
+
+/// A mounted volume takes a second token through the daemon's control socket: the current
+/// token's slot key proves the request (the PIN stays with the client), the new token seals
+/// the new slot's key client-side, and the daemon adds the slot while the mount serves. An
+/// online rotate asked with a token's proof is refused (a token slot gets a fresh slot key
+/// only offline), and nothing changes.
+#[test]
+fn a_mounted_volume_takes_a_second_token_over_the_control_socket() {
+    let hsm = SoftHsm::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, pin) = token_volume(&hsm, dir.path());
+    hsm.init_token("t2", "5678");
+    let pin2 = pin_file(dir.path(), "pin2", "5678");
+    let mnt = dir.path().join("m");
+    let m = mount(&hsm, &c, &mnt, &["--pin-file", s(&pin)]);
+    std::fs::write(m.mnt.join("during"), b"written while a token joined").unwrap();
+    let out = ok(
+        &hsm,
+        &[
+            "keys",
+            "add",
+            "--unlock-pin-file",
+            s(&pin),
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "t2",
+            "--pin-file",
+            s(&pin2),
+            s(&c),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("Added key slot 1 (pkcs11 token \"t2\""),
+        "{out}"
+    );
+    let (code, _, err) = run(
+        &hsm,
+        &["rotate", "--drop-other-slots", "--pin-file", s(&pin), s(&c)],
+        None,
+    );
+    assert_eq!(code, 16, "{err}");
+    assert!(err.contains("rotate it unmounted"), "{err}");
+    assert_eq!(
+        std::fs::read(m.mnt.join("during")).unwrap(),
+        b"written while a token joined"
+    );
+    drop(m);
+    let list = ok(&hsm, &["keys", "list", s(&c)], None);
+    assert!(list.contains("pkcs11 token=t2"), "{list}");
+    let m = mount(&hsm, &c, &mnt, &["--slot", "1", "--pin-file", s(&pin2)]);
+    assert_eq!(
+        std::fs::read(m.mnt.join("during")).unwrap(),
+        b"written while a token joined"
+    );
+}
