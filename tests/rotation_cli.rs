@@ -10,13 +10,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime};
 
 use cofferfs::crypto::Kek;
 use cofferfs::keystore::SlotKind;
 use cofferfs::volume::Volume;
 use common::damage::{cipher_path, db_exec, header_id};
+use common::kill;
 use common::mount::{Mounted, PASSWORD, bin, run_with_stdin};
+use common::pattern;
 use common::rng::Rng;
 
 fn s(p: &Path) -> &str {
@@ -27,12 +28,6 @@ fn ok(args: &[&str], stdin: &str) -> String {
     let (code, out, err) = run_with_stdin(args, stdin);
     assert_eq!(code, 0, "cofferfs {args:?} failed: {out}{err}");
     out
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(41).wrapping_add(seed))
-        .collect()
 }
 
 /// A volume with `files` written through a real mount (then unmounted) and `rows` more key
@@ -84,6 +79,22 @@ fn check_through_mount(m: &mut Mounted, files: &mut BTreeMap<String, Vec<u8>>, n
     m.unmount();
 }
 
+/// `Volume::open_with` slot `id` alone, retried while the volume lock is still held for a
+/// moment (see `common::open_volume`).
+fn open_slot(c: &Path, kind: SlotKind, secret: &[u8], id: u32) -> cofferfs::volume::Result<Volume> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Volume::open_with(c, kind, secret, Some(id)) {
+            Err(cofferfs::volume::VolumeError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Every slot of the volume opens with its secret (password or key file), and through each
 /// every key row unwraps. Returns (generation, rotation pending).
 fn check_slots_and_rows(c: &Path, keyfile: &[u8], rows: usize, what: &str) -> (u64, bool) {
@@ -93,12 +104,13 @@ fn check_slots_and_rows(c: &Path, keyfile: &[u8], rows: usize, what: &str) -> (u
     assert!(!slots.is_empty(), "{what}");
     let mut seen = None;
     for slot in &slots {
-        let vol = match slot.kind {
-            SlotKind::Password => common::open_volume(c, PASSWORD.as_bytes()),
-            SlotKind::Keyfile => Volume::open_with(c, SlotKind::Keyfile, keyfile, None),
+        let secret = match slot.kind {
+            SlotKind::Password => PASSWORD.as_bytes(),
+            SlotKind::Keyfile => keyfile,
             SlotKind::Transit => unreachable!(),
-        }
-        .unwrap_or_else(|e| panic!("{what}: slot {}: {e}", slot.slot_id));
+        };
+        let vol = open_slot(c, slot.kind, secret, slot.slot_id)
+            .unwrap_or_else(|e| panic!("{what}: slot {}: {e}", slot.slot_id));
         assert_eq!(vol.slot_id(), slot.slot_id, "{what}");
         let ids = vol.keyring().store().file_ids().unwrap();
         assert_eq!(ids.len(), rows, "{what}");
@@ -150,27 +162,23 @@ fn kill_9_at_random_points_of_a_rotation_then_every_slot_opens_and_every_file_re
             .spawn()
             .unwrap()
     };
-    let started = Instant::now();
-    assert!(rotate().wait().unwrap().success());
-    let full = started.elapsed();
+    let full = kill::full_run(&rotate);
     let mut rows = files.len() + EXTRA_ROWS;
     let (mut generation, pending) = check_slots_and_rows(&c, &key, rows, "after a full run");
     assert_eq!((generation, pending), (2, false));
 
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = kill::clock_seed();
     let mut rng = Rng(seed);
     let mut interrupted = 0;
     for rep in 0..12 {
-        add_keyfile_slot();
-        let delay = full.mul_f64((rng.next() % 1000) as f64 / 1000.0 * 1.1);
-        let mut child = rotate();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        // Dropped by the last run, unless it was killed before its first transaction.
+        let store = cofferfs::volume::open_store_read_only(&c).unwrap();
+        if store.slots().unwrap().len() == 1 {
+            add_keyfile_slot();
+        }
+        drop(store);
+        let delay = kill::random_delay(full, rng.next());
+        let status = kill::kill_after(&rotate, delay);
         let what = format!("seed {seed:#x}, rep {rep}, SIGKILL after {delay:?} of {full:?}");
         let (g, pending) = check_slots_and_rows(&c, &key, rows, &what);
         assert!(

@@ -236,6 +236,17 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// A password volume (cheap Argon2id) at `dir/c`; returns it and its password line.
+fn password_volume(dir: &Path) -> (PathBuf, &'static str) {
+    let c = dir.join("c");
+    let pw = "correct horse\n";
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    init.push(s(&c));
+    ok(&[], &init, Some(pw));
+    (c, pw)
+}
+
 fn transit_volume(bao: &Bao, dir: &Path) -> PathBuf {
     let c = dir.join("c");
     let out = ok(
@@ -376,12 +387,7 @@ fn init_transit_then_mount_without_a_secret() {
 fn transit_slot_added_to_a_password_volume_and_fallback() {
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    let c = dir.path().join("c");
-    let pw = "correct horse\n";
-    let mut init = vec!["init"];
-    init.extend_from_slice(&CHEAP_KDF);
-    init.push(s(&c));
-    ok(&[], &init, Some(pw));
+    let (c, pw) = password_volume(dir.path());
     let e = env(&bao, ROOT_TOKEN);
     let (code, out, err) = coffer(
         &[
@@ -736,12 +742,7 @@ fn rotate_keeps_the_other_transit_slots_through_vault_when_a_token_is_at_hand() 
     use cofferfs::keystore::{HeaderStore, KeystoreError, SlotKind};
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    let c = dir.path().join("c");
-    let pw = "correct horse\n";
-    let mut init = vec!["init"];
-    init.extend_from_slice(&CHEAP_KDF);
-    init.push(s(&c));
-    ok(&[], &init, Some(pw));
+    let (c, pw) = password_volume(dir.path());
     let e = env(&bao, ROOT_TOKEN);
     for label in ["vault", "vault too"] {
         ok(
