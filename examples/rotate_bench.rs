@@ -59,6 +59,8 @@ fn main() {
     let started = Instant::now();
     let mut longest = Duration::ZERO;
     let mut transactions = 0u64;
+    // (duration, index, rows re-wrapped) of every step, to show where the slowest ones fall.
+    let mut slowest: Vec<(Duration, u64, u64)> = Vec::new();
     match mode {
         "at-once" => {
             let keks = vol.keyring().kek_for_tests();
@@ -82,7 +84,9 @@ fn main() {
             loop {
                 let t = Instant::now();
                 let p = vol.keyring().rotation_step(batch).expect("step");
-                longest = longest.max(t.elapsed());
+                let took = t.elapsed();
+                longest = longest.max(took);
+                slowest.push((took, transactions, p.rewrapped));
                 transactions += 1;
                 if p.finished {
                     break;
@@ -107,4 +111,13 @@ fn main() {
         pct(0.99),
         pct(1.0)
     );
+    if !slowest.is_empty() {
+        slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+        let top: Vec<String> = slowest
+            .iter()
+            .take(5)
+            .map(|(d, i, n)| format!("#{i} ({n} rows) {:.1} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        println!("  slowest steps of {transactions}: {}", top.join(", "));
+    }
 }

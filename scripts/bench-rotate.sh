@@ -15,7 +15,7 @@ cargo build --release --quiet --bin cofferfs --example populate_keys --example r
 T=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "bench pw" > "$work/pw"
+echo "bench pw" > "$work/pw"; chmod 600 "$work/pw"
 for N in "$@"; do
     rm -rf "$work/c" "$work/a" "$work/b"
     "$T/cofferfs" init --passfile "$work/pw" "$work/c" > /dev/null
@@ -28,5 +28,5 @@ for N in "$@"; do
     /usr/bin/time -f "cofferfs rotate: wall %e s, max RSS %M KiB" \
         "$T/cofferfs" rotate --passfile "$work/pw" "$work/c" > /dev/null
 done
-echo "new pw" > "$work/new"
+echo "new pw" > "$work/new"; chmod 600 "$work/new"
 /usr/bin/time -f "passwd wall %e s" "$T/cofferfs" passwd --passfile "$work/pw" --new-passfile "$work/new" "$work/c"

@@ -272,7 +272,10 @@ PY
 } > "$REPORT"
 cat "$REPORT"
 if [ -n "$OUT" ]; then
+    # Sections other scripts own (from the marker on, e.g. bench-rotate.sh's) are kept.
+    kept=$(sed -n '/^<!-- written by other scripts/,$p' "$OUT" 2> /dev/null || true)
     cp "$REPORT" "$OUT"
+    [ -z "$kept" ] || printf '\n%s\n' "$kept" >> "$OUT"
     echo >&2
     echo "written to $OUT" >&2
 fi
