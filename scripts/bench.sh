@@ -273,11 +273,10 @@ PY
 } > "$REPORT"
 cat "$REPORT"
 if [ -n "$OUT" ]; then
-    # The unlock section is scripts/bench-unlock.sh's: kept from the old file.
-    if [ -f "$OUT" ] && grep -q '^## Unlock through a PKCS#11 token' "$OUT"; then
-        { echo; sed -n '/^## Unlock through a PKCS#11 token/,$p' "$OUT"; } >> "$REPORT"
-    fi
+    # Sections other scripts own (from the marker on, e.g. bench-rotate.sh's) are kept.
+    kept=$(sed -n '/^<!-- written by other scripts/,$p' "$OUT" 2> /dev/null || true)
     cp "$REPORT" "$OUT"
+    [ -z "$kept" ] || printf '\n%s\n' "$kept" >> "$OUT"
     echo >&2
     echo "written to $OUT" >&2
 fi

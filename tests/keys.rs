@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use cofferfs::crypto::{CryptoError, Kek, wrap};
 use cofferfs::keystore::{KeystoreError, SlotKind};
 use cofferfs::volume::{Volume, VolumeError};
+use common::kill;
 use common::mount::{CHEAP_KDF as CHEAP, Mounted, bin, init_volume, run_with_stdin as run};
-use common::{PASSWORD, TestVolume, rw};
+use common::{PASSWORD, TestVolume, read_file};
 
 const PW: &str = "correct horse";
 
@@ -52,32 +53,8 @@ fn open_err(c: &Path, pw: &str) -> VolumeError {
     common::open_volume(c, pw.as_bytes()).unwrap_err()
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-/// Writes `n` files through the volume layer; returns name → content.
 fn write_files(vol: &Volume, c: &Path, n: usize) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for i in 0..n {
-        let name = format!("f{i}");
-        let data = pattern(i * 1777 + 1, i as u8);
-        let f = vol.create_file(rw(&c.join(&name))).unwrap();
-        f.write_at(&data, 0).unwrap();
-        f.sync(false).unwrap();
-        files.insert(name, data);
-    }
-    files
-}
-
-fn read_file(vol: &Volume, path: &Path) -> Vec<u8> {
-    let f = vol.open_file(rw(path)).unwrap();
-    let n = f.plain_size().unwrap() as usize;
-    let mut buf = vec![0; n];
-    assert_eq!(f.read_at(&mut buf, 0).unwrap(), n);
-    buf
+    common::write_files(vol, c, "f", n)
 }
 
 /// Bytes and mtime of every file in the cipherdir except the header store.
@@ -477,26 +454,17 @@ fn kill_9_during_rotate_leaves_the_old_or_the_new_kek() {
             .unwrap()
     };
     // One uninterrupted run gives the time scale for the kills.
-    let started = Instant::now();
-    assert!(rotate().wait().unwrap().success());
-    let full = started.elapsed();
+    let full = kill::full_run(&rotate);
     let mut generation = check_consistent(&c, &files, ROWS, "after a full rotation");
     assert_eq!(generation, 2);
 
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = kill::clock_seed();
     let mut rng = Rng(seed);
     let mut completed = 0;
     for rep in 0..12 {
         // Delays spread over the whole run, process start-up and the commit included.
-        let delay = full.mul_f64((rng.next() % 1000) as f64 / 1000.0 * 1.1);
-        let mut child = rotate();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let delay = kill::random_delay(full, rng.next());
+        let status = kill::kill_after(&rotate, delay);
         let what = format!("seed {seed:#x}, rep {rep}, SIGKILL after {delay:?} of {full:?}");
         let g = check_consistent(&c, &files, ROWS, &what);
         assert!(

@@ -15,35 +15,7 @@ use cofferfs::format::FileId;
 use cofferfs::keystore::KeystoreError;
 use cofferfs::volume::Volume;
 use common::damage::db_exec;
-use common::{PASSWORD, TestVolume, rw};
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
-        .collect()
-}
-
-/// Writes `n` files through the volume layer; returns name → content.
-fn write_files(vol: &Volume, c: &Path, prefix: &str, n: usize) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for i in 0..n {
-        let name = format!("{prefix}{i}");
-        let data = pattern(i * 997 + 3, i as u8);
-        let f = vol.create_file(rw(&c.join(&name))).unwrap();
-        f.write_at(&data, 0).unwrap();
-        f.sync(false).unwrap();
-        files.insert(name, data);
-    }
-    files
-}
-
-fn read_file(vol: &Volume, path: &Path) -> Vec<u8> {
-    let f = vol.open_file(rw(path)).unwrap();
-    let n = f.plain_size().unwrap() as usize;
-    let mut buf = vec![0; n];
-    assert_eq!(f.read_at(&mut buf, 0).unwrap(), n);
-    buf
-}
+use common::{PASSWORD, TestVolume, read_file, write_files};
 
 fn check_files(vol: &Volume, c: &Path, files: &BTreeMap<String, Vec<u8>>) {
     for (name, data) in files {

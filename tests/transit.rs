@@ -4,7 +4,8 @@
 //! raised `min_decryption_version`, each failure (unreachable, time-out, sealed, 403, missing
 //! key, too old) with its exit code and nothing changed, the password fallback, and no token
 //! in the store or on a command line. Each test has its own server on a free loopback port,
-//! stopped in `Drop`.
+//! stopped in `Drop`. `rotate` keeps every Transit slot (fresh slot keys) when a token is at
+//! hand.
 
 mod common;
 
@@ -220,6 +221,17 @@ impl Drop for Mount {
     }
 }
 
+/// A password volume (cheap Argon2id) at `dir/c`; returns it and its password line.
+fn password_volume(dir: &Path) -> (PathBuf, &'static str) {
+    let c = dir.join("c");
+    let pw = "correct horse\n";
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    init.push(s(&c));
+    ok(&[], &init, Some(pw));
+    (c, pw)
+}
+
 fn transit_volume(bao: &Bao, dir: &Path) -> PathBuf {
     let c = dir.join("c");
     let out = ok(
@@ -360,12 +372,7 @@ fn init_transit_then_mount_without_a_secret() {
 fn transit_slot_added_to_a_password_volume_and_fallback() {
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    let c = dir.path().join("c");
-    let pw = "correct horse\n";
-    let mut init = vec!["init"];
-    init.extend_from_slice(&CHEAP_KDF);
-    init.push(s(&c));
-    ok(&[], &init, Some(pw));
+    let (c, pw) = password_volume(dir.path());
     let e = env(&bao, ROOT_TOKEN);
     let (code, out, err) = coffer(
         &[
@@ -691,4 +698,93 @@ fn https_with_vault_cacert() {
     assert_eq!(code, 50, "{err}");
     assert!(err.contains("unreachable"), "{err}");
     assert_eq!(snapshot(&c), before);
+}
+
+/// `slots.params` of slot `id`, as JSON.
+fn params_of(c: &Path, id: u32) -> serde_json::Value {
+    let db = rusqlite::Connection::open(c.join("cofferfs.db")).unwrap();
+    let text: String = db
+        .query_row("SELECT params FROM slots WHERE slot_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The slot key Vault decrypts from a Transit ciphertext.
+fn vault_decrypt(bao: &Bao, ciphertext: &str) -> Vec<u8> {
+    let b64 = bao.ok(&[
+        "write",
+        "-field=plaintext",
+        &format!("transit/decrypt/{KEY}"),
+        &format!("ciphertext={ciphertext}"),
+    ]);
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap()
+}
+
+#[test]
+fn rotate_keeps_the_other_transit_slots_through_vault_when_a_token_is_at_hand() {
+    use cofferfs::keystore::{HeaderStore, KeystoreError, SlotKind};
+    let bao = Bao::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, pw) = password_volume(dir.path());
+    let e = env(&bao, ROOT_TOKEN);
+    for label in ["vault", "vault too"] {
+        ok(
+            &e,
+            &["keys", "add", s(&c), "--transit", KEY, "--label", label],
+            Some(pw),
+        );
+    }
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, pw).unwrap();
+    let mnt = dir.path().join("m");
+    {
+        let m = Mount::new(&e, &c, &mnt, &[]);
+        std::fs::write(m.mnt.join("f"), b"before the rotation").unwrap();
+    }
+    let rotate = ["rotate", s(&c), "--slot", "0", "--passfile", s(&pwfile)];
+    // No token: the Transit slots could not follow, so the rotation is refused (exit 16).
+    let before = snapshot(&c);
+    let (code, out, err) = coffer(&[("VAULT_ADDR", &bao.addr)], &rotate, None);
+    assert_eq!(code, 16, "{out}{err}");
+    assert!(err.contains("--drop-other-slots"), "{err}");
+    assert_eq!(snapshot(&c), before);
+
+    let old: Vec<String> = (1..=2)
+        .map(|id| params_of(&c, id)["ciphertext"].as_str().unwrap().to_owned())
+        .collect();
+    let out = ok(&e, &rotate, None);
+    assert!(out.contains("generation 1 -> 2"), "{out}");
+    assert!(out.contains("slot 0 holds the new KEK"), "{out}");
+    assert!(
+        out.contains("Transit slot(s) 1, 2 hold the new KEK too"),
+        "{out}"
+    );
+    assert!(!out.contains("Removed"), "{out}");
+    let store = HeaderStore::open(&c.join("cofferfs.db"), true).unwrap();
+    assert_eq!(store.slots().unwrap().len(), 3);
+    for (i, id) in (1..=2u32).enumerate() {
+        let new = params_of(&c, id)["ciphertext"].as_str().unwrap().to_owned();
+        assert_ne!(new, old[i], "slot {id}: a fresh slot key");
+        // The new slot key opens the new KEK; the old one opens nothing.
+        let (opened, _) = store
+            .unlock_with(SlotKind::Transit, &vault_decrypt(&bao, &new), Some(id))
+            .unwrap();
+        assert_eq!(opened, id);
+        assert!(matches!(
+            store.unlock_with(SlotKind::Transit, &vault_decrypt(&bao, &old[i]), Some(id)),
+            Err(KeystoreError::WrongPassword)
+        ));
+    }
+    assert_eq!(store.params().unwrap().kek_generation, 2);
+    drop(store);
+    // Through Transit (no password), and through the password slot.
+    for extra in [&[][..], &["--slot", "0", "--passfile", s(&pwfile)][..]] {
+        let m = Mount::new(&e, &c, &mnt, extra);
+        assert_eq!(
+            std::fs::read(m.mnt.join("f")).unwrap(),
+            b"before the rotation"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use zeroize::Zeroizing;
 
 use super::keys::{Fek, Kek, NameKey, SlotKey};
+use super::secure_mem::wipe_stack_below;
 use super::{CryptoError, os_random};
 use crate::format::FileId;
 use crate::format::layout::{NONCE_LEN, TAG_LEN};
@@ -52,6 +53,11 @@ pub fn wrap_with_nonce(
     let tag = aead
         .encrypt_inout_detached(&(*nonce).into(), aad, (&mut out[NONCE_LEN..]).into())
         .expect("AES-GCM accepts a key-sized message");
+    drop(aead);
+    // The cipher's constructor and its block functions leave copies of the key schedule
+    // (whose first round keys are the wrapping key itself: a KEK, most often) in their
+    // frames; a daemon's stacks live as long as it does.
+    wipe_stack_below();
     out.extend_from_slice(&tag);
     out
 }
@@ -76,13 +82,16 @@ pub fn unwrap(
     let (nonce, rest) = wrapped.split_at(NONCE_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut out = Zeroizing::new(body.to_vec());
-    aead.decrypt_inout_detached(
+    let opened = aead.decrypt_inout_detached(
         &nonce.try_into().expect("NONCE_LEN bytes"),
         aad,
         (&mut out[..]).into(),
         &tag.try_into().expect("TAG_LEN bytes"),
-    )
-    .map_err(|_| CryptoError::AuthFailed)?;
+    );
+    drop(aead);
+    // As in `wrap_with_nonce`; the unwrapped key may have passed through those frames too.
+    wipe_stack_below();
+    opened.map_err(|_| CryptoError::AuthFailed)?;
     Ok(out)
 }
 

@@ -112,6 +112,9 @@ pub struct Keyring {
     keks: RwLock<Keks>,
     /// Serializes rotation steps (one pass at a time).
     rotation: Mutex<RotationPass>,
+    /// Held from picking the lowest free slot id to inserting the slot: two `keys add` served
+    /// at once by the mount daemon would otherwise pick the same id.
+    slot_ids: Mutex<()>,
     volume_id: [u8; 16],
     /// Guards the cache of unwrapped FEKs.
     feks: Mutex<LruCache<FileId, Arc<Fek>>>,
@@ -158,6 +161,7 @@ impl Keyring {
                 previous,
             }),
             rotation: Mutex::new(RotationPass::default()),
+            slot_ids: Mutex::new(()),
             volume_id: params.volume_id,
             feks: Mutex::new(LruCache::new(
                 NonZeroUsize::new(FEK_CACHE_LEN).expect("non-zero"),
@@ -366,6 +370,7 @@ impl Keyring {
                  upgrade it"
             )));
         }
+        let _one_at_a_time = self.slot_ids.lock();
         let id = self.store.free_slot_id()?;
         let keks = self.keks.read();
         self.store.add_slot(&make(id, &keks.current)?)?;
@@ -380,6 +385,7 @@ impl Keyring {
         secret: &[u8],
         kdf: KdfParams,
     ) -> Result<u32> {
+        let _one_at_a_time = self.slot_ids.lock();
         let id = self.store.free_slot_id()?;
         let slot = self.new_slot(id, kind, label, secret, kdf)?;
         self.store.add_slot(&slot)?;

@@ -14,7 +14,7 @@ pub const LEGACY_SCHEMA_VERSION: u32 = 1;
 /// deleted rows, so a shredded file's wrapped FEK is really gone. A 2 MiB page cache: a mount
 /// reads one key row per open, the b-tree's inner pages stay cached and leaves come from the
 /// OS page cache; a bigger cache only grows the daemon (16 MiB held 10 MiB of a
-/// 100,000-file store). `rotate` raises it for its single pass.
+/// 100,000-file store). The one-transaction rotation of a schema 1 store raises it for its pass.
 pub const CONNECTION_PRAGMAS: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod damage;
+pub mod kill;
 pub mod mount;
 pub mod rng;
 pub mod softhsm;
@@ -117,4 +118,40 @@ pub fn close(f: File) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Bytes `0..len` of a recognisable pattern, different per `seed`.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Writes `n` files `<prefix><i>` of different sizes through the volume layer (synced);
+/// returns name → content.
+pub fn write_files(
+    vol: &Volume,
+    c: &Path,
+    prefix: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let name = format!("{prefix}{i}");
+        let data = pattern(i * 1777 + 1, i as u8);
+        let f = vol.create_file(rw(&c.join(&name))).unwrap();
+        f.write_at(&data, 0).unwrap();
+        f.sync(false).unwrap();
+        files.insert(name, data);
+    }
+    files
+}
+
+/// The whole plaintext of the file at `path` through the volume layer.
+pub fn read_file(vol: &Volume, path: &Path) -> Vec<u8> {
+    let f = vol.open_file(rw(path)).unwrap();
+    let n = f.plain_size().unwrap() as usize;
+    let mut buf = vec![0; n];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), n);
+    buf
 }
