@@ -758,7 +758,7 @@ fn rotate_keeps_the_other_transit_slots_through_vault_when_a_token_is_at_hand() 
     assert!(out.contains("generation 1 -> 2"), "{out}");
     assert!(out.contains("slot 0 holds the new KEK"), "{out}");
     assert!(
-        out.contains("Transit slot(s) 1, 2 hold the new KEK too"),
+        out.contains("Slot(s) 1, 2 hold the new KEK too (fresh slot keys encrypted by Vault"),
         "{out}"
     );
     assert!(!out.contains("Removed"), "{out}");
