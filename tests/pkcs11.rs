@@ -354,6 +354,27 @@ fn two_tokens_and_a_password_each_open_the_volume() {
     assert!(list.contains("token=beta"), "{list}");
 }
 
+/// `keys add` of token t2 (PIN in `pin2`), the current secret being t1's PIN in `pin`.
+fn add_token_t2(hsm: &SoftHsm, c: &Path, pin: &Path, pin2: &Path) -> String {
+    ok(
+        hsm,
+        &[
+            "keys",
+            "add",
+            "--unlock-pin-file",
+            s(pin),
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "t2",
+            "--pin-file",
+            s(pin2),
+            s(c),
+        ],
+        None,
+    )
+}
+
 /// The `slots.params` of slot `id`, read with SQLite.
 fn params_of(c: &Path, id: u32) -> String {
     let db = rusqlite::Connection::open(c.join("cofferfs.db")).unwrap();
@@ -432,23 +453,7 @@ fn a_second_token_joins_a_token_only_volume() {
     hsm.init_token("t2", "5678");
     let pin2 = pin_file(dir.path(), "pin2", "5678");
     // The current secret is t1's PIN (--unlock-pin-file), the new token's is --pin-file.
-    let out = ok(
-        &hsm,
-        &[
-            "keys",
-            "add",
-            "--unlock-pin-file",
-            s(&pin),
-            "--pkcs11-module",
-            MODULE,
-            "--pkcs11-token",
-            "t2",
-            "--pin-file",
-            s(&pin2),
-            s(&c),
-        ],
-        None,
-    );
+    let out = add_token_t2(&hsm, &c, &pin, &pin2);
     assert!(
         out.contains("Added key slot 1 (pkcs11 token \"t2\""),
         "{out}"
@@ -494,23 +499,7 @@ fn a_mounted_volume_takes_a_second_token_over_the_control_socket() {
     let mnt = dir.path().join("m");
     let m = mount(&hsm, &c, &mnt, &["--pin-file", s(&pin)]);
     std::fs::write(m.mnt.join("during"), b"written while a token joined").unwrap();
-    let out = ok(
-        &hsm,
-        &[
-            "keys",
-            "add",
-            "--unlock-pin-file",
-            s(&pin),
-            "--pkcs11-module",
-            MODULE,
-            "--pkcs11-token",
-            "t2",
-            "--pin-file",
-            s(&pin2),
-            s(&c),
-        ],
-        None,
-    );
+    let out = add_token_t2(&hsm, &c, &pin, &pin2);
     assert!(
         out.contains("Added key slot 1 (pkcs11 token \"t2\""),
         "{out}"
