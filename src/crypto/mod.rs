@@ -2,6 +2,8 @@
 //! and name encryption. Pure functions over bytes built on audited primitives: ring's
 //! AES-256-GCM for file content (the hot path, see `chunk.rs`), RustCrypto's AES-256-GCM for
 //! key wrapping, AES-SIV for names and Argon2id for passwords; no I/O, no FUSE, no SQLite.
+//! Imports nothing of the crate but `format` (ids, lengths) and `sys` (locking key pages in
+//! memory); `fuser`, `rusqlite` and `std::fs` stay out (checked by `scripts/test.sh`).
 
 pub mod chunk;
 pub mod kdf;

@@ -7,6 +7,9 @@
 //! `payload` is the byte format (pure), `age_file` the age envelope (pure, the `age` crate),
 //! `reader` the read-only chunk reader over a plain `File`. What a share takes from a volume
 //! is in `volume::share`; the commands are in `cli::share`.
+//!
+//! Imports `crypto`, `format` and `volume::ciphertext` (the header reader and the chunk rule,
+//! a leaf that needs no volume); never the header store (`keystore`, `rusqlite`) or `fuser`.
 
 pub mod age_file;
 pub mod payload;

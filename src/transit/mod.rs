@@ -7,6 +7,8 @@
 //! This layer knows nothing of the header store: it turns bytes into a `vault:vN:…` string
 //! and back. What the bytes are (a random slot key wrapping the KEK) is the keystore's
 //! business, and what Vault answers is only trusted once the KEK it opens authenticates.
+//! Imports only `sys` (the wiped reader of secret files) of the crate: never `keystore`,
+//! `volume`, `fs`, `fuser` or `rusqlite`.
 
 pub mod client;
 pub mod config;
