@@ -6,9 +6,15 @@
 # run. Installs the nightly toolchain and cargo-fuzz when missing. See docs/FUZZING.md.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh --build-only    (toolchain, cargo-fuzz and the instrumented build; no run)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+    build_only=1
+    shift
+fi
 secs="${1:-5}"
 shift || true
 
@@ -33,6 +39,9 @@ fuzz() {
 # defaults): safe Rust gains little from ASan, but chunk.rs wipes ring's key with
 # unsafe code, and ring and SQLite carry C.
 fuzz build
+if [ $build_only = 1 ]; then
+    exit 0
+fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

@@ -49,6 +49,25 @@ if grep -rnE '(^|[^a-z_])fuser(::|;|$| as )|use fuser' src/keystore src/volume; 
 fi
 
 cargo fmt --check
+
+# Fuzz targets (docs/FUZZING.md): 5 s each, about 50 s for the six, after a build of cofferfs
+# with instrumentation. The instrumented dependencies are kept outside the work tree
+# (scripts/fuzz.sh), so only the first run on a machine compiles them (about 10 CPU-minutes).
+# CI always runs them; elsewhere they run when that build exists or COFFERFS_FUZZ=1 asks for
+# it, and COFFERFS_FUZZ=0 skips them. The build starts now, in the background at the lowest
+# priority, so that it uses the cores the tests leave idle (they mostly wait on FUSE and the
+# disk); the targets run once the tests are done.
+fuzz_cache="${COFFERFS_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cofferfs-fuzz-target}"
+fuzz_build_pid=
+if [ "${COFFERFS_FUZZ:-}" = 1 ] || { [ "${COFFERFS_FUZZ:-}" != 0 ] && { [ "${CI:-}" = true ] || [ -d "$fuzz_cache/x86_64-unknown-linux-gnu/release" ]; }; }; then
+    fuzz_build_log=$(mktemp /tmp/cofferfs-fuzz-build.XXXXXX)
+    # In a session of its own, so that a failing step below stops the build with its cargo.
+    COFFERFS_FUZZ_TARGET_DIR="$fuzz_cache" setsid nice -n 19 scripts/fuzz.sh --build-only \
+        > "$fuzz_build_log" 2>&1 &
+    fuzz_build_pid=$!
+    trap '[ -z "$fuzz_build_pid" ] || kill -- -"$fuzz_build_pid" 2>/dev/null || true' EXIT
+fi
+
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 
@@ -57,13 +76,14 @@ cargo test --locked
 scripts/fsx.sh -n 20000
 scripts/fsx.sh -p falloc -n 10000
 
-# Fuzz targets (docs/FUZZING.md): 5 s each, about 50 s for the six, plus 1-2 min to rebuild
-# cofferfs with instrumentation. The instrumented dependencies are kept outside the work tree
-# (scripts/fuzz.sh), so only the first run on a machine compiles them (about 10 CPU-minutes).
-# CI always runs them; elsewhere they run when that build exists or COFFERFS_FUZZ=1 asks for
-# it, and COFFERFS_FUZZ=0 skips them.
-fuzz_cache="${COFFERFS_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cofferfs-fuzz-target}"
-if [ "${COFFERFS_FUZZ:-}" = 1 ] || { [ "${COFFERFS_FUZZ:-}" != 0 ] && { [ "${CI:-}" = true ] || [ -d "$fuzz_cache/x86_64-unknown-linux-gnu/release" ]; }; }; then
+if [ -n "$fuzz_build_pid" ]; then
+    if ! wait "$fuzz_build_pid"; then
+        fuzz_build_pid=
+        tail -n 40 "$fuzz_build_log" >&2
+        echo "the instrumented fuzz build failed (log: $fuzz_build_log)" >&2
+        exit 1
+    fi
+    fuzz_build_pid=
     COFFERFS_FUZZ_TARGET_DIR="$fuzz_cache" scripts/fuzz.sh 5
 else
     echo "skipping the fuzz targets: no instrumented build yet (COFFERFS_FUZZ=1 scripts/test.sh, or scripts/fuzz.sh)" >&2
