@@ -3,7 +3,8 @@
 //! AES-256-GCM for file content (the hot path, see `chunk.rs`), RustCrypto's AES-256-GCM for
 //! key wrapping, AES-SIV for names and Argon2id for passwords; no I/O, no FUSE, no SQLite.
 //! Imports nothing of the crate but `format` (ids, lengths) and `sys` (locking key pages in
-//! memory); `fuser`, `rusqlite` and `std::fs` stay out (checked by `scripts/test.sh`).
+//! memory); the FUSE and SQLite crates and file-system calls stay out (checked by
+//! `scripts/test.sh`).
 
 pub mod chunk;
 pub mod kdf;
