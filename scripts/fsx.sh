@@ -27,8 +27,14 @@ command -v fsx >/dev/null || cargo install --locked fsx
 command -v fusermount3 >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
 }
-cargo build --release --locked --quiet
-BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")"
+# COFFERFS_BIN: a binary already built (scripts/test.sh passes the one `cargo test` built, which
+# spares CI a release build of everything); a release build otherwise.
+if [ -n "${COFFERFS_BIN:-}" ]; then
+    BIN="$(realpath "$COFFERFS_BIN")"
+else
+    cargo build --release --locked --quiet
+    BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")"
+fi
 
 WORK="$(mktemp -d /tmp/cofferfs-fsx.XXXXXX)"
 C="$WORK/cipher" M="$WORK/plain"

@@ -73,8 +73,9 @@ cargo test --locked
 
 # fsx (random reads, writes, mmap, truncates, fallocate and punch-hole against an in-memory
 # model) on a real mount; scripts/fsx.sh installs it with cargo if missing. About 1 min here.
-scripts/fsx.sh -n 20000
-scripts/fsx.sh -p falloc -n 10000
+# It drives the binary `cargo test` just built (a release build would cost CI another 5 min).
+COFFERFS_BIN="${CARGO_TARGET_DIR:-target}/debug/cofferfs" scripts/fsx.sh -n 20000
+COFFERFS_BIN="${CARGO_TARGET_DIR:-target}/debug/cofferfs" scripts/fsx.sh -p falloc -n 10000
 
 if [ -n "$fuzz_build_pid" ]; then
     if ! wait "$fuzz_build_pid"; then
