@@ -109,18 +109,6 @@ PY
 cat "$work/section.md"
 if [ $WRITE = 1 ]; then
     doc=docs/PERFORMANCE.md
-    python3 - "$doc" "$work/section.md" <<'PY'
-import sys
-doc, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-head = "## Unlock through Vault/OpenBao Transit"
-if head in text:
-    before, rest = text.split(head, 1)
-    after = rest.split("\n## ", 1)
-    text = before + section + ("\n## " + after[1] if len(after) > 1 else "")
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(doc, "w").write(text)
-PY
+    python3 scripts/lib/put_section.py "$doc" "$work/section.md"
     echo "written to $doc" >&2
 fi
