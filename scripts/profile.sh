@@ -6,8 +6,10 @@
 # and prints the wall time and the daemon's CPU seconds. This is how the profiles quoted in
 # docs/PERFORMANCE.md's commits and issue notes were taken.
 #
-# usage: scripts/profile.sh STEP [--files N] [--keep DIR]
+# usage: scripts/profile.sh STEP [--files N] [--target T] [--keep DIR]
 #   STEP     untar | ls | readall | rm | create | seqwrite | seqread
+#   --target cofferfs (default) | gocryptfs | securefs | bindfs: the same step on an anchor, for
+#            its FUSE requests per file (perf of the daemon works for any of them)
 #   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
 #            default 10000); seqwrite/seqread use 1 GiB
 #   --keep   copy perf.data files there (default: deleted)
@@ -17,19 +19,25 @@ cd "$(dirname "$0")/.."
 STEP=${1:?usage: scripts/profile.sh STEP [--files N] [--keep DIR]}; shift
 FILES=""
 KEEP=""
+TARGET=cofferfs
 while [ $# -gt 0 ]; do
     case "$1" in
         --files) FILES=$2; shift 2 ;;
         --keep) KEEP=$2; shift 2 ;;
+        --target) TARGET=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case $STEP in untar|ls|readall|rm|create|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
+case $TARGET in cofferfs|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $TARGET" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
 
-cargo build --release --locked --quiet
-BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
+if [ -z "${COFFERFS_BIN:-}" ]; then
+    cargo build --release --locked --quiet
+    COFFERFS_BIN=${CARGO_TARGET_DIR:-target}/release/cofferfs
+fi
+BIN=$(realpath "$COFFERFS_BIN")
 WORK=/var/tmp/cofferfs-profile
 mkdir -p "$WORK"
 MNT=$WORK/mnt
@@ -49,9 +57,19 @@ N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
 
 fresh_fs
 echo "profile password" > "$WORK/pass"
-"$BIN" init --passfile "$WORK/pass" "$FS/back" >/dev/null
-rm -rf "$MNT"; mkdir -p "$MNT"
-"$BIN" mount -f --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" &
+rm -rf "$MNT"; mkdir -p "$MNT" "$FS/back"
+case $TARGET in
+    cofferfs)
+        "$BIN" init --passfile "$WORK/pass" "$FS/back" >/dev/null
+        "$BIN" mount -f --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" & ;;
+    gocryptfs)
+        gocryptfs -q -init -passfile "$WORK/pass" "$FS/back"
+        gocryptfs -q -fg -passfile "$WORK/pass" "$FS/back" "$MNT" & ;;
+    securefs)
+        securefs create --format 4 --pass "profile password" "$FS/back" >/dev/null
+        securefs mount --pass "profile password" "$FS/back" "$MNT" >/dev/null 2>&1 & ;;
+    bindfs) bindfs -f --multithreaded "$FS/back" "$MNT" & ;;
+esac
 PID=$!
 for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && break; sleep 0.05; done
 
@@ -87,8 +105,9 @@ kill -INT "$PERF" "$TRACE"; wait "$PERF" "$TRACE" 2>/dev/null || true
 set +o pipefail # the reports below end in `head`
 echo "== $STEP: $(echo "$t1 - $t0" | bc) s wall, $(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l | cut -c1-5) s daemon CPU"
 echo
-echo "== FUSE requests by opcode (all mounts on the machine during the step)"
-perf script -i "$WORK/fuse.data" 2>/dev/null | grep -o 'FUSE_[A-Z_]*\|opcode=[^ ]*' | sort | uniq -c | sort -rn | head -15
+echo "== FUSE requests by opcode (all mounts on the machine during the step), and per file ($N files)"
+perf script -i "$WORK/fuse.data" 2>/dev/null | grep -o 'FUSE_[A-Z_]*\|opcode=[^ ]*' | sort | uniq -c | sort -rn \
+    | awk -v n="$N" '{printf "%8d  %6.2f/file  %s\n", $1, $1 / n, $2; t += $1} END {printf "%8d  %6.2f/file  total\n", t, t / n}' | head -16
 echo
 echo "== daemon: top symbols, self time"
 perf report -i "$WORK/daemon.data" --no-children --sort symbol -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
@@ -97,6 +116,6 @@ echo "== daemon: system calls and SQLite, total time (with callees)"
 perf report -i "$WORK/daemon.data" --children --sort symbol -g none 2>/dev/null \
     | grep -E '__x64_sys_|__do_sys_|sqlite3_step|fuse_dev_(read|write)' | head -20
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.data "$KEEP"/; echo; echo "perf data kept in $KEEP"; fi
-"$BIN" umount "$MNT"
+if [ "$TARGET" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
 wait "$PID" 2>/dev/null || true
 PID=""
