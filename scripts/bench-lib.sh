@@ -1,5 +1,6 @@
-# Sourced by bench.sh and profile.sh: the source tree they untar, dropping the page cache, and
-# a fresh filesystem for each measured target.
+# shellcheck shell=bash
+# Sourced by bench.sh, bench-scale.sh and profile.sh: the source tree they untar, dropping the
+# page cache, and a fresh filesystem for each measured target.
 #
 # tree_tarball N: prints the path of the tree tarball of N files, making it once: the first N
 # files (sorted) of a fixed list of system directories, tarred reproducibly, kept in
@@ -11,7 +12,14 @@
 # scanning bitmaps for each create, so a create-heavy step after any big rm -rf ran up to 2.4
 # times slower, by timing alone (the same binary untarred in 12 s or 29 s). A fresh
 # filesystem gives every target the same start; the loop layer costs every target alike.
-# release_fs: unmounts it and frees the loop device and the image. Needs WORK set, root.
+# fresh_fs SIZE MKFS_ARGS...: the same with an image of SIZE (truncate's syntax, default 6G)
+# and extra mkfs.ext4 arguments (e.g. -N INODES for a million files).
+# fresh_tmpfs [SIZE]: a new tmpfs (default 8G) mounted at $FS instead: no disk at all, so a
+# run shows the daemons' own cost. release_fs: unmounts either and frees the loop device and
+# the image. Needs WORK set, root.
+#
+# chart_python: prints a python3 that imports matplotlib (the pyenv python3 on PATH may not
+# see Debian's python3-matplotlib), installing python3-matplotlib when none does.
 
 FS=$WORK/fs
 LOOP=""
@@ -24,12 +32,29 @@ release_fs() {
 }
 
 fresh_fs() {
+    local size=${1:-6G}
+    [ $# -eq 0 ] || shift
     release_fs
     mkdir -p "$FS"
-    truncate -s 6G "$WORK/fs.img"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/fs.img"
+    truncate -s "$size" "$WORK/fs.img"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$@" "$WORK/fs.img"
     LOOP=$(losetup --direct-io=on -f --show "$WORK/fs.img")
     mount "$LOOP" "$FS"
+}
+
+fresh_tmpfs() {
+    release_fs
+    mkdir -p "$FS"
+    mount -t tmpfs -o "size=${1:-8G},mode=0755" cofferfs-bench "$FS"
+}
+
+chart_python() {
+    local py
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import matplotlib' 2>/dev/null; then command -v "$py"; return 0; fi
+    done
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null
+    echo /usr/bin/python3
 }
 
 tree_tarball() {

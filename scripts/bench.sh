@@ -5,16 +5,27 @@
 # faster cofferfs is than each anchor; > 1 means cofferfs wins). The single source of every figure
 # in docs/PERFORMANCE.md.
 #
-# usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "..."] [--steps "..."] [--out FILE]
+# usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "..."] [--steps "..."]
+#                         [--backing ext4|tmpfs] [--out FILE] [--section-into FILE]
 #   --quick    small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
 #   --targets  default "cofferfs gocryptfs securefs bindfs plain"
 #   --steps    groups of steps to run, default "big stream tree create" (big: seq and fio on one
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
-#              create+stat); a partial run never writes docs/PERFORMANCE.md unless --out says so
+#              create+stat); a partial ext4 run never writes docs/PERFORMANCE.md unless --out
+#              says so (a tmpfs run writes its section all the same)
 #   --no-fresh-fs  put every backing directory straight on the disk under /var/tmp instead of on
 #              a fresh ext4 made for each target and round (see scripts/bench-lib.sh)
-#   --out      where the report goes; default docs/PERFORMANCE.md for a full run, none for
+#   --backing  ext4 (default): a fresh ext4 on a loop device per target and round; tmpfs: a
+#              fresh 8 GiB tmpfs per target and round (no disk: the daemons' own cost)
+#   --out      where the report goes; default docs/PERFORMANCE.md for a full ext4 run, none for
 #              --quick (the report is always printed too)
+#   --section-into FILE  a tmpfs run writes its tables as the section "## On a tmpfs backing
+#              store" of FILE (after the marker line, with scripts/lib/put_section.py) instead
+#              of a whole report; default docs/PERFORMANCE.md for every tmpfs run (partial
+#              ones too) but --quick, and none when --out is given
+# The ratio chart (scripts/lib/charts.py) goes to perf/bench-BACKING.svg beside the file
+# written, referenced from the report; a run that writes no file leaves it in $WORK.
+# COFFERFS_BIN=path uses that binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3
@@ -24,6 +35,8 @@ ALL_STEPS="big stream tree create"
 STEPS=$ALL_STEPS
 OUT=""
 FRESH_FS=1
+BACKING=ext4
+SECTION_INTO=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) ROUNDS=$2; shift 2 ;;
@@ -32,9 +45,13 @@ while [ $# -gt 0 ]; do
         --steps) STEPS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-fresh-fs) FRESH_FS=0; shift ;;
+        --backing) BACKING=$2; shift 2 ;;
+        --section-into) SECTION_INTO=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
+case $BACKING in ext4|tmpfs) ;; *) echo "--backing: ext4 or tmpfs, not $BACKING" >&2; exit 2 ;; esac
+[ "$BACKING" = ext4 ] || [ $FRESH_FS = 1 ] || { echo "--no-fresh-fs is for --backing ext4" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (mounts, drop_caches)" >&2; exit 1; }
 
 need=()
@@ -44,9 +61,19 @@ done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked --quiet
-BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
-[ $QUICK = 1 ] || [ "$STEPS" != "$ALL_STEPS" ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
+if [ -n "${COFFERFS_BIN:-}" ]; then
+    BIN=$(realpath "$COFFERFS_BIN")
+else
+    cargo build --release --locked --quiet
+    BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
+fi
+if [ "$BACKING" = ext4 ]; then
+    [ $QUICK = 1 ] || [ "$STEPS" != "$ALL_STEPS" ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
+    [ -z "$SECTION_INTO" ] || { echo "--section-into is for --backing tmpfs" >&2; exit 2; }
+elif [ -z "$OUT" ] && [ -z "$SECTION_INTO" ] && [ $QUICK = 0 ]; then
+    SECTION_INTO=docs/PERFORMANCE.md
+fi
+[ -z "$OUT" ] || [ -z "$SECTION_INTO" ] || { echo "--out or --section-into, not both" >&2; exit 2; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
@@ -55,13 +82,16 @@ else BIG_MB=1024; TREE_FILES=20000; RR_OPS=20000; RW_OPS=5000; CREATE=10000; fi
 
 WORK=/var/tmp/cofferfs-bench
 mkdir -p "$WORK"
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+PY=$(chart_python)
 PASS=$WORK/pass
 echo "bench password" > "$PASS"
+chmod 600 "$PASS"
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 
 # The source tree (bench-lib.sh): its file count and checksum are printed with the results.
-source scripts/bench-lib.sh
 TARBALL=$(tree_tarball "$TREE_FILES")
 TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
 TAR_COUNT=$(tar -tf "$TARBALL" | grep -vc '/$')
@@ -83,7 +113,8 @@ wait_mounted() {
 # mount_target NAME: fresh backing dir, mounted at $MNT; sets PID to the daemon's pid.
 mount_target() {
     local t=$1 back=$WORK/back-$1
-    if [ $FRESH_FS = 1 ]; then fresh_fs; back=$FS/back-$1; fi
+    if [ "$BACKING" = tmpfs ]; then fresh_tmpfs 8G; back=$FS/back-$1
+    elif [ $FRESH_FS = 1 ]; then fresh_fs 6G; back=$FS/back-$1; fi
     rm -rf "$back" "$MNT"; mkdir -p "$MNT"
     PID=""
     case $t in
@@ -191,20 +222,27 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 REPORT=$WORK/report.md
+CHART_TSV=$WORK/chart.tsv
 fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
-{
-    echo "# Performance"
-    echo
-    echo "Written by \`scripts/bench.sh\` (the single source of every figure here but the last"
-    echo "section's, which \`scripts/bench-unlock.sh --write\` writes; do not edit by hand). Re-run"
-    echo "it on an idle machine to refresh this file."
-    echo
+# Where the report (or the tmpfs section) and its chart go: perf/ beside the file written.
+DOC=${OUT:-$SECTION_INTO}
+if [ -n "$DOC" ]; then
+    SVG=$(dirname "$DOC")/perf/bench-$BACKING.svg
+    SVG_REF=perf/bench-$BACKING.svg
+else
+    SVG=$WORK/bench-$BACKING.svg
+    SVG_REF=$SVG
+fi
+facts() {
     echo "- Date: $STARTED; rounds: $ROUNDS, round-robin over: $TARGETS; steps: $STEPS"
     echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
         "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)," \
         "Linux $(uname -r); CPU flags: $(grep -m1 -o -w -E 'aes|pclmulqdq|vaes|avx2' /proc/cpuinfo | sort -u | xargs)"
-    if [ $FRESH_FS = 1 ]; then
-        echo "- Backing store: a fresh ext4 (journal, 6 GiB) per target and round, on a loop device" \
+    if [ "$BACKING" = tmpfs ]; then
+        echo "- Backing store: **tmpfs**, a fresh one (8 GiB) per target and round (no disk:" \
+            "what is left is the daemons' own cost and the kernel's)"
+    elif [ $FRESH_FS = 1 ]; then
+        echo "- Backing store: **ext4**, a fresh one (journal, 6 GiB) per target and round, on a loop device" \
             "(direct I/O) over a file in $WORK on $(df --output=fstype "$WORK" | tail -1 | xargs)" \
             "($(df --output=source "$WORK" | tail -1 | xargs)); \`--no-fresh-fs\` uses that disk directly"
     else
@@ -212,7 +250,7 @@ fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
             "($(df --output=source "$WORK" | tail -1 | xargs))"
     fi
     echo "- Load average (1, 5, 15 min): before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- Versions: $($BIN --version) (release, $(rustc --version | cut -d' ' -f1-2));" \
+    echo "- Versions: $($BIN --version) ($([ -n "${COFFERFS_BIN:-}" ] && echo "COFFERFS_BIN=$COFFERFS_BIN" || echo release), $(rustc --version | cut -d' ' -f1-2));" \
         "$(gocryptfs -version 2>/dev/null | head -1 | cut -d';' -f1);" \
         "securefs $(fsversion securefs) (lite format, \`--format 4\`);" \
         "bindfs $(fsversion bindfs) (\`--multithreaded\`); fio $(fsversion fio)"
@@ -221,11 +259,16 @@ fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
         "stream: dd bs=128K count=2000 conv=fsync (one fsync at the end, as gocryptfs's own benchmark); tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…;" \
         "create+stat: $CREATE empty files"
     echo "- cofferfs volume: \`cofferfs init\` defaults (4 KiB chunks, encrypted names)"
-    python3 - "$RESULTS" "$TARGETS" <<'PY'
+}
+tables() { # HEADING_LEVEL: the tables of medians, spreads and ratios, then the ratio chart
+    : > "$CHART_TSV"
+    "$PY" - "$RESULTS" "$TARGETS" "$1" "$CHART_TSV" <<'PY'
 import sys, statistics
 from collections import defaultdict
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 targets = sys.argv[2].split()
+H = sys.argv[3]  # heading level of the tables: "##" in a whole report, "###" in a section
+chart = open(sys.argv[4], "w")  # step, anchor, time ratio: for charts.py bars
 secs, cpu = defaultdict(list), defaultdict(list)
 steps = []
 for t, r, s, sec, c in rows:
@@ -233,7 +276,7 @@ for t, r, s, sec, c in rows:
     if s not in steps: steps.append(s)
 med = lambda d, k: statistics.median(d[k]) if d.get(k) else float("nan")
 def table(title, d, fmt, skip=()):
-    print(f"\n## {title}\n")
+    print(f"\n{H} {title}\n")
     print("| step | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")
     for s in steps:
@@ -246,7 +289,7 @@ table("Median daemon CPU seconds", cpu, lambda v: f"{v:.2f}", skip=MEM)
 # How far apart the rounds were: a ratio between two targets means little when it is
 # smaller than their spreads (this machine's disk latency drifts between rounds).
 spread = lambda d, k: max(d[k]) / min(d[k]) if d.get(k) and min(d[k]) > 0 else float("nan")
-print("\n## Spread of the rounds (slowest / fastest seconds)\n")
+print(f"\n{H} Spread of the rounds (slowest / fastest seconds)\n")
 print("| step | " + " | ".join(targets) + " |")
 print("|---" * (len(targets) + 1) + "|")
 for s in steps:
@@ -254,7 +297,7 @@ for s in steps:
         print(f"| {s} | " + " | ".join(f"{spread(secs, (t, s)):.2f}" for t in targets) + " |")
 if "cofferfs" in targets:
     anchors = [t for t in targets if t != "cofferfs"]
-    print("\n## Ratios\n")
+    print(f"\n{H} Ratios\n")
     print("Time: anchor seconds / cofferfs seconds (> 1: cofferfs faster). "
           "CPU: cofferfs daemon CPU seconds / anchor daemon CPU seconds (< 1: cofferfs cheaper).\n")
     daemons = [a for a in anchors if a != "plain"]
@@ -267,16 +310,59 @@ if "cofferfs" in targets:
             continue
         c, cc = med(secs, ("cofferfs", s)), med(cpu, ("cofferfs", s))
         cells = [ratio(med(secs, (a, s)), c) for a in anchors]
+        for a in daemons:
+            chart.write(f"{s}\t{a}\t{med(secs, (a, s)) / c if c > 0 else float('nan')}\n")
         cells += [ratio(cc, med(cpu, (a, s))) for a in daemons]
         print(f"| {s} | " + " | ".join(cells) + " |")
 PY
-} > "$REPORT"
+    if [ -s "$CHART_TSV" ]; then
+        mkdir -p "$(dirname "$SVG")"
+        "$PY" scripts/lib/charts.py bars "$SVG" "cofferfs against the anchors, $BACKING backing (time ratios)" < "$CHART_TSV"
+        echo
+        echo "![Time ratios per step, $BACKING backing: anchor seconds / cofferfs seconds; lines at 1.0 and 1.5]($SVG_REF)"
+    fi
+}
+ARGS="-n $ROUNDS --backing $BACKING"
+[ "$STEPS" = "$ALL_STEPS" ] || ARGS="$ARGS --steps \"$STEPS\""
+[ "$TARGETS" = "cofferfs gocryptfs securefs bindfs plain" ] || ARGS="$ARGS --targets \"$TARGETS\""
+[ $QUICK = 0 ] || ARGS="$ARGS --quick"
+if [ "$BACKING" = tmpfs ] && [ -z "$OUT" ]; then
+    {
+        echo "## On a tmpfs backing store"
+        echo
+        echo "Written by \`scripts/bench.sh $ARGS\` (do not edit by hand): the same steps with"
+        echo "every backing directory on a fresh tmpfs instead of a fresh ext4, which takes the disk"
+        echo "out and leaves the daemons' own cost."
+        echo
+        facts
+        tables "###"
+    } > "$REPORT"
+else
+    {
+        echo "# Performance"
+        echo
+        echo "Written by \`scripts/bench.sh $ARGS\` (the single source of every figure down to the"
+        echo "marker line at the end; do not edit by hand). Re-run it on an idle machine to refresh this"
+        echo "file; it keeps the sections after the marker, which other scripts own (\`scripts/bench.sh"
+        echo "--backing tmpfs\`, \`scripts/bench-scale.sh\`, \`scripts/bench-unlock.sh --write\`,"
+        echo "\`scripts/bench-transit-unlock.sh --write\`, \`scripts/bench-online-rotate.sh\`,"
+        echo "\`scripts/bench-rotate.sh\`)."
+        echo
+        facts
+        tables "##"
+    } > "$REPORT"
+fi
 cat "$REPORT"
-if [ -n "$OUT" ]; then
+if [ -n "$SECTION_INTO" ]; then
+    [ -f "$SECTION_INTO" ] || { echo "$SECTION_INTO: no such file" >&2; exit 1; }
+    "$PY" scripts/lib/put_section.py "$SECTION_INTO" "$REPORT"
+    echo >&2
+    echo "section written into $SECTION_INTO, chart $SVG" >&2
+elif [ -n "$OUT" ]; then
     # Sections other scripts own (from the marker on, e.g. bench-rotate.sh's) are kept.
     kept=$(sed -n '/^<!-- written by other scripts/,$p' "$OUT" 2> /dev/null || true)
     cp "$REPORT" "$OUT"
     [ -z "$kept" ] || printf '\n%s\n' "$kept" >> "$OUT"
     echo >&2
-    echo "written to $OUT" >&2
+    echo "written to $OUT, chart $SVG" >&2
 fi
