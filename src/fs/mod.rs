@@ -177,7 +177,7 @@ impl CofferFs {
             handles: HandleTable::new(activity.clone()),
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
-            shreds: shred_queue::ShredQueue::start(vol.clone()),
+            shreds: shred_queue::ShredQueue::start(vol.clone(), opts.path_fd_budget),
             dir_ids: Default::default(),
             vol,
             opts,

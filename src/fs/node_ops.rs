@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, Mode};
 use super::CofferFs;
 use super::errno::os;
 use super::inodes::{Inode, Kind};
-use crate::volume::ciphertext::file_id_in;
+use crate::volume::ciphertext::{file_id_in, open_for_header};
 use crate::volume::names::EmptiedDir;
 use crate::volume::owners;
 use crate::volume::{FileId, Owner, Result, Volume, VolumeError};
@@ -19,7 +19,26 @@ use crate::volume::{FileId, Owner, Result, Volume, VolumeError};
 /// The last link of a regular file is going: its key, if it has one yet (a file never written
 /// has none), and the owner digest of the name going (the row is shredded only if it is the
 /// row's owner).
-struct LastLink(Option<FileId>, Owner);
+struct LastLink(KeyOf, Owner);
+
+/// How the key of a file whose last link goes is found.
+enum KeyOf {
+    /// Known already (or known to be none): from its open content or its last release.
+    Known(Option<FileId>),
+    /// In its header, not read yet: the file opened for reading, so that the shredder can
+    /// read the header off the unlink's path (`shred_queue.rs`).
+    Header(std::fs::File),
+}
+
+impl KeyOf {
+    /// The id, reading the header now if it was left for later.
+    fn read_now(self) -> Option<FileId> {
+        match self {
+            KeyOf::Known(id) => id,
+            KeyOf::Header(file) => crate::volume::ciphertext::read_file_id(&file),
+        }
+    }
+}
 
 /// What removing a name of a regular file means for its key row.
 enum Removal {
@@ -178,15 +197,41 @@ impl CofferFs {
     /// content if the file is open, else as its last release left it (`known_file_id`), else
     /// from its header (read without moving the atime).
     fn file_id_of(&self, parent: &Inode, disk: &OsStr, ino: u64) -> Option<FileId> {
-        if let Some(inode) = self.inodes.get(ino) {
-            if let Some(f) = &inode.content.lock().file {
-                return f.file_id();
-            }
-            if let Some(id) = inode.known_file_id() {
-                return Some(id);
+        match self.remembered_file_id(ino) {
+            Some(known) => known,
+            None => file_id_in(parent.fd().ok()?.as_fd(), disk),
+        }
+    }
+
+    /// What the mount knows of node `ino`'s file id without reading its header: `Some(id)`
+    /// from its open content (`Some(None)`: open and without a key yet), else as its last
+    /// release left it; `None` when only the header can tell.
+    fn remembered_file_id(&self, ino: u64) -> Option<Option<FileId>> {
+        let inode = self.inodes.get(ino)?;
+        if let Some(f) = &inode.content.lock().file {
+            return Some(f.file_id());
+        }
+        inode.known_file_id().map(Some)
+    }
+
+    /// How to find the key of the regular file `disk` in `parent` (node `ino`) whose last
+    /// link is about to go: what the mount remembers, else the file opened for a header read
+    /// later (an open costs no data I/O; the read may be a disk read).
+    fn key_of_last_link(&self, parent: &Inode, disk: &OsStr, ino: u64) -> KeyOf {
+        if let Some(known) = self.remembered_file_id(ino) {
+            return KeyOf::Known(known);
+        }
+        let Ok(dir) = parent.fd() else {
+            return KeyOf::Known(None);
+        };
+        match open_for_header(dir.as_fd(), disk) {
+            Some(file) => KeyOf::Header(file),
+            None => {
+                // Out of fds, perhaps: the files queued for their headers give theirs back.
+                self.shreds.read_unread_now();
+                KeyOf::Known(file_id_in(dir.as_fd(), disk))
             }
         }
-        file_id_in(parent.fd().ok()?.as_fd(), disk)
     }
 
     /// The node id of the entry `disk` in `parent` (if there is one) and what removing it
@@ -220,7 +265,7 @@ impl CofferFs {
         }
         Some((
             ino,
-            Removal::Last(LastLink(self.file_id_of(parent, disk, ino), owner)),
+            Removal::Last(LastLink(self.key_of_last_link(parent, disk, ino), owner)),
         ))
     }
 
@@ -297,15 +342,17 @@ impl CofferFs {
                 // A keyless file gets its row, at its first write, for no name.
                 let id = match &content.file {
                     Some(f) => f.set_pending_owner(Some(gone)),
-                    None => last.0,
+                    None => last.0.read_now(),
                 };
                 self.vol.last_name_gone_while_open(id.as_ref(), &last.1)?;
                 content.shred_on_release = Some(gone);
                 return Ok(());
             }
         }
-        if let LastLink(Some(id), owner) = last {
-            self.shreds.push(id, owner);
+        match last {
+            LastLink(KeyOf::Known(Some(id)), owner) => self.shreds.push(id, owner),
+            LastLink(KeyOf::Header(file), owner) => self.shreds.push_unread(file, owner),
+            LastLink(KeyOf::Known(None), _) => {}
         }
         Ok(())
     }

@@ -62,13 +62,22 @@ pub fn file_id_at(path: &Path) -> Option<FileId> {
 /// moving the file's atime where the caller may (`O_NOATIME` needs the file's owner or
 /// `CAP_FOWNER`; without it the file is read plainly) and without following a symlink.
 pub fn file_id_in(dir: BorrowedFd<'_>, name: &OsStr) -> Option<FileId> {
+    read_file_id(&open_for_header(dir, name)?)
+}
+
+/// The regular file `name` in directory `dir`, opened to read its header later with
+/// [`read_file_id`] (as [`file_id_in`] does at once): opening costs no data I/O, so a caller
+/// about to unlink the entry can leave the header read, a disk read when the file is not
+/// cached, to a thread off its request's path; the open file keeps the inode readable after
+/// the unlink.
+pub fn open_for_header(dir: BorrowedFd<'_>, name: &OsStr) -> Option<File> {
     let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
         Err(rustix::io::Errno::PERM) => rustix::fs::openat(dir, name, base, Mode::empty()),
         other => other,
     }
     .ok()?;
-    read_file_id(&File::from(fd))
+    Some(File::from(fd))
 }
 
 /// What one on-disk chunk is, by the chunk rule (`docs/FORMAT.md`).
