@@ -19,11 +19,15 @@
 # N, memory and store bytes per file, and charts per-file cost against N (log-log,
 # scripts/lib/charts.py). The section "## Scale: 1,000 to 1,000,000 files" of
 # docs/PERFORMANCE.md, with the chart docs/perf/scale.svg, is written with --out-section or when
-# the full size list ran; a partial run only prints (its chart stays in $WORK).
+# the full size list ran. With one kind (--kinds empty or 4k) the section and chart are that
+# kind's own ("## Scale: ... (empty files)", docs/perf/scale-empty.svg), so the two kinds can be
+# run apart. A partial run only prints (its chart stays in $WORK).
 #
 # usage: scripts/bench-scale.sh [--sizes "1000 10000 100000 1000000"] [--kinds "empty 4k"]
-#            [--targets "cofferfs gocryptfs"] [--bigdir N] [--out-section]
+#            [--targets "cofferfs gocryptfs"] [--anchors-up-to N] [--bigdir N] [--out-section]
 #   --targets  any of cofferfs gocryptfs securefs bindfs
+#   --anchors-up-to  run the targets other than cofferfs only for sizes up to N (the 1M runs
+#              of every anchor take over an hour on 2 cores)
 #   --bigdir   entries of the one big directory (default 100000; 0: skip it)
 # COFFERFS_BIN=path uses that binary instead of building the release one. Needs root (mounts,
 # loop devices, drop_caches). Volumes get a cheap password slot (Argon2id m=8 MiB, t=1;
@@ -35,6 +39,7 @@ SIZES=$DEFAULT_SIZES
 KINDS="empty 4k"
 TARGETS="cofferfs gocryptfs"
 BIGDIR=100000
+ANCHORS_UP_TO=""
 OUT_SECTION=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
         --kinds) KINDS=$2; shift 2 ;;
         --targets) TARGETS=$2; shift 2 ;;
         --bigdir) BIGDIR=$2; shift 2 ;;
+        --anchors-up-to) ANCHORS_UP_TO=$2; shift 2 ;;
         --out-section) OUT_SECTION=1; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -173,6 +179,9 @@ for n in $SIZES; do
     for kind in $KINDS; do
         bytes=0; [ "$kind" = 4k ] && bytes=4096
         for t in $TARGETS; do
+            if [ -n "$ANCHORS_UP_TO" ] && [ "$t" != cofferfs ] && [ "$n" -gt "$ANCHORS_UP_TO" ]; then
+                continue
+            fi
             echo "$t: $n $kind files ($(( $(date +%s) - T_START )) s so far)" >&2
             fresh_fs_for "$n" "$bytes"
             back=$FS/back
@@ -230,17 +239,23 @@ ELAPSED=$(( $(date +%s) - T_START ))
 
 SECTION=$WORK/section.md
 CHART_TSV=$WORK/chart.tsv
-if [ $OUT_SECTION = 1 ]; then SVG=docs/perf/scale.svg; SVG_REF=perf/scale.svg
-else SVG=$WORK/scale.svg; SVG_REF=$SVG; fi
+case $KINDS in
+    empty) KIND_TITLE=" (empty files)"; KIND_FILE=-empty ;;
+    4k) KIND_TITLE=" (4 KiB files)"; KIND_FILE=-4k ;;
+    *) KIND_TITLE=""; KIND_FILE="" ;;
+esac
+if [ $OUT_SECTION = 1 ]; then SVG=docs/perf/scale$KIND_FILE.svg; SVG_REF=perf/scale$KIND_FILE.svg
+else SVG=$WORK/scale$KIND_FILE.svg; SVG_REF=$SVG; fi
 fsversion() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 ARGS=""
 [ "$SIZES" = "$DEFAULT_SIZES" ] || ARGS="$ARGS --sizes \"$SIZES\""
 [ "$KINDS" = "empty 4k" ] || ARGS="$ARGS --kinds \"$KINDS\""
 [ "$TARGETS" = "cofferfs gocryptfs" ] || ARGS="$ARGS --targets \"$TARGETS\""
 [ "$BIGDIR" = 100000 ] || ARGS="$ARGS --bigdir $BIGDIR"
+[ -z "$ANCHORS_UP_TO" ] || ARGS="$ARGS --anchors-up-to $ANCHORS_UP_TO"
 [ -z "${COFFERFS_BIN:-}" ] || ARGS=" (COFFERFS_BIN=$COFFERFS_BIN)$ARGS"
 {
-    echo "## Scale: 1,000 to 1,000,000 files"
+    echo "## Scale: 1,000 to 1,000,000 files$KIND_TITLE"
     echo
     echo "Written by \`scripts/bench-scale.sh$ARGS\` (do not edit by hand; it took $ELAPSED s):"
     echo "N files (empty, or 4 KiB each) in directories of 1000 on a fresh ext4 per target, N and"

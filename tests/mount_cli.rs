@@ -284,3 +284,38 @@ fn idle_takes_compound_and_fractional_durations() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("1h30m"), "shows an example: {err}");
 }
+
+/// Names of the daemon `pid`'s request threads (fuser calls them `fuser-0`, `fuser-1`, …).
+fn request_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|c| {
+            c.trim()
+                .strip_prefix("fuser-")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .count()
+}
+
+#[test]
+fn threads_sets_how_many_threads_serve_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, mnt) = volume(dir.path(), "v");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (flags, want) in [
+        (vec![], cpus.clamp(2, 8)),
+        (vec!["--threads", "1"], 1),
+        (vec!["--threads", "3"], 3),
+    ] {
+        let mut child = mount_foreground(&c, &mnt, &flags, None);
+        assert_eq!(request_threads(child.id()), want, "{flags:?}");
+        std::fs::write(mnt.join("f"), b"served").unwrap();
+        assert_eq!(std::fs::read(mnt.join("f")).unwrap(), b"served");
+        sigterm(&child);
+        assert!(wait_timeout(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()));
+    }
+    let (code, _, err) = run_with_stdin(&["mount", "--threads", "0", s(&c), s(&mnt)], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(!is_mounted(&mnt));
+}

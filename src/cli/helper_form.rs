@@ -42,6 +42,7 @@ fn map(name: &str) -> Mapped {
         "header_store" | "header-store" => Mapped::WithValue("--header-store"),
         "idle" => Mapped::WithValue("--idle"),
         "slot" => Mapped::WithValue("--slot"),
+        "threads" => Mapped::WithValue("--threads"),
         "fsname" => Mapped::WithValue("--fsname"),
         "ro" => Mapped::Flag("--ro"),
         "allow_other" => Mapped::Flag("--allow-other"),
@@ -228,6 +229,23 @@ mod tests {
                 "1",
                 "--pin-file",
                 "/etc/pin",
+                "--",
+                "/c",
+                "/m"
+            ]
+        );
+    }
+
+    #[test]
+    fn threads_option_becomes_the_threads_flag() {
+        assert_eq!(
+            rewritten(&["cofferfs", "/c", "/m", "-o", "threads=2,ro"]),
+            [
+                "cofferfs",
+                "mount",
+                "--threads",
+                "2",
+                "--ro",
                 "--",
                 "/c",
                 "/m"

@@ -197,6 +197,12 @@ fn open_volume(
 /// Prepares the process (umask, fd limit, termination signals blocked for the signal
 /// thread), builds the filesystem and mounts it; returns the running session and the
 /// filesystem's activity record (for `--idle`).
+/// The FUSE threads of a mount without `--threads`: one per CPU this process may run on,
+/// at least 2 (a request waiting on the disk must not stall every other) and at most 8.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
 fn start_session(
     a: &MountArgs,
     vol: &Arc<Volume>,
@@ -218,7 +224,7 @@ fn start_session(
     let notifier = fs.notifier_slot();
     let mut cfg = Config::default();
     cfg.mount_options = options;
-    cfg.n_threads = Some(4);
+    cfg.n_threads = Some(a.threads.map_or_else(default_threads, usize::from));
     cfg.clone_fd = true;
     cfg.acl = if a.allow_other {
         SessionACL::All
