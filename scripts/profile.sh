@@ -13,6 +13,10 @@
 #   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
 #            default 10000); seqwrite/seqread use 1 GiB
 #   --keep   copy perf.data files there (default: deleted)
+#   --counts-only  only the FUSE requests (no perf record of the daemon)
+#   --tsv F  also append "target step files opcode count" lines to F (scripts/bench-requests.sh)
+# Requests are counted for this mount's FUSE connection only (the tracepoint's connection number
+# is the minor device number of the mount), so other mounts on the machine do not count.
 # Needs root (mounts, drop_caches), perf, fusermount3; builds release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +24,15 @@ STEP=${1:?usage: scripts/profile.sh STEP [--files N] [--keep DIR]}; shift
 FILES=""
 KEEP=""
 TARGET=cofferfs
+COUNTS_ONLY=0
+TSV=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --files) FILES=$2; shift 2 ;;
         --keep) KEEP=$2; shift 2 ;;
         --target) TARGET=$2; shift 2 ;;
+        --counts-only) COUNTS_ONLY=1; shift ;;
+        --tsv) TSV=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -92,29 +100,37 @@ run_step() {
 }
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 
-perf record -q -g -o "$WORK/daemon.data" -p "$PID" 2>/dev/null &
-PERF=$!
+CONN=$(python3 -c 'import os, sys; print(os.minor(os.stat(sys.argv[1]).st_dev))' "$MNT")
+PERF=""
+if [ $COUNTS_ONLY = 0 ]; then
+    perf record -q -g -o "$WORK/daemon.data" -p "$PID" 2>/dev/null &
+    PERF=$!
+fi
 perf record -q -e fuse:fuse_request_send -a -o "$WORK/fuse.data" 2>/dev/null &
 TRACE=$!
 sleep 1
 c0=$(cpu); t0=$(date +%s.%N)
 run_step
 t1=$(date +%s.%N); c1=$(cpu)
-kill -INT "$PERF" "$TRACE"; wait "$PERF" "$TRACE" 2>/dev/null || true
+kill -INT $PERF "$TRACE"; wait $PERF "$TRACE" 2>/dev/null || true
 
 set +o pipefail # the reports below end in `head`
 echo "== $STEP: $(echo "$t1 - $t0" | bc) s wall, $(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l | cut -c1-5) s daemon CPU"
 echo
-echo "== FUSE requests by opcode (all mounts on the machine during the step), and per file ($N files)"
-perf script -i "$WORK/fuse.data" 2>/dev/null | grep -o 'FUSE_[A-Z_]*\|opcode=[^ ]*' | sort | uniq -c | sort -rn \
-    | awk -v n="$N" '{printf "%8d  %6.2f/file  %s\n", $1, $1 / n, $2; t += $1} END {printf "%8d  %6.2f/file  total\n", t, t / n}' | head -16
+echo "== FUSE requests by opcode (this mount's connection $CONN), and per file ($N files)"
+perf script -i "$WORK/fuse.data" 2>/dev/null | grep " connection $CONN " | grep -o 'FUSE_[A-Z_]*' \
+    | sort | uniq -c | sort -rn > "$WORK/counts"
+awk -v n="$N" '{printf "%8d  %6.2f/file  %s\n", $1, $1 / n, $2; t += $1} END {printf "%8d  %6.2f/file  total\n", t, t / n}' "$WORK/counts" | head -16
+[ -z "$TSV" ] || awk -v t="$TARGET" -v s="$STEP" -v n="$N" '{print t "\t" s "\t" n "\t" $2 "\t" $1}' "$WORK/counts" >> "$TSV"
 echo
+if [ $COUNTS_ONLY = 0 ]; then
 echo "== daemon: top symbols, self time"
 perf report -i "$WORK/daemon.data" --no-children --sort symbol -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
 echo
 echo "== daemon: system calls and SQLite, total time (with callees)"
 perf report -i "$WORK/daemon.data" --children --sort symbol -g none 2>/dev/null \
     | grep -E '__x64_sys_|__do_sys_|sqlite3_step|fuse_dev_(read|write)' | head -20
+fi
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.data "$KEEP"/; echo; echo "perf data kept in $KEEP"; fi
 if [ "$TARGET" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
 wait "$PID" 2>/dev/null || true
