@@ -1,6 +1,7 @@
 //! `cofferfs reencrypt` from the command line: a new file id and every chunk rewritten, the
-//! same content after a remount, the old key row gone, hard-linked files refused, and kill -9
-//! at random moments always leaving every file readable (old or new version).
+//! same content after a remount, the old key row gone, hard-linked files refused, a volume of
+//! many files done in batches, and kill -9 at random moments always leaving every file
+//! readable (old or new version).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::damage::{cipher_path, header_id, key_row_ids};
+use common::damage::{chunk_off, cipher_path, flip_byte, header_id, key_row_ids};
 use common::mount::{Mounted, PASSWORD, bin, cofferfs};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -105,6 +106,133 @@ fn reencrypt_all_skips_hard_links_and_missing_paths_fail() {
     );
 }
 
+/// Writes `n` small files (of varied sizes, some over a chunk) spread over three directories
+/// through the mount, every tenth with an extended attribute; returns their paths and contents.
+fn write_many(m: &Mounted, n: usize) -> Vec<(String, Vec<u8>)> {
+    for d in 0..3 {
+        std::fs::create_dir_all(m.path(&format!("d{d}"))).unwrap();
+    }
+    (0..n)
+        .map(|i| {
+            let name = format!("d{}/f{i}", i % 3);
+            let data = pattern(1 + (i * 97) % 9000, i as u8);
+            std::fs::write(m.path(&name), &data).unwrap();
+            if i % 10 == 0 {
+                let value = format!("v{i}");
+                rustix::fs::setxattr(
+                    m.path(&name),
+                    "user.n",
+                    value.as_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+#[test]
+fn reencrypt_all_of_many_files_keeps_every_content_and_xattr_and_drops_every_old_row() {
+    let mut m = Mounted::new();
+    let files = write_many(&m, 300);
+    std::fs::write(m.path("empty"), b"").unwrap();
+    std::fs::write(m.path("linked"), b"two names").unwrap();
+    std::fs::hard_link(m.path("linked"), m.path("d0/linked2")).unwrap();
+    m.unmount();
+    let linked_id = header_id(&cipher_path(&m.cipherdir, "/linked"));
+    let old_rows = key_row_ids(&m.cipherdir);
+    assert_eq!(old_rows.len(), files.len() + 1);
+
+    let (code, out, err) = reencrypt(&m.cipherdir, &["--all"]);
+    assert_eq!(code, 28, "{out}{err}");
+    assert!(
+        out.contains("300 files re-encrypted, 1 left alone"),
+        "{out}"
+    );
+    assert_eq!(err.matches("has 2 hard links").count(), 1, "{err}");
+    assert!(
+        out.contains("/empty is empty: nothing to re-encrypt"),
+        "{out}"
+    );
+    assert_eq!(out.matches("re-encrypted /d").count(), files.len(), "{out}");
+
+    // Every old row is gone but the hard-linked file's, which was left alone.
+    let rows = key_row_ids(&m.cipherdir);
+    assert_eq!(rows.len(), old_rows.len());
+    let still: Vec<_> = old_rows.iter().filter(|id| rows.contains(id)).collect();
+    assert_eq!(still, vec![&linked_id]);
+    let (code, out, err) = cofferfs(&["fsck", m.cipherdir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    m.mount(&[]);
+    for (i, (name, data)) in files.iter().enumerate() {
+        assert!(
+            std::fs::read(m.path(name)).unwrap() == *data,
+            "{name} differs"
+        );
+        if i % 10 == 0 {
+            let mut v = [0u8; 16];
+            let n = rustix::fs::getxattr(m.path(name), "user.n", &mut v).unwrap();
+            assert_eq!(&v[..n], format!("v{i}").as_bytes(), "{name}'s xattr");
+        }
+    }
+    assert_eq!(std::fs::read(m.path("empty")).unwrap(), b"");
+    assert_eq!(std::fs::read(m.path("d0/linked2")).unwrap(), b"two names");
+}
+
+#[test]
+fn a_file_that_fails_leaves_the_rest_of_its_batch_re_encrypted() {
+    let mut m = Mounted::new();
+    let files = write_many(&m, 40);
+    m.unmount();
+    let bad = &files[7].0;
+    let bad_blob = cipher_path(&m.cipherdir, &format!("/{bad}"));
+    flip_byte(&bad_blob, chunk_off(0, 0));
+    let bad_id = header_id(&bad_blob);
+    let old_rows = key_row_ids(&m.cipherdir);
+
+    let (code, out, err) = reencrypt(&m.cipherdir, &["--all"]);
+    assert_eq!(code, 28, "{out}{err}");
+    assert!(err.contains(&format!("cofferfs: /{bad}: ")), "{err}");
+    assert!(out.contains("39 files re-encrypted, 1 left alone"), "{out}");
+    // The failed file's temporary file and new row are gone, its old row stays.
+    let rows = key_row_ids(&m.cipherdir);
+    assert_eq!(rows.len(), old_rows.len());
+    let still: Vec<_> = old_rows.iter().filter(|id| rows.contains(id)).collect();
+    assert_eq!(still, vec![&bad_id]);
+    let temps = std::fs::read_dir(bad_blob.parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with(".cofferfs.tmp.")
+        })
+        .count();
+    assert_eq!(temps, 0);
+
+    m.mount(&[]);
+    for (name, data) in files.iter().filter(|(name, _)| name != bad) {
+        assert!(
+            std::fs::read(m.path(name)).unwrap() == *data,
+            "{name} differs"
+        );
+    }
+}
+
+#[test]
+fn a_path_named_twice_is_re_encrypted_twice_and_leaves_no_row_behind() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"twice").unwrap();
+    m.unmount();
+    let (code, out, err) = reencrypt(&m.cipherdir, &["/a", "/a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("re-encrypted /a").count(), 2, "{out}");
+    let rows = key_row_ids(&m.cipherdir);
+    assert_eq!(rows, vec![header_id(&cipher_path(&m.cipherdir, "/a"))]);
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"twice");
+}
+
 /// Starts `reencrypt --all` and returns the running child.
 fn spawn_reencrypt_all(cipherdir: &Path) -> std::process::Child {
     use std::io::Write;
@@ -123,12 +251,15 @@ fn spawn_reencrypt_all(cipherdir: &Path) -> std::process::Child {
 #[test]
 fn kill_9_during_reencrypt_always_leaves_every_file_readable() {
     let mut m = Mounted::new();
-    let files: Vec<(String, Vec<u8>)> = (0..6)
+    // Big files and enough small ones for several batches, so kills land inside a batch's
+    // writes, its sync, its renames and its shredding.
+    let mut files: Vec<(String, Vec<u8>)> = (0..6)
         .map(|i| (format!("f{i}"), pattern(1_500_000 + i * 1000, i as u8)))
         .collect();
     for (name, data) in &files {
         std::fs::write(m.path(name), data).unwrap();
     }
+    files.extend(write_many(&m, 600));
     m.unmount();
     // How long a whole run takes, so kills land anywhere inside one.
     let start = Instant::now();

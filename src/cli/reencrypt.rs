@@ -10,7 +10,7 @@ use super::volume_args::VolumeArgs;
 use super::{CliError, exit};
 use crate::format::FileId;
 use crate::volume::owners::header_id;
-use crate::volume::reencrypt::{Outcome, reencrypt_file, resolve};
+use crate::volume::reencrypt::{Outcome, reencrypt_files, resolve};
 use crate::volume::walk::{EntryKind, walk};
 use crate::volume::{Volume, VolumeError};
 
@@ -136,16 +136,23 @@ pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
     let pb = progress_bar("re-encrypting");
     pb.set_length(total);
     let (mut done, mut left) = (0u64, 0u64);
+    // Files left alone before any work are said first; the others as their batch ends.
+    let (mut names, mut ciphers) = (Vec::new(), Vec::new());
     for (shown, cipher) in &list {
-        let cipher = match cipher {
-            Ok(c) => c,
+        match cipher {
+            Ok(c) => {
+                names.push(shown);
+                ciphers.push(c);
+            }
             Err(why) => {
                 left += 1;
                 pb.suspend(|| eprintln!("cofferfs: skipped {shown}: {why}"));
-                continue;
             }
-        };
-        match reencrypt_file(&vol, cipher, &mut |n| pb.inc(n)) {
+        }
+    }
+    reencrypt_files(&vol, &ciphers, &mut |n| pb.inc(n), &mut |i, outcome| {
+        let shown = names[i];
+        match outcome {
             Ok(Outcome::Reencrypted {
                 old,
                 new,
@@ -175,7 +182,7 @@ pub fn run(a: ReencryptArgs) -> Result<(), CliError> {
                 pb.suspend(|| eprintln!("cofferfs: {shown}: {e}"));
             }
         }
-    }
+    });
     pb.finish_and_clear();
     vol.keyring()
         .store()

@@ -1,25 +1,38 @@
 //! `reencrypt`: a new FEK (and file id) and freshly sealed content for a file, the answer to a
-//! leaked FEK or a leaked old header store. Crash-safe by writing aside and renaming:
+//! leaked FEK or a leaked old header store. Crash-safe by writing aside and renaming, done in
+//! batches (up to 256 files or 64 MiB of plaintext, `BATCH_FILES` and `BATCH_BYTES`) so that
+//! the syncs are paid once per batch rather than once per file (three syncs a file made a
+//! million files take an hour):
 //!
-//! 1. a new key row (new random file id and FEK) is committed, then the temporary file
-//!    `.cofferfs.tmp.<random>` is created next to the original and filled with the content
-//!    re-sealed under the new FEK at the current format version (so a v1 file becomes v2;
-//!    all-zero chunks stay holes, except a v2 file's last chunk), with the original's mode,
-//!    owner, extended attributes and times;
-//! 2. the temporary file is fsynced and the header store's WAL synced (the new row is durable);
-//! 3. the temporary file is renamed over the original and the directory fsynced;
-//! 4. the old key row is deleted (`secure_delete`) if this entry owns it (see
-//!    `keystore::owners`): a copy of another file's ciphertext carries the other file's id,
-//!    whose row the other file still needs.
+//! 1. for each file, a new key row (new random file id and FEK) is committed, then the
+//!    temporary file `.cofferfs.tmp.<random>` is created next to the original and filled with
+//!    the content re-sealed under the new FEK at the current format version (so a v1 file
+//!    becomes v2; all-zero chunks stay holes, except a v2 file's last chunk), with the
+//!    original's mode, owner, extended attributes and times; nothing is synced yet;
+//! 2. once for the batch, every temporary file is made durable (one `syncfs` per filesystem
+//!    they are on) and the header store's WAL synced (every new row is durable);
+//! 3. each temporary file is renamed over its original, then each directory of the batch is
+//!    fsynced once;
+//! 4. the old key rows of the batch are deleted (`secure_delete`) in one transaction, each only
+//!    if its entry owns it (see `keystore::owners`): a copy of another file's ciphertext
+//!    carries the other file's id, whose row the other file still needs.
 //!
-//! A crash before 3 leaves the original and its row intact plus a temporary file and its row
-//! (fsck removes both); after 3, the new file with its durable row plus the old row, now an
-//! orphan (fsck removes it). Either way every file reads, old version or new.
+//! A crash before 3 leaves the originals and their rows intact plus temporary files and their
+//! rows (fsck removes both); during or after 3, each file is the original with its row, or the
+//! new file with its durable row plus the old row, now an orphan (fsck removes it). Either way
+//! every file reads, old version or new.
+//!
+//! A failure fails only the files it concerns, and the rest of the batch goes on: before 3 a
+//! failed file's temporary file and new row are removed and the original stays (a failed sync
+//! in step 2 fails every file it covers); after its rename, a file whose directory does not
+//! sync keeps both rows (a crash may leave either version under its name).
 //!
 //! A file with more than one hard link is refused: renaming over one name would split it from
 //! its other names, and rewriting in place cannot be made crash-safe (a crash would leave chunks
 //! under two different keys in one file).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -33,6 +46,7 @@ use super::{ChunkedFile, Result, Volume, VolumeError};
 use crate::crypto::os_random;
 use crate::format::FileId;
 use crate::format::names::TEMP_PREFIX;
+use crate::keystore::Owner;
 
 /// Plaintext bytes copied per step.
 const COPY_LEN: usize = 1 << 20;
@@ -96,29 +110,238 @@ fn temp_name() -> Result<String> {
     ))
 }
 
-/// Re-encrypts the file at `cipher` (relative to the cipherdir). `progress` gets plaintext
-/// bytes as they are copied.
-pub fn reencrypt_file(
+/// Re-encrypts the files at `ciphers` (relative to the cipherdir) in batches made durable
+/// together (see the module comment). `progress` gets plaintext bytes as they are copied;
+/// `done` gets each file's index in `ciphers` and its outcome, in order, as its batch ends.
+pub fn reencrypt_files<P: AsRef<Path>>(
     vol: &Volume,
-    cipher: &Path,
+    ciphers: &[P],
     progress: &mut dyn FnMut(u64),
-) -> Result<Outcome> {
-    let path = vol.root().join(cipher);
+    done: &mut dyn FnMut(usize, Result<Outcome>),
+) {
+    let mut next = 0;
+    let mut settle = |batch: Batch| {
+        for outcome in batch.finish(vol) {
+            done(next, outcome);
+            next += 1;
+        }
+    };
+    let mut batch = Batch::default();
+    for cipher in ciphers {
+        let path = vol.root().join(cipher);
+        // The same file twice in one batch would be renamed over by its second copy, whose
+        // row would then be the only one in use: it waits for the next batch instead.
+        if batch.is_full() || batch.holds(&path) {
+            settle(std::mem::take(&mut batch));
+        }
+        batch.add(vol, path, progress);
+    }
+    settle(batch);
+}
+
+/// A batch is closed once it holds this many files or plaintext bytes, whichever comes first:
+/// enough that the syncs cost little per file, few enough that the temporary files a crash
+/// leaves and the work a failed sync undoes stay small.
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// The files of one batch, in order, each after step 1.
+#[derive(Default)]
+struct Batch {
+    files: Vec<Result<Prepared>>,
+    plain_bytes: u64,
+    /// A directory per filesystem the temporary files are on, opened before any was written:
+    /// `syncfs` through an fd reports the writeback errors of its filesystem since the open.
+    filesystems: HashMap<u64, File>,
+}
+
+/// A file after step 1.
+enum Prepared {
+    /// Nothing more to do: empty, or left alone.
+    Final(Outcome),
+    /// Re-sealed into its temporary file; its batch does the rest.
+    Written(Written),
+}
+
+/// A file whose content is re-sealed into a temporary file next to it, under a new key row.
+struct Written {
+    /// The original, which the temporary file replaces.
+    path: PathBuf,
+    tmp_path: PathBuf,
+    /// The filesystem both are on.
+    dev: u64,
+    old: FileId,
+    new: FileId,
+    /// The entry at `path`: owner of the new row, and of the old one unless it is a copy's.
+    owner: Owner,
+}
+
+impl Written {
+    /// Undoes step 1 (before step 3): the temporary file and its new row go. Best effort:
+    /// fsck removes what a failure here leaves.
+    fn abandon(&self, vol: &Volume) {
+        let _ = std::fs::remove_file(&self.tmp_path);
+        let _ = vol.keyring().shred(&self.new);
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.files.len() >= BATCH_FILES || self.plain_bytes >= BATCH_BYTES
+    }
+
+    /// Whether the file at `path` is already written aside in this batch.
+    fn holds(&self, path: &Path) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f, Ok(Prepared::Written(w)) if w.path == path))
+    }
+
+    /// Step 1 for the file at `path`.
+    fn add(&mut self, vol: &Volume, path: PathBuf, progress: &mut dyn FnMut(u64)) {
+        let mut copied = 0;
+        let prepared = write_aside(vol, path, &mut self.filesystems, &mut |n| {
+            copied += n;
+            progress(n);
+        });
+        self.plain_bytes += copied;
+        self.files.push(prepared);
+    }
+
+    /// Steps 2 to 4 for the whole batch.
+    fn finish(mut self, vol: &Volume) -> Vec<Result<Outcome>> {
+        self.make_durable(vol);
+        self.rename_into_place(vol);
+        self.shred_old_rows(vol)
+    }
+
+    /// Step 2: one `syncfs` per filesystem and one sync of the header store's WAL (which may
+    /// be on another filesystem, `--header-store`) for every temporary file and new row. A
+    /// failure fails the files it covers.
+    fn make_durable(&mut self, vol: &Volume) {
+        let failed: HashMap<u64, String> = self
+            .filesystems
+            .iter()
+            .filter_map(|(dev, fd)| Some((*dev, rustix::fs::syncfs(fd).err()?.to_string())))
+            .collect();
+        let store = vol.keyring().store().make_durable();
+        self.each_written(|w| {
+            let why = match (&store, failed.get(&w.dev)) {
+                (_, Some(e)) => format!("syncing the re-encrypted files failed: {e}"),
+                (Err(e), None) => format!("syncing the header store failed: {e}"),
+                (Ok(()), None) => return Ok(()),
+            };
+            w.abandon(vol);
+            Err(std::io::Error::other(why).into())
+        });
+    }
+
+    /// Step 3: each temporary file renamed over its original, then each directory of the
+    /// batch synced once. A file whose directory does not sync keeps both rows: after a crash
+    /// either version may be the one under its name (fsck removes the row left unused).
+    fn rename_into_place(&mut self, vol: &Volume) {
+        self.each_written(|w| {
+            std::fs::rename(&w.tmp_path, &w.path).map_err(|e| {
+                w.abandon(vol);
+                e.into()
+            })
+        });
+        let mut dirs = HashMap::new();
+        for f in &self.files {
+            if let Ok(Prepared::Written(w)) = f {
+                dirs.entry(w.dir().to_owned())
+                    .or_insert_with_key(|d| File::open(d).and_then(|d| d.sync_all()).err());
+            }
+        }
+        self.each_written(|w| match &dirs[w.dir()] {
+            None => Ok(()),
+            Some(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "renamed into place, but syncing its directory failed ({e}): the old key \
+                     row stays"
+                ),
+            )
+            .into()),
+        });
+    }
+
+    /// Step 4: the old rows of every file renamed into place, in one transaction, each only
+    /// if this entry owns it.
+    fn shred_old_rows(self, vol: &Volume) -> Vec<Result<Outcome>> {
+        let rows: Vec<(FileId, Owner)> = self
+            .files
+            .iter()
+            .filter_map(|f| match f {
+                Ok(Prepared::Written(w)) => Some((w.old, w.owner)),
+                _ => None,
+            })
+            .collect();
+        let shredded = vol.keyring().shred_many(&rows);
+        self.files
+            .into_iter()
+            .map(|f| match f? {
+                Prepared::Final(outcome) => Ok(outcome),
+                Prepared::Written(w) => match &shredded {
+                    Ok(s) => Ok(Outcome::Reencrypted {
+                        old: w.old,
+                        new: w.new,
+                        old_row_kept: s.kept.contains(&w.old),
+                    }),
+                    Err(e) => Err(std::io::Error::other(format!(
+                        "re-encrypted, but deleting the old key row failed: {e}"
+                    ))
+                    .into()),
+                },
+            })
+            .collect()
+    }
+
+    /// Runs `step` on each file still written aside; one it fails for ends with that error.
+    fn each_written(&mut self, mut step: impl FnMut(&Written) -> Result<()>) {
+        for f in &mut self.files {
+            if let Ok(Prepared::Written(w)) = f
+                && let Err(e) = step(w)
+            {
+                *f = Err(e);
+            }
+        }
+    }
+}
+
+/// Step 1 for the file at `path`: a new key row, and the content re-sealed under it into a
+/// temporary file with the original's metadata, nothing synced. `filesystems` gets the
+/// file's directory if its filesystem is not there yet.
+fn write_aside(
+    vol: &Volume,
+    path: PathBuf,
+    filesystems: &mut HashMap<u64, File>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Prepared> {
     let meta = std::fs::symlink_metadata(&path)?;
     if !meta.is_file() {
-        return Ok(Outcome::Skipped("not a regular file".into()));
+        return Ok(Prepared::Final(Outcome::Skipped(
+            "not a regular file".into(),
+        )));
     }
     if meta.nlink() > 1 {
-        return Ok(Outcome::Skipped(format!(
+        return Ok(Prepared::Final(Outcome::Skipped(format!(
             "has {} hard links, which a rewrite would split apart; copy it to a new file \
              (cp), remove the links and rename the copy instead",
             meta.nlink()
-        )));
+        ))));
     }
     if meta.len() == 0 {
-        return Ok(Outcome::Empty);
+        return Ok(Prepared::Final(Outcome::Empty));
     }
     let dir = path.parent().unwrap_or(vol.root()).to_owned();
+    if let Entry::Vacant(v) = filesystems.entry(meta.dev()) {
+        v.insert(File::open(&dir)?);
+    }
     let old = vol.open_file(File::open(&path)?)?;
     let tmp_path = dir.join(temp_name()?);
     let tmp = OpenOptions::new()
@@ -144,27 +367,24 @@ pub fn reencrypt_file(
             reason: "a non-empty file without a key".into(),
         });
     };
-    let done = rewrite(vol, &old, &new, &meta, progress).and_then(|()| {
-        std::fs::rename(&tmp_path, &path)?;
-        File::open(&dir)?.sync_all()?;
-        Ok(())
-    });
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp_path);
-        let _ = vol.keyring().shred(&new_id);
-        return Err(e);
-    }
-    // Only a row this entry owns: a copy of another file's ciphertext (or one half of a split
-    // hard link) carries an id whose row belongs to the other entry, which still needs it.
-    let shredded = vol.keyring().shred_many(&[(old_id, owner)])?;
-    Ok(Outcome::Reencrypted {
+    let written = Written {
+        path,
+        tmp_path,
+        dev: meta.dev(),
         old: old_id,
         new: new_id,
-        old_row_kept: !shredded.kept.is_empty(),
-    })
+        owner,
+    };
+    match rewrite(vol, &old, &new, &meta, progress) {
+        Ok(()) => Ok(Prepared::Written(written)),
+        Err(e) => {
+            written.abandon(vol);
+            Err(e)
+        }
+    }
 }
 
-/// Steps 1 and 2: content, metadata, then fsync of the file and of the new key row.
+/// The content and metadata of step 1.
 fn rewrite(
     vol: &Volume,
     old: &ChunkedFile,
@@ -197,8 +417,7 @@ fn rewrite(
         progress(n as u64);
     }
     new.set_len(size)?;
-    copy_metadata(old.backing(), new.backing(), meta)?;
-    new.sync(false)
+    copy_metadata(old.backing(), new.backing(), meta)
 }
 
 /// Splits `data` into maximal runs of whole `chunk_len` pieces (the last may be short) that are
@@ -265,7 +484,7 @@ pub fn copy_metadata(from: &File, to: &File, meta: &std::fs::Metadata) -> Result
 
 /// The owner digest of the entry at `path` in directory `dir`: what the new key row of a
 /// file re-encrypted in place records (see `volume::owners`).
-fn reencrypt_owner(vol: &Volume, dir: &Path, path: &Path) -> Result<crate::keystore::Owner> {
+fn reencrypt_owner(vol: &Volume, dir: &Path, path: &Path) -> Result<Owner> {
     let dir_id = if vol.names().encrypted() {
         super::names::read_dir_id(std::os::fd::AsFd::as_fd(&File::open(dir)?))?
     } else {
