@@ -1,7 +1,7 @@
 //! Review of format v3's key-row owners: `reencrypt` deletes the old key row by file id alone,
 //! without the owner check an unlink makes, so re-encrypting a copy of a ciphertext file (a
 //! sync tool's duplicate, `cp` in the cipherdir, a hard link split by `rsync -a` without `-H`)
-//! destroys the original's key. These tests fail until `reencrypt_file` only shreds a row its
+//! destroys the original's key. These tests fail until `reencrypt_files` only shreds a row its
 //! entry owns.
 
 mod common;
