@@ -23,13 +23,53 @@ pub fn find(volume_id: &[u8; 16]) -> Option<PathBuf> {
 
 /// Sends `request` to the daemon listening at `path` and waits for its reply.
 pub fn request_at(path: &Path, request: &Request) -> Result<Reply, ProtocolError> {
-    let mut stream = UnixStream::connect(path)?;
+    exchange(UnixStream::connect(path)?, request)
+}
+
+/// Sends `request` over the connected `stream` and reads the reply. A daemon busy with
+/// other clients answers "busy" and closes without reading the request, so the send may
+/// fail (`EPIPE`) while that answer waits to be read: the reply is read whatever the send
+/// did, and the send's error is reported only when there is no reply.
+fn exchange(mut stream: UnixStream, request: &Request) -> Result<Reply, ProtocolError> {
     stream.set_write_timeout(Some(SEND_TIMEOUT))?;
     let body = protocol::encode(&RequestEnvelope {
         v: VERSION,
         request: request.clone(),
     })?;
-    protocol::write_frame(&mut stream, &body)?;
-    let frame = protocol::read_frame(&mut stream)?;
+    let sent = protocol::write_frame(&mut stream, &body);
+    let frame = match (protocol::read_frame(&mut stream), sent) {
+        (Ok(frame), _) => frame,
+        (Err(_), Err(send_error)) => return Err(send_error),
+        (Err(read_error), Ok(())) => return Err(read_error),
+    };
     serde_json::from_slice(&frame).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    /// The server's side of a "busy" refusal: the reply, then the connection closed before
+    /// the client's request is read, so the client's send fails with `EPIPE`.
+    #[test]
+    fn a_reply_sent_before_the_request_is_read_is_still_received() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("c.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let stream = UnixStream::connect(&path).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        let busy = br#"{"v":1,"ok":false,"code":62,"message":"busy","data":null}"#;
+        server_side
+            .write_all(&(busy.len() as u32).to_be_bytes())
+            .unwrap();
+        server_side.write_all(busy).unwrap();
+        drop(server_side);
+        // The peer is gone: the send fails at once (EPIPE), the reply is in the buffer.
+        let reply = exchange(stream, &Request::Status).unwrap();
+        assert!(!reply.ok);
+        assert_eq!(reply.code, 62);
+    }
 }
