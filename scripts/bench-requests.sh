@@ -40,12 +40,16 @@ for step in $STEPS; do
     done
 done
 KERNEL=$(uname -r)
+CMD="scripts/bench-requests.sh --files $FILES --write"
+[ "$STEPS" = "untar ls readall rm create" ] || CMD="$CMD --steps \"$STEPS\""
+[ "$TARGETS" = "cofferfs gocryptfs securefs bindfs" ] || CMD="$CMD --targets \"$TARGETS\""
+CMD="COFFERFS_BIN=$COFFERFS_BIN $CMD"
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-python3 - "$TSV" "$TARGETS" "$STEPS" "$FILES" "$KERNEL" "$STARTED" > "$SECTION" <<'PY'
+python3 - "$TSV" "$TARGETS" "$STEPS" "$FILES" "$KERNEL" "$STARTED" "$CMD" > "$SECTION" <<'PY'
 import collections
 import sys
 
-tsv, targets, steps, files, kernel, started = sys.argv[1:]
+tsv, targets, steps, files, kernel, started, cmd = sys.argv[1:]
 targets, steps, files = targets.split(), steps.split(), int(files)
 count = collections.defaultdict(int)
 for line in open(tsv):
@@ -56,7 +60,7 @@ NAMES = {"untar": "untar", "ls": "`ls -lR`", "readall": "read all", "rm": "`rm -
 
 print("## FUSE requests per file")
 print()
-print(f"Written by `scripts/bench-requests.sh --files {files} --write` on {started} (Linux {kernel}): "
+print(f"Written by `{cmd}` on {started} (Linux {kernel}): "
       "each step of `scripts/profile.sh` on a fresh ext4, counting the kernel's "
       "`fuse:fuse_request_send` events of that mount alone, divided by the files of the step "
       f"({files:,}; the tree of bench.sh cut to that many files, or that many empty files "
