@@ -31,8 +31,8 @@
 //! its other names, and rewriting in place cannot be made crash-safe (a crash would leave chunks
 //! under two different keys in one file).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -149,6 +149,8 @@ const BATCH_BYTES: u64 = 64 << 20;
 #[derive(Default)]
 struct Batch {
     files: Vec<Result<Prepared>>,
+    /// The originals of the files written aside, for [`holds`](Self::holds).
+    written: HashSet<PathBuf>,
     plain_bytes: u64,
     /// A directory per filesystem the temporary files are on, opened before any was written:
     /// `syncfs` through an fd reports the writeback errors of its filesystem since the open.
@@ -196,9 +198,7 @@ impl Batch {
 
     /// Whether the file at `path` is already written aside in this batch.
     fn holds(&self, path: &Path) -> bool {
-        self.files
-            .iter()
-            .any(|f| matches!(f, Ok(Prepared::Written(w)) if w.path == path))
+        self.written.contains(path)
     }
 
     /// Step 1 for the file at `path`.
@@ -209,6 +209,9 @@ impl Batch {
             progress(n);
         });
         self.plain_bytes += copied;
+        if let Ok(Prepared::Written(w)) = &prepared {
+            self.written.insert(w.path.clone());
+        }
         self.files.push(prepared);
     }
 
