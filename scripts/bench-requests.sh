@@ -25,10 +25,8 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-if [ -z "${COFFERFS_BIN:-}" ]; then
-    cargo build --release --locked --quiet
-    COFFERFS_BIN=${CARGO_TARGET_DIR:-target}/release/cofferfs
-fi
+source scripts/lib/tools.sh
+COFFERFS_BIN=$(cofferfs_bin)
 export COFFERFS_BIN
 TSV=$(mktemp)
 SECTION=$(mktemp)

@@ -64,22 +64,11 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench-scale.sh needs root (mounts, loop devices, drop_caches)" >&2; exit 1; }
 [ "$SIZES" = "$DEFAULT_SIZES" ] && OUT_SECTION=1
 
-need=()
-for p in fusermount3:fuse3 bc:bc; do
-    command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
-done
-for t in gocryptfs securefs bindfs; do
-    [[ " $TARGETS " != *" $t "* ]] || command -v "$t" >/dev/null || need+=("$t")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ -n "${COFFERFS_BIN:-}" ]; then
-    BIN=$(realpath "$COFFERFS_BIN")
-else
-    cargo build --release --locked --quiet
-    BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
-fi
+source scripts/lib/tools.sh
+anchors=()
+for t in $TARGETS; do [ "$t" = cofferfs ] || anchors+=("$t:$t"); done
+install_missing fusermount3:fuse3 bc:bc "${anchors[@]}"
+BIN=$(cofferfs_bin)
 
 WORK=/var/tmp/cofferfs-scale
 mkdir -p "$WORK"

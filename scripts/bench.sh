@@ -54,19 +54,9 @@ case $BACKING in ext4|tmpfs) ;; *) echo "--backing: ext4 or tmpfs, not $BACKING"
 [ "$BACKING" = ext4 ] || [ $FRESH_FS = 1 ] || { echo "--no-fresh-fs is for --backing ext4" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (mounts, drop_caches)" >&2; exit 1; }
 
-need=()
-for p in fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio; do
-    command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ -n "${COFFERFS_BIN:-}" ]; then
-    BIN=$(realpath "$COFFERFS_BIN")
-else
-    cargo build --release --locked --quiet
-    BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/cofferfs")
-fi
+source scripts/lib/tools.sh
+install_missing fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio
+BIN=$(cofferfs_bin)
 if [ "$BACKING" = ext4 ]; then
     [ $QUICK = 1 ] || [ "$STEPS" != "$ALL_STEPS" ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
     [ -z "$SECTION_INTO" ] || { echo "--section-into is for --backing tmpfs" >&2; exit 2; }

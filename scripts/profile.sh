@@ -41,11 +41,8 @@ case $TARGET in cofferfs|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $
 [ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
 
-if [ -z "${COFFERFS_BIN:-}" ]; then
-    cargo build --release --locked --quiet
-    COFFERFS_BIN=${CARGO_TARGET_DIR:-target}/release/cofferfs
-fi
-BIN=$(realpath "$COFFERFS_BIN")
+source scripts/lib/tools.sh
+BIN=$(cofferfs_bin)
 WORK=/var/tmp/cofferfs-profile
 mkdir -p "$WORK"
 MNT=$WORK/mnt
