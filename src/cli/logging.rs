@@ -22,13 +22,15 @@ impl log::Log for SwitchableLogger {
     }
 
     fn log(&self, record: &log::Record) {
-        if !self.stderr.matches(record) {
-            return;
+        if is_reply_nobody_waits_for(record) {
+            let demoted = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .build();
+            return self.emit(&demoted);
         }
-        match self.syslog.get() {
-            Some(s) => s.log(record),
-            None => self.stderr.log(record),
-        }
+        self.emit(record);
     }
 
     fn flush(&self) {
@@ -37,6 +39,29 @@ impl log::Log for SwitchableLogger {
             None => self.stderr.flush(),
         }
     }
+}
+
+impl SwitchableLogger {
+    fn emit(&self, record: &log::Record) {
+        if !self.stderr.matches(record) {
+            return;
+        }
+        match self.syslog.get() {
+            Some(s) => log::Log::log(s, record),
+            None => log::Log::log(&self.stderr, record),
+        }
+    }
+}
+
+/// fuser logs an error when the kernel refuses a reply with `ENOENT`: the request it answers
+/// is no longer waited for, because it was interrupted or because an unmount ended the
+/// connection while it was being served (the RELEASE of a file closed just before the
+/// unmount). Nothing is lost by it, and an error line at every such unmount would teach users
+/// to ignore the log, so it is logged at debug level instead.
+fn is_reply_nobody_waits_for(record: &log::Record) -> bool {
+    record.level() == log::Level::Error
+        && record.target() == "fuser::reply"
+        && record.args().to_string().ends_with("(os error 2)")
 }
 
 static LOGGER: OnceLock<&'static SwitchableLogger> = OnceLock::new();
@@ -86,5 +111,48 @@ pub fn switch_to_syslog(socket: Option<&Path>) {
              with -f to see them on stderr)",
             socket.map_or("/dev/log".into(), |p| p.display().to_string())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reply_nobody_waits_for;
+
+    fn record_is_late_reply(target: &str, level: log::Level, text: &str) -> bool {
+        is_reply_nobody_waits_for(
+            &log::Record::builder()
+                .args(format_args!("{text}"))
+                .level(level)
+                .target(target)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn only_fusers_refused_reply_with_enoent_is_demoted() {
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let line = format!("Failed to send FUSE reply: {enoent}");
+        assert!(record_is_late_reply(
+            "fuser::reply",
+            log::Level::Error,
+            &line
+        ));
+        let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
+        let other = format!("Failed to send FUSE reply: {einval}");
+        assert!(!record_is_late_reply(
+            "fuser::reply",
+            log::Level::Error,
+            &other
+        ));
+        assert!(!record_is_late_reply(
+            "cofferfs::fs",
+            log::Level::Error,
+            &line
+        ));
+        assert!(!record_is_late_reply(
+            "fuser::reply",
+            log::Level::Warn,
+            &line
+        ));
     }
 }
