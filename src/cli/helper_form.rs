@@ -43,6 +43,7 @@ fn map(name: &str) -> Mapped {
         "idle" => Mapped::WithValue("--idle"),
         "slot" => Mapped::WithValue("--slot"),
         "threads" => Mapped::WithValue("--threads"),
+        "max_inodes" | "max-inodes" => Mapped::WithValue("--max-inodes"),
         "fsname" => Mapped::WithValue("--fsname"),
         "ro" => Mapped::Flag("--ro"),
         "allow_other" => Mapped::Flag("--allow-other"),
@@ -250,6 +251,14 @@ mod tests {
                 "/c",
                 "/m"
             ]
+        );
+    }
+
+    #[test]
+    fn max_inodes_option_becomes_the_max_inodes_flag() {
+        assert_eq!(
+            rewritten(&["cofferfs", "/c", "/m", "-o", "max_inodes=500"]),
+            ["cofferfs", "mount", "--max-inodes", "500", "--", "/c", "/m"]
         );
     }
 

@@ -10,12 +10,12 @@
 //! `Inode::content` before `Inode::path`; a child's `Inode::path` before its directory's.
 //! `Inode::mtime_lock` before the `ChunkedFile` content lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rustix::fs::{Mode, OFlags, Stat};
 
 use super::errno::os;
@@ -252,31 +252,80 @@ impl Drop for Inode {
 struct Entry {
     inode: Arc<Inode>,
     lookups: u64,
+    /// The table's epoch when the kernel last looked this inode up or sent a request on it:
+    /// how recently it was used, for [`InodeTable::pick_to_prune`].
+    used: u32,
+    /// The kernel was asked to drop its name (see `inode_pruner.rs`) and has not looked it up
+    /// since: its FORGET is on the way, or it is held by an open file or another name.
+    asked: bool,
+}
+
+/// The entries held past the inode budget, and the waiting pruner (see `inode_pruner.rs`).
+struct Budget {
+    /// Most inodes the kernel should keep (0: no bound).
+    max: usize,
+    /// Entries asked to be dropped, not yet forgotten nor looked up again.
+    asked: usize,
+    /// Advanced once per pruning round: entries used since are the newest.
+    epoch: u32,
+    /// Set at unmount: the pruner stops.
+    stopping: bool,
+}
+
+/// The map, with the number of its entries asked to be dropped.
+struct Map {
+    entries: HashMap<u64, Entry>,
+    budget: Budget,
+}
+
+impl Map {
+    /// Entries the kernel is expected to keep.
+    fn kept(&self) -> usize {
+        self.entries.len() - self.budget.asked
+    }
+
+    fn over_budget(&self) -> bool {
+        self.budget.max > 0 && self.kept() > self.budget.max
+    }
 }
 
 /// Node id → inode, with the kernel's lookup counts.
 pub struct InodeTable {
-    /// Guards the map and every lookup count.
-    map: Mutex<HashMap<u64, Entry>>,
+    /// Guards the map, every lookup count and the budget's counts.
+    map: Mutex<Map>,
+    /// Signalled when a new inode takes the table past its budget, or at unmount.
+    over_budget: Condvar,
     root_backing_ino: u64,
     fds: Arc<PathFds>,
 }
 
 impl InodeTable {
-    /// A table holding the root, allowing `fd_budget` `O_PATH` fds for the other inodes.
-    pub fn new(root_fd: OwnedFd, root: &Stat, fd_budget: usize) -> Self {
+    /// A table holding the root, allowing `fd_budget` `O_PATH` fds for the other inodes, and
+    /// asking the kernel to drop inodes past `max_inodes` of them (0: never).
+    pub fn new(root_fd: OwnedFd, root: &Stat, fd_budget: usize, max_inodes: usize) -> Self {
         let root_backing_ino = root.st_ino;
         let root = Inode::new(fuser::INodeNo::ROOT.0, root, root_fd, None, None);
-        let mut map = HashMap::new();
-        map.insert(
+        let mut entries = HashMap::new();
+        entries.insert(
             root.ino,
             Entry {
                 inode: root,
                 lookups: 1,
+                used: 0,
+                asked: false,
             },
         );
         InodeTable {
-            map: Mutex::new(map),
+            map: Mutex::new(Map {
+                entries,
+                budget: Budget {
+                    max: max_inodes,
+                    asked: 0,
+                    epoch: 0,
+                    stopping: false,
+                },
+            }),
+            over_budget: Condvar::new(),
             root_backing_ino,
             fds: Arc::new(PathFds::new(fd_budget)),
         }
@@ -294,9 +343,15 @@ impl InodeTable {
         }
     }
 
-    /// The inode with node id `ino`, if the kernel still knows it.
+    /// The inode with node id `ino`, if the kernel still knows it; the request on it counts
+    /// as a use.
     pub fn get(&self, ino: u64) -> Option<Arc<Inode>> {
-        self.map.lock().get(&ino).map(|e| e.inode.clone())
+        let mut map = self.map.lock();
+        let epoch = map.budget.epoch;
+        map.entries.get_mut(&ino).map(|e| {
+            e.used = epoch;
+            e.inode.clone()
+        })
     }
 
     /// Records one more kernel reference to the object `st` opened as `fd`, found as `name`
@@ -314,10 +369,16 @@ impl InodeTable {
             dir: dir.clone(),
             name: name.clone(),
         };
-        let mut map = self.map.lock();
-        let (inode, got_fd) = match map.get_mut(&ino) {
+        let mut guard = self.map.lock();
+        let map = &mut *guard;
+        let epoch = map.budget.epoch;
+        let (inode, got_fd) = match map.entries.get_mut(&ino) {
             Some(e) => {
                 e.lookups += 1;
+                e.used = epoch;
+                if std::mem::take(&mut e.asked) {
+                    map.budget.asked -= 1;
+                }
                 let inode = e.inode.clone();
                 let mut path = inode.path.lock();
                 let got_fd = path.fd.is_none();
@@ -332,17 +393,22 @@ impl InodeTable {
             }
             None => {
                 let inode = Inode::new(ino, st, fd, Some(origin), Some(self.fds.clone()));
-                map.insert(
+                map.entries.insert(
                     ino,
                     Entry {
                         inode: inode.clone(),
                         lookups: 1,
+                        used: epoch,
+                        asked: false,
                     },
                 );
+                if map.over_budget() {
+                    self.over_budget.notify_one();
+                }
                 (inode, true)
             }
         };
-        drop(map);
+        drop(guard);
         if got_fd && inode.fds.is_some() {
             self.fds.acquired(Arc::downgrade(&inode));
         }
@@ -354,18 +420,111 @@ impl InodeTable {
         if ino == fuser::INodeNo::ROOT.0 {
             return;
         }
-        let mut map = self.map.lock();
-        if let Some(e) = map.get_mut(&ino) {
+        let mut guard = self.map.lock();
+        let map = &mut *guard;
+        if let Some(e) = map.entries.get_mut(&ino) {
             e.lookups = e.lookups.saturating_sub(n);
             if e.lookups == 0 {
-                map.remove(&ino);
+                if e.asked {
+                    map.budget.asked -= 1;
+                }
+                map.entries.remove(&ino);
             }
         }
     }
 
     /// Number of inodes held (for tests and memory accounting).
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().entries.len()
+    }
+
+    /// Waits until the table holds more inodes than its budget, or [`stop_pruning`]
+    /// (Self::stop_pruning) was called (then returns false). Never returns true on a table
+    /// without a budget.
+    pub fn wait_over_budget(&self) -> bool {
+        let mut map = self.map.lock();
+        loop {
+            if map.budget.stopping {
+                return false;
+            }
+            if map.over_budget() {
+                return true;
+            }
+            self.over_budget.wait(&mut map);
+        }
+    }
+
+    /// Waits `d`, or less if [`stop_pruning`](Self::stop_pruning) is called meanwhile (new
+    /// inodes do not cut it short).
+    pub fn rest(&self, d: std::time::Duration) {
+        let deadline = std::time::Instant::now() + d;
+        let mut map = self.map.lock();
+        while !map.budget.stopping && !self.over_budget.wait_until(&mut map, deadline).timed_out() {
+        }
+    }
+
+    /// The inode budget (0: none).
+    pub fn max_inodes(&self) -> usize {
+        self.map.lock().budget.max
+    }
+
+    /// Ends [`wait_over_budget`](Self::wait_over_budget): at unmount.
+    pub fn stop_pruning(&self) {
+        let mut map = self.map.lock();
+        map.budget.stopping = true;
+        self.over_budget.notify_all();
+    }
+
+    /// The least recently used inodes whose names the kernel should drop to bring the table
+    /// to seven eighths of its budget, each marked as asked; fewer when not enough of them
+    /// may be dropped. Only regular files, symlinks and
+    /// special files that no handle has open: a dropped directory name would make `getcwd`
+    /// fail in a process sitting in it, and an open file's name would show as deleted in
+    /// `/proc`; the kernel would keep both anyway.
+    /// The flag is false when fewer were picked than needed.
+    pub fn pick_to_prune(&self) -> (Vec<Arc<Inode>>, bool) {
+        let mut guard = self.map.lock();
+        let map = &mut *guard;
+        let low = map.budget.max - map.budget.max / 8;
+        let excess = map.kept().saturating_sub(low);
+        if map.budget.max == 0 || excess == 0 {
+            return (Vec::new(), true);
+        }
+        // Entries used from now on are newer than any picked here.
+        map.budget.epoch += 1;
+        let prunable = |e: &Entry| {
+            !e.asked
+                && e.inode.ino != fuser::INodeNo::ROOT.0
+                && e.inode.kind != Kind::Dir
+                && e.inode.content.try_lock().is_some_and(|c| c.opens == 0)
+        };
+        // How many were last used in each epoch: the oldest epochs that cover the excess.
+        let mut by_epoch: BTreeMap<u32, usize> = BTreeMap::new();
+        for e in map.entries.values().filter(|e| prunable(e)) {
+            *by_epoch.entry(e.used).or_default() += 1;
+        }
+        let mut covered = 0;
+        let mut newest = 0;
+        for (&epoch, &n) in &by_epoch {
+            newest = epoch;
+            covered += n;
+            if covered >= excess {
+                break;
+            }
+        }
+        let mut picked = Vec::with_capacity(excess.min(covered));
+        for e in map.entries.values_mut() {
+            if picked.len() == excess {
+                break;
+            }
+            if e.used <= newest && prunable(e) {
+                e.asked = true;
+                picked.push(e.inode.clone());
+            }
+        }
+        map.budget.asked += picked.len();
+        let enough = picked.len() == excess;
+        (picked, enough)
     }
 
     /// True when only the root is held.

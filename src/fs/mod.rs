@@ -19,6 +19,7 @@ mod dir_ops;
 pub mod errno;
 mod file_ops;
 pub mod handles;
+mod inode_pruner;
 pub mod inodes;
 mod killpriv;
 mod node_ops;
@@ -60,6 +61,9 @@ pub struct FsOptions {
     /// How many `O_PATH` fds the inode table may hold (see `path_fds.rs`); a mount takes
     /// half of its open-file limit.
     pub path_fd_budget: usize,
+    /// Most inodes the kernel is let keep before the daemon asks it to drop the least
+    /// recently used (see `inode_pruner.rs`); 0: no bound.
+    pub max_inodes: usize,
 }
 
 impl FsOptions {
@@ -71,6 +75,11 @@ impl FsOptions {
     }
 }
 
+/// The inode budget of a mount without `--max-inodes`: about 45 MiB of the daemon's memory
+/// (and some more of the kernel's), and more names than most trees people walk again and
+/// again (a Linux kernel checkout has about 90,000 files).
+pub const DEFAULT_MAX_INODES: usize = 131_072;
+
 impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
@@ -78,6 +87,7 @@ impl Default for FsOptions {
             ttl: Duration::from_secs(60),
             writeback_cache: true,
             path_fd_budget: 4096,
+            max_inodes: DEFAULT_MAX_INODES,
         }
     }
 }
@@ -85,7 +95,9 @@ impl Default for FsOptions {
 /// The cofferfs FUSE filesystem over one opened volume.
 pub struct CofferFs {
     vol: Arc<Volume>,
-    inodes: InodeTable,
+    inodes: Arc<InodeTable>,
+    /// Asks the kernel to drop inodes past `FsOptions::max_inodes`.
+    pruner: inode_pruner::InodePruner,
     handles: HandleTable,
     /// `/proc/self/fd`, to reopen an inode's `O_PATH` fd with real access modes.
     proc_fd: OwnedFd,
@@ -172,8 +184,20 @@ impl CofferFs {
             Mode::empty(),
         )?;
         let activity = Arc::new(Activity::new());
+        let inodes = Arc::new(InodeTable::new(
+            root,
+            &st,
+            opts.path_fd_budget,
+            opts.max_inodes,
+        ));
+        let notifier = Arc::new(OnceLock::new());
         Ok(CofferFs {
-            inodes: InodeTable::new(root, &st, opts.path_fd_budget),
+            pruner: inode_pruner::InodePruner::start(
+                inodes.clone(),
+                vol.clone(),
+                Arc::clone(&notifier),
+            ),
+            inodes,
             handles: HandleTable::new(activity.clone()),
             proc_fd,
             daemon_is_root: rustix::process::geteuid().is_root(),
@@ -183,7 +207,7 @@ impl CofferFs {
             opts,
             writeback: false,
             activity,
-            notifier: Arc::new(OnceLock::new()),
+            notifier,
         })
     }
 

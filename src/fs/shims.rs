@@ -63,6 +63,7 @@ impl Filesystem for CofferFs {
     }
 
     fn destroy(&mut self) {
+        self.pruner.stop();
         if let Err(e) = self.shreds.finish() {
             log::error!("key rows of deleted files left in the header store: {e}");
         }

@@ -194,15 +194,15 @@ fn open_volume(
     Ok(vol)
 }
 
-/// Prepares the process (umask, fd limit, termination signals blocked for the signal
-/// thread), builds the filesystem and mounts it; returns the running session and the
-/// filesystem's activity record (for `--idle`).
 /// The FUSE threads of a mount without `--threads`: one per CPU this process may run on,
 /// at least 2 (a request waiting on the disk must not stall every other) and at most 8.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
 
+/// Prepares the process (umask, fd limit, termination signals blocked for the signal
+/// thread), builds the filesystem and mounts it; returns the running session and the
+/// filesystem's activity record (for `--idle`).
 fn start_session(
     a: &MountArgs,
     vol: &Arc<Volume>,
@@ -217,6 +217,7 @@ fn start_session(
             read_only: a.ro,
             path_fd_budget: FsOptions::path_fd_budget_for(fd_limit),
             writeback_cache: !a.no_writeback_cache,
+            max_inodes: a.max_inodes.unwrap_or(crate::fs::DEFAULT_MAX_INODES),
             ..FsOptions::default()
         },
     )?;
