@@ -8,13 +8,13 @@
 # usage: scripts/bench-requests.sh [--files N] [--targets "..."] [--steps "..."] [--write]
 #   --files    files in the tree / created (default 5000; counts per file barely move with N)
 #   --targets  default "cofferfs gocryptfs securefs bindfs"
-#   --steps    default "untar ls readall rm create" (profile.sh's steps)
+#   --steps    default "untar ls readall rm create missing" (profile.sh's steps)
 # COFFERFS_BIN=path uses that binary. Needs root, perf (linux-perf), fusermount3 and the anchors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FILES=5000
 TARGETS="cofferfs gocryptfs securefs bindfs"
-STEPS="untar ls readall rm create"
+STEPS="untar ls readall rm create missing"
 WRITE=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,7 +39,7 @@ for step in $STEPS; do
 done
 KERNEL=$(uname -r)
 CMD="scripts/bench-requests.sh --files $FILES --write"
-[ "$STEPS" = "untar ls readall rm create" ] || CMD="$CMD --steps \"$STEPS\""
+[ "$STEPS" = "untar ls readall rm create missing" ] || CMD="$CMD --steps \"$STEPS\""
 [ "$TARGETS" = "cofferfs gocryptfs securefs bindfs" ] || CMD="$CMD --targets \"$TARGETS\""
 CMD="COFFERFS_BIN=$COFFERFS_BIN $CMD"
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -54,7 +54,7 @@ for line in open(tsv):
     t, s, n, op, c = line.rstrip("\n").split("\t")
     count[(t, s, op.removeprefix("FUSE_"))] += int(c)
 NAMES = {"untar": "untar", "ls": "`ls -lR`", "readall": "read all", "rm": "`rm -rf`",
-         "create": "create + stat"}
+         "create": "create + stat", "missing": "`stat` of a missing name (per try)"}
 
 print("## FUSE requests per file")
 print()

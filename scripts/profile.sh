@@ -7,7 +7,9 @@
 # docs/PERFORMANCE.md's commits and issue notes were taken.
 #
 # usage: scripts/profile.sh STEP [--files N] [--target T] [--keep DIR]
-#   STEP     untar | ls | readall | rm | create | seqwrite | seqread
+#   STEP     untar | ls | readall | rm | create | missing | seqwrite | seqread
+#            (missing: N `stat`s of 100 names that do not exist, over and over, as a compiler's
+#            include search or a shell's PATH walk does; "per file" is then per try)
 #   --target cofferfs (default) | gocryptfs | securefs | bindfs: the same step on an anchor, for
 #            its FUSE requests per file (perf of the daemon works for any of them)
 #   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-case $STEP in untar|ls|readall|rm|create|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
+case $STEP in untar|ls|readall|rm|create|missing|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
 case $TARGET in cofferfs|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $TARGET" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
@@ -58,7 +60,7 @@ trap cleanup EXIT
 
 # The same reproducible tree as bench.sh.
 N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
-[ "$STEP" = create ] || TARBALL=$(tree_tarball "$N")
+case $STEP in create|missing) ;; *) TARBALL=$(tree_tarball "$N") ;; esac
 
 fresh_fs
 echo "profile password" > "$WORK/pass"
@@ -81,6 +83,7 @@ for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && break; sleep 0.05; do
 case $STEP in
     ls|readall|rm) tar -xf "$TARBALL" -C "$MNT"; drop_caches ;;
     seqread) dd if=/dev/zero of="$MNT/big" bs=1M count=1024 conv=fsync status=none; drop_caches ;;
+    missing) mkdir "$MNT/m" ;;
 esac
 [ "$STEP" = rm ] && (cd "$MNT" && find . -type f -print0 | xargs -0 cat > /dev/null)
 
@@ -91,6 +94,10 @@ run_step() {
         readall) (cd "$MNT" && find . -type f -print0 | xargs -0 cat > /dev/null) ;;
         rm) rm -rf "$MNT/usr" ;;
         create) mkdir -p "$MNT/c" && (cd "$MNT/c" && seq 1 "$N" | xargs touch && find . -type f | xargs stat > /dev/null) ;;
+        missing) python3 -c 'import os, sys
+n, d = int(sys.argv[1]), sys.argv[2]
+for i in range(n):
+    os.path.exists(f"{d}/absent{i % 100}")' "$N" "$MNT/m" ;;
         seqwrite) dd if=/dev/zero of="$MNT/big" bs=1M count=1024 conv=fsync status=none ;;
         seqread) dd if="$MNT/big" of=/dev/null bs=1M status=none ;;
     esac

@@ -59,6 +59,30 @@ fn file_type(st: &Stat) -> FileType {
     }
 }
 
+/// What a LOOKUP of a missing name answers: node id 0 is the protocol's "no such entry, and
+/// cache that for the entry's time to live". An `ENOENT` reply would leave the kernel to ask
+/// again on every `stat`, `open` or `execve` of the name: a compiler's include search, a
+/// shell's `PATH` walk or Python's import path each try many names that are not there.
+pub fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 /// The plaintext attributes of backing object `st`, reported as node `ino` with `size`, its
 /// plaintext size (`Volume::plain_size`).
 pub fn to_attr(st: &Stat, ino: u64, size: u64) -> FileAttr {

@@ -76,7 +76,10 @@ impl Filesystem for CofferFs {
         self.touch();
         match self.do_lookup(parent.0, name) {
             Ok(attr) => reply.entry(&self.opts.ttl, &attr, Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => match errno(&e) {
+                Errno::ENOENT => reply.entry(&self.opts.ttl, &super::attr::absent(), Generation(0)),
+                e => reply.error(e),
+            },
         }
     }
 
