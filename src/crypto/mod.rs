@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod kdf;
 pub mod keys;
 pub mod names;
+mod ring_key;
 pub mod secure_mem;
 pub mod wrap;
 

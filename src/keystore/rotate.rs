@@ -368,6 +368,9 @@ impl Rewrap<'_> {
         let mut move_only = conn.prepare_cached(&format!(
             "UPDATE {name} SET kek_generation = ?2 WHERE file_id = ?1"
         ))?;
+        // One key schedule per KEK for the whole batch, not two per row.
+        let old_kek = wrap::PreparedKek::new(self.old_kek);
+        let new_kek = wrap::PreparedKek::new(self.new_kek);
         let mut batch = Batch {
             visited: rows.len(),
             last: rows.last().map(|r| r.0.clone()),
@@ -378,7 +381,7 @@ impl Rewrap<'_> {
                 continue;
             }
             let file_id = FileId::from_slice(id).ok_or_else(|| corrupt("file_id length"))?;
-            let fek = match wrap::unwrap_fek(self.old_kek, wrapped, &file_id) {
+            let fek = match old_kek.unwrap_fek(wrapped, &file_id) {
                 Ok(k) => k,
                 Err(CryptoError::AuthFailed | CryptoError::Malformed(_))
                     if table == KeyRowTable::Quarantined =>
@@ -393,7 +396,7 @@ impl Rewrap<'_> {
                 }
                 Err(other) => return Err(other.into()),
             };
-            let rewrapped = wrap::wrap_fek(self.new_kek, &fek, &file_id)?;
+            let rewrapped = new_kek.wrap_fek(&fek, &file_id)?;
             update.execute(params![id, rewrapped, self.to as i64])?;
             batch.rewrapped += 1;
         }
