@@ -77,7 +77,7 @@ for s in steps:
 print()
 for s in steps:
     ops = sorted({op for (t, ss, op) in count if ss == s},
-                 key=lambda op: -max(count[(t, s, op)] for t in targets))
+                 key=lambda op: (-max(count[(t, s, op)] for t in targets), op))
     ops = [op for op in ops if max(count[(t, s, op)] for t in targets) / files >= 0.05]
     print(f"**{NAMES.get(s, s)}**, requests per file by opcode (those of at least 0.05 per file):")
     print()
