@@ -114,6 +114,15 @@ impl std::fmt::Debug for PreparedKek {
     }
 }
 
+impl Drop for PreparedKek {
+    fn drop(&mut self) {
+        // The frames of the seals and opens made with it, below the frame that drops it (the
+        // one that called them), may hold copies of the schedule: overwritten here, once for
+        // all of them. The schedule itself goes with its slot.
+        wipe_stack_below();
+    }
+}
+
 impl PreparedKek {
     /// `kek`'s key schedule, in wiped memory.
     pub fn new(kek: &Kek) -> Self {
@@ -122,14 +131,9 @@ impl PreparedKek {
         }
     }
 
-    /// [`wrap_fek`] under this KEK, with nonce `nonce` (fresh random bytes for each call: see
-    /// [`super::random_nonce`]).
-    pub fn wrap_fek_with_nonce(
-        &self,
-        fek: &Fek,
-        file_id: &FileId,
-        nonce: &[u8; NONCE_LEN],
-    ) -> Vec<u8> {
+    /// [`wrap_fek`] under this KEK, with nonce `nonce`: only [`Self::wrap_fek`] (a fresh random
+    /// one) and the tests choose it.
+    fn wrap_fek_with_nonce(&self, fek: &Fek, file_id: &FileId, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
         let mut out = Vec::with_capacity(WRAPPED_KEY_LEN);
         out.extend_from_slice(nonce);
         out.extend_from_slice(fek.expose());

@@ -9,10 +9,11 @@
 //! invalidated is freed at once, its inode is evicted, and the kernel FORGETs it. The next
 //! use of such a name costs one LOOKUP, as after the kernel's own reclaim.
 //!
-//! Directories and open files are never picked (see [`InodeTable::pick_to_prune`]); nor is a
-//! name the kernel is told about while a request holds its directory locked: the notification
-//! waits for that request's reply, so this thread holds no lock of the daemon's while it
-//! writes one.
+//! Directories are not counted and never picked, nor are open files (see
+//! [`InodeTable::pick_to_prune`]). An inode the kernel keeps after all (another name of a hard
+//! link, a name in use) counts again two rounds later and is not asked again until it is
+//! looked up again. A notification for a name whose directory a request holds locked waits
+//! for that request's reply, so this thread holds no lock of the daemon's while it writes one.
 
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -28,6 +29,9 @@ use crate::volume::names::DirId;
 /// dropped (it holds mostly directories and open files), before it looks again: each look
 /// walks the whole table.
 const NOTHING_TO_DROP_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long unmount waits for the pruning thread.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// The pruning thread of one mount.
 pub struct InodePruner {
@@ -53,11 +57,22 @@ impl InodePruner {
         InodePruner { table, thread }
     }
 
-    /// Stops the thread: at unmount.
+    /// Stops the thread: at unmount. Waits for it at most [`STOP_WAIT`]: a notification
+    /// blocks while a request holds its directory locked, and if the loop ended with requests
+    /// unanswered that one never returns; the thread is then left to the process's exit.
     pub fn stop(&mut self) {
         self.table.stop_pruning();
-        if let Some(t) = self.thread.take() {
+        let Some(t) = self.thread.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
             let _ = t.join();
+        } else {
+            log::warn!("the inode pruner did not stop within {STOP_WAIT:?}: left running");
         }
     }
 }
@@ -71,16 +86,20 @@ impl Drop for InodePruner {
 fn run(table: &InodeTable, vol: &Volume, notifier: &OnceLock<Notifier>) {
     while table.wait_over_budget() {
         let (picked, enough) = table.pick_to_prune();
-        if let Some(notifier) = notifier.get() {
-            let asked = picked
-                .iter()
-                .filter(|inode| ask_to_drop(vol, notifier, inode))
-                .count();
-            log::debug!(
-                "asked the kernel to drop {asked} of {} least recently used inodes",
-                picked.len()
-            );
+        let mut asked = 0usize;
+        for inode in &picked {
+            let sent = !table.pruning_stopped()
+                && notifier.get().is_some_and(|n| ask_to_drop(vol, n, inode));
+            if sent {
+                asked += 1;
+            } else {
+                table.not_dropped(inode.ino);
+            }
         }
+        log::debug!(
+            "asked the kernel to drop {asked} of {} least recently used inodes",
+            picked.len()
+        );
         if !enough {
             table.rest(NOTHING_TO_DROP_PAUSE);
         }

@@ -255,17 +255,45 @@ struct Entry {
     /// The table's epoch when the kernel last looked this inode up or sent a request on it:
     /// how recently it was used, for [`InodeTable::pick_to_prune`].
     used: u32,
-    /// The kernel was asked to drop its name (see `inode_pruner.rs`) and has not looked it up
-    /// since: its FORGET is on the way, or it is held by an open file or another name.
-    asked: bool,
+    /// Where it stands with the pruner.
+    pruning: Pruning,
+}
+
+/// Where an entry stands with the pruner (see `inode_pruner.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pruning {
+    /// Counted, and may be picked by recency.
+    Candidate,
+    /// Its name was sent to the kernel in pruning round `.0`; its FORGET is expected, so it
+    /// is not counted.
+    Asked(u32),
+    /// Asked, but the kernel kept it (through another name of a hard link, or a name in use),
+    /// or its name could not be sent: counted again, and not picked again until the kernel
+    /// looks it up again.
+    Kept,
+    /// Neither counted nor ever picked: the root and directories (a dropped directory name
+    /// would make `getcwd` fail in a process sitting in it).
+    Exempt,
+}
+
+impl Pruning {
+    fn of(kind: Kind) -> Self {
+        if kind == Kind::Dir {
+            Pruning::Exempt
+        } else {
+            Pruning::Candidate
+        }
+    }
 }
 
 /// The entries held past the inode budget, and the waiting pruner (see `inode_pruner.rs`).
 struct Budget {
-    /// Most inodes the kernel should keep (0: no bound).
+    /// Most inodes other than directories the kernel should keep (0: no bound).
     max: usize,
-    /// Entries asked to be dropped, not yet forgotten nor looked up again.
+    /// Entries [`Pruning::Asked`].
     asked: usize,
+    /// Entries [`Pruning::Exempt`].
+    exempt: usize,
     /// Advanced once per pruning round: entries used since are the newest.
     epoch: u32,
     /// Set at unmount: the pruner stops.
@@ -279,9 +307,19 @@ struct Map {
 }
 
 impl Map {
-    /// Entries the kernel is expected to keep.
+    /// Entries the budget counts: those the kernel is expected to keep, directories aside.
     fn kept(&self) -> usize {
-        self.entries.len() - self.budget.asked
+        self.entries.len() - self.budget.asked - self.budget.exempt
+    }
+
+    /// Takes entry `ino` out of the asked ones, into `to`.
+    fn unask(&mut self, ino: u64, to: Pruning) {
+        if let Some(e) = self.entries.get_mut(&ino)
+            && matches!(e.pruning, Pruning::Asked(_))
+        {
+            e.pruning = to;
+            self.budget.asked -= 1;
+        }
     }
 
     fn over_budget(&self) -> bool {
@@ -312,7 +350,7 @@ impl InodeTable {
                 inode: root,
                 lookups: 1,
                 used: 0,
-                asked: false,
+                pruning: Pruning::Exempt,
             },
         );
         InodeTable {
@@ -321,6 +359,7 @@ impl InodeTable {
                 budget: Budget {
                     max: max_inodes,
                     asked: 0,
+                    exempt: 1,
                     epoch: 0,
                     stopping: false,
                 },
@@ -376,8 +415,9 @@ impl InodeTable {
             Some(e) => {
                 e.lookups += 1;
                 e.used = epoch;
-                if std::mem::take(&mut e.asked) {
-                    map.budget.asked -= 1;
+                let was = e.pruning;
+                if was == Pruning::Kept {
+                    e.pruning = Pruning::Candidate;
                 }
                 let inode = e.inode.clone();
                 let mut path = inode.path.lock();
@@ -389,17 +429,27 @@ impl InodeTable {
                     path.origin = Some(origin);
                 }
                 drop(path);
+                if matches!(was, Pruning::Asked(_)) {
+                    map.unask(ino, Pruning::Candidate);
+                    if map.over_budget() {
+                        self.over_budget.notify_one();
+                    }
+                }
                 (inode, got_fd)
             }
             None => {
                 let inode = Inode::new(ino, st, fd, Some(origin), Some(self.fds.clone()));
+                let pruning = Pruning::of(inode.kind);
+                if pruning == Pruning::Exempt {
+                    map.budget.exempt += 1;
+                }
                 map.entries.insert(
                     ino,
                     Entry {
                         inode: inode.clone(),
                         lookups: 1,
                         used: epoch,
-                        asked: false,
+                        pruning,
                     },
                 );
                 if map.over_budget() {
@@ -425,8 +475,10 @@ impl InodeTable {
         if let Some(e) = map.entries.get_mut(&ino) {
             e.lookups = e.lookups.saturating_sub(n);
             if e.lookups == 0 {
-                if e.asked {
-                    map.budget.asked -= 1;
+                match e.pruning {
+                    Pruning::Asked(_) => map.budget.asked -= 1,
+                    Pruning::Exempt => map.budget.exempt -= 1,
+                    Pruning::Candidate | Pruning::Kept => {}
                 }
                 map.entries.remove(&ino);
             }
@@ -476,26 +528,38 @@ impl InodeTable {
     }
 
     /// The least recently used inodes whose names the kernel should drop to bring the table
-    /// to seven eighths of its budget, each marked as asked; fewer when not enough of them
-    /// may be dropped. Only regular files, symlinks and
-    /// special files that no handle has open: a dropped directory name would make `getcwd`
-    /// fail in a process sitting in it, and an open file's name would show as deleted in
-    /// `/proc`; the kernel would keep both anyway.
-    /// The flag is false when fewer were picked than needed.
+    /// to seven eighths of its budget, each marked as asked; the flag is false when fewer
+    /// could be picked than needed. Only regular files and symlinks that no handle has open:
+    /// an open file's name would show as deleted in `/proc` (and the kernel would keep the
+    /// inode anyway); a FIFO or socket may be open without the daemon knowing. Entries asked
+    /// two rounds ago and still here were kept by the kernel: they count again.
     pub fn pick_to_prune(&self) -> (Vec<Arc<Inode>>, bool) {
         let mut guard = self.map.lock();
         let map = &mut *guard;
+        if map.budget.max == 0 {
+            return (Vec::new(), true);
+        }
+        let epoch = map.budget.epoch;
+        let mut kept_by_kernel = 0;
+        for e in map.entries.values_mut() {
+            if let Pruning::Asked(round) = e.pruning
+                && round.saturating_add(1) < epoch
+            {
+                e.pruning = Pruning::Kept;
+                kept_by_kernel += 1;
+            }
+        }
+        map.budget.asked -= kept_by_kernel;
         let low = map.budget.max - map.budget.max / 8;
         let excess = map.kept().saturating_sub(low);
-        if map.budget.max == 0 || excess == 0 {
+        if excess == 0 {
             return (Vec::new(), true);
         }
         // Entries used from now on are newer than any picked here.
         map.budget.epoch += 1;
         let prunable = |e: &Entry| {
-            !e.asked
-                && e.inode.ino != fuser::INodeNo::ROOT.0
-                && e.inode.kind != Kind::Dir
+            e.pruning == Pruning::Candidate
+                && matches!(e.inode.kind, Kind::File | Kind::Symlink)
                 && e.inode.content.try_lock().is_some_and(|c| c.opens == 0)
         };
         // How many were last used in each epoch: the oldest epochs that cover the excess.
@@ -505,8 +569,8 @@ impl InodeTable {
         }
         let mut covered = 0;
         let mut newest = 0;
-        for (&epoch, &n) in &by_epoch {
-            newest = epoch;
+        for (&used, &n) in &by_epoch {
+            newest = used;
             covered += n;
             if covered >= excess {
                 break;
@@ -518,13 +582,24 @@ impl InodeTable {
                 break;
             }
             if e.used <= newest && prunable(e) {
-                e.asked = true;
+                e.pruning = Pruning::Asked(epoch);
                 picked.push(e.inode.clone());
             }
         }
         map.budget.asked += picked.len();
         let enough = picked.len() == excess;
         (picked, enough)
+    }
+
+    /// The name of `ino`, picked by [`pick_to_prune`](Self::pick_to_prune), could not be sent
+    /// to the kernel: it counts again, and is not picked again until looked up again.
+    pub fn not_dropped(&self, ino: u64) {
+        self.map.lock().unask(ino, Pruning::Kept);
+    }
+
+    /// True once [`stop_pruning`](Self::stop_pruning) was called.
+    pub fn pruning_stopped(&self) -> bool {
+        self.map.lock().budget.stopping
     }
 
     /// True when only the root is held.

@@ -73,10 +73,10 @@ pub struct MountArgs {
     /// untarred and removed a 20,000-file tree faster than 4 (docs/PERFORMANCE.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
-    /// Most inodes the kernel may keep (default 131072). Past it the daemon asks the
-    /// kernel to forget the names of the files used least recently, each about 350 bytes of
-    /// the daemon's memory; using such a name again costs one lookup. 0: no bound (the
-    /// kernel keeps every name it has seen while it has memory to spare).
+    /// Most inodes of files (not directories) the kernel may keep (default 131072). Past it
+    /// the daemon asks the kernel to forget the names of the files used least recently, each
+    /// about 350 bytes of the daemon's memory; using such a name again costs one lookup. 0: no
+    /// bound (the kernel keeps every name it has seen while it has memory to spare).
     #[arg(long, value_name = "N")]
     pub max_inodes: Option<usize>,
     /// No kernel writeback cache: every write() reaches the daemon before it returns, so an
