@@ -211,7 +211,9 @@ impl ChunkScan<'_> {
         let layout = self.layout;
         let count = layout.chunk_count(self.plain_size);
         let cc = layout.chunk_cipher_len() as usize;
-        let mut buf = vec![0u8; cc * CHUNKS_PER_READ as usize];
+        // Sized for this file: a buffer for 64 chunks zeroed for every 4 KiB file was a fifth
+        // of fsck's CPU on a tree of small files (a memset of 264 KiB each).
+        let mut buf = vec![0u8; cc * CHUNKS_PER_READ.min(count) as usize];
         let mut first = 0;
         while first < count {
             let n = CHUNKS_PER_READ.min(count - first);
