@@ -540,13 +540,23 @@ impl InodeTable {
             return (Vec::new(), true);
         }
         let epoch = map.budget.epoch;
+        let prunable = |e: &Entry| {
+            e.pruning == Pruning::Candidate
+                && matches!(e.inode.kind, Kind::File | Kind::Symlink)
+                && e.inode.content.try_lock().is_some_and(|c| c.opens == 0)
+        };
+        // One walk: entries the kernel kept count again, and how many of those that may be
+        // dropped were last used in each epoch (the oldest epochs then cover the excess).
         let mut kept_by_kernel = 0;
+        let mut by_epoch: BTreeMap<u32, usize> = BTreeMap::new();
         for e in map.entries.values_mut() {
             if let Pruning::Asked(round) = e.pruning
                 && round.saturating_add(1) < epoch
             {
                 e.pruning = Pruning::Kept;
                 kept_by_kernel += 1;
+            } else if prunable(e) {
+                *by_epoch.entry(e.used).or_default() += 1;
             }
         }
         map.budget.asked -= kept_by_kernel;
@@ -557,16 +567,6 @@ impl InodeTable {
         }
         // Entries used from now on are newer than any picked here.
         map.budget.epoch += 1;
-        let prunable = |e: &Entry| {
-            e.pruning == Pruning::Candidate
-                && matches!(e.inode.kind, Kind::File | Kind::Symlink)
-                && e.inode.content.try_lock().is_some_and(|c| c.opens == 0)
-        };
-        // How many were last used in each epoch: the oldest epochs that cover the excess.
-        let mut by_epoch: BTreeMap<u32, usize> = BTreeMap::new();
-        for e in map.entries.values().filter(|e| prunable(e)) {
-            *by_epoch.entry(e.used).or_default() += 1;
-        }
         let mut covered = 0;
         let mut newest = 0;
         for (&used, &n) in &by_epoch {
