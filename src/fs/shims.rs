@@ -254,12 +254,19 @@ impl Filesystem for CofferFs {
         self.touch();
         match self.do_open(ino.0, flags.0) {
             Ok((fh, keep_cache)) => {
-                let flags = if keep_cache {
+                let mut out = if keep_cache {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
                     FopenFlags::empty()
                 };
-                reply.opened(FileHandle(fh), flags);
+                // Without the writeback cache a handle that cannot write has nothing for a
+                // FLUSH to push, and the daemon keeps no locks: its close(2) then costs no
+                // round trip. (Under the writeback cache the kernel ignores the flag: a close
+                // must write back pages other handles dirtied.)
+                if !self.writeback && flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
+                    out |= FopenFlags::FOPEN_NOFLUSH;
+                }
+                reply.opened(FileHandle(fh), out);
             }
             Err(e) => reply.error(errno(&e)),
         }

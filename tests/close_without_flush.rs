@@ -1,0 +1,128 @@
+//! A close(2) of a handle that cannot write costs no round trip when the mount runs without
+//! the writeback cache (`--no-writeback-cache`, `--ro`): the daemon opens such handles with
+//! `FOPEN_NOFLUSH`, so the kernel sends no FLUSH (issue 16: reading a tree of small files
+//! paid one request per file for it). A handle that writes is still flushed at close, so a
+//! failed write still shows there.
+//!
+//! The proof is behavioural: with the daemon stopped (SIGSTOP), a close that sends a FLUSH
+//! cannot return until the daemon runs again; one that sends none returns at once.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::mount::Mounted;
+
+/// Sends SIGCONT to the daemon when dropped, so a failed assertion never leaves it stopped
+/// (and the mount hung for the next test).
+struct Stopped(u32);
+
+impl Stopped {
+    fn daemon_of(m: &Mounted) -> Self {
+        let pid = m.daemon_pid().expect("mounted");
+        signal(pid, libc::SIGSTOP);
+        let stopped = Stopped(pid);
+        // kill(2) only queues the signal: wait until every thread of the daemon is stopped,
+        // or a request sent now could still be answered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopped
+    }
+}
+
+/// Whether every thread of `pid` is in state `T` (stopped by a signal).
+fn all_threads_stopped(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks.into_iter().all(|t| {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        // The state follows the command name's closing parenthesis.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid this test spawned; no memory is shared.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Closes `f` on another thread; the receiver gets the result once close(2) returns.
+fn close_elsewhere(f: File) -> mpsc::Receiver<std::io::Result<()>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(common::close(f));
+    });
+    rx
+}
+
+/// Opens `name` read-only and reads it whole (the daemon must answer these), then stops the
+/// daemon and closes the handle: close(2) must return while the daemon is stopped.
+fn read_only_close_returns_with_the_daemon_stopped(m: &Mounted, name: &str, want: &[u8]) {
+    let mut f = File::open(m.path(name)).unwrap();
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).unwrap();
+    assert_eq!(got, want);
+    let stopped = Stopped::daemon_of(m);
+    let closed = close_elsewhere(f);
+    let r = closed.recv_timeout(Duration::from_secs(5));
+    drop(stopped);
+    r.expect("close(2) of a read-only handle waited for the stopped daemon (a FLUSH was sent)")
+        .expect("close(2) of a read-only handle failed");
+}
+
+#[test]
+fn a_read_only_handle_closes_without_the_daemon_when_there_is_no_writeback_cache() {
+    let mut m = Mounted::with(&[], &["--no-writeback-cache"]);
+    std::fs::write(m.path("f"), b"small file").unwrap();
+    read_only_close_returns_with_the_daemon_stopped(&m, "f", b"small file");
+    // The daemon runs on, and the file reads back the same.
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"small file");
+
+    // A read-only mount: every handle is read-only and none is flushed.
+    m.unmount();
+    m.mount(&["--ro"]);
+    read_only_close_returns_with_the_daemon_stopped(&m, "f", b"small file");
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"small file");
+}
+
+#[test]
+fn a_handle_that_writes_is_still_flushed_at_close() {
+    let m = Mounted::with(&[], &["--no-writeback-cache"]);
+    std::fs::write(m.path("f"), b"before").unwrap();
+    for opts in [
+        std::fs::OpenOptions::new().write(true).clone(),
+        std::fs::OpenOptions::new().read(true).write(true).clone(),
+    ] {
+        let f = opts.open(m.path("f")).unwrap();
+        let stopped = Stopped::daemon_of(&m);
+        let closed = close_elsewhere(f);
+        assert!(
+            closed.recv_timeout(Duration::from_millis(500)).is_err(),
+            "close(2) of a writing handle returned without asking the daemon (no FLUSH)"
+        );
+        drop(stopped);
+        closed
+            .recv_timeout(Duration::from_secs(30))
+            .expect("close(2) returns once the daemon runs again")
+            .expect("close(2) of a writing handle failed");
+    }
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"before");
+}
