@@ -8,7 +8,8 @@
 # usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "..."] [--steps "..."]
 #                         [--backing ext4|tmpfs] [--out FILE] [--section-into FILE]
 #   --quick    small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
-#   --targets  default "cofferfs gocryptfs securefs bindfs plain"
+#   --targets  default "cofferfs gocryptfs securefs bindfs plain"; cofferfs-nowb is cofferfs
+#              mounted with --no-writeback-cache (compared like an anchor)
 #   --steps    groups of steps to run, default "big stream tree create" (big: seq and fio on one
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
 #              create+stat); a partial ext4 run never writes docs/PERFORMANCE.md unless --out
@@ -108,9 +109,10 @@ mount_target() {
     rm -rf "$back" "$MNT"; mkdir -p "$MNT"
     PID=""
     case $t in
-        cofferfs)
+        cofferfs|cofferfs-nowb)
             "$BIN" init --passfile "$PASS" "$back" >/dev/null
-            "$BIN" mount -f --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
+            "$BIN" mount -f $([ "$t" = cofferfs-nowb ] && echo --no-writeback-cache) \
+                --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
             PID=$! ;;
         gocryptfs)
             mkdir -p "$back"; gocryptfs -q -init -passfile "$PASS" "$back"
@@ -131,7 +133,7 @@ mount_target() {
 
 umount_target() {
     if [ -L "$MNT" ]; then rm "$MNT"; return 0; fi
-    if [ "$1" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+    if [ "${1%-nowb}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
     [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
     PID=""
 }
