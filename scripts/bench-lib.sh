@@ -70,3 +70,14 @@ tree_tarball() {
 }
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# cofferfs_mount_args TARGET: the extra `cofferfs mount` options of a cofferfs target, so one run
+# compares cofferfs against itself under other options as it compares it against an anchor:
+# cofferfs-nowb is --no-writeback-cache, cofferfs-alt takes $COFFERFS_ALT_ARGS (e.g.
+# "--threads 1"), printed with the results.
+cofferfs_mount_args() {
+    case $1 in
+        cofferfs-nowb) echo --no-writeback-cache ;;
+        cofferfs-alt) echo "${COFFERFS_ALT_ARGS:?cofferfs-alt needs COFFERFS_ALT_ARGS}" ;;
+    esac
+}

@@ -9,7 +9,8 @@
 #                         [--backing ext4|tmpfs] [--out FILE] [--section-into FILE]
 #   --quick    small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
 #   --targets  default "cofferfs gocryptfs securefs bindfs plain"; cofferfs-nowb is cofferfs
-#              mounted with --no-writeback-cache (compared like an anchor)
+#              mounted with --no-writeback-cache, cofferfs-alt with $COFFERFS_ALT_ARGS (compared
+#              like an anchor)
 #   --steps    groups of steps to run, default "big stream tree create" (big: seq and fio on one
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
 #              create+stat); a partial ext4 run never writes docs/PERFORMANCE.md unless --out
@@ -109,10 +110,10 @@ mount_target() {
     rm -rf "$back" "$MNT"; mkdir -p "$MNT"
     PID=""
     case $t in
-        cofferfs|cofferfs-nowb)
+        cofferfs|cofferfs-nowb|cofferfs-alt)
             "$BIN" init --passfile "$PASS" "$back" >/dev/null
-            "$BIN" mount -f $([ "$t" = cofferfs-nowb ] && echo --no-writeback-cache) \
-                --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
+            # shellcheck disable=SC2046 # the options are words
+            "$BIN" mount -f $(cofferfs_mount_args "$t") --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
             PID=$! ;;
         gocryptfs)
             mkdir -p "$back"; gocryptfs -q -init -passfile "$PASS" "$back"
@@ -133,7 +134,7 @@ mount_target() {
 
 umount_target() {
     if [ -L "$MNT" ]; then rm "$MNT"; return 0; fi
-    if [ "${1%-nowb}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+    if [ "${1%-*}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
     [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
     PID=""
 }
@@ -251,6 +252,7 @@ facts() {
         "stream: dd bs=128K count=2000 conv=fsync (one fsync at the end, as gocryptfs's own benchmark); tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…;" \
         "create+stat: $CREATE empty files"
     echo "- cofferfs volume: \`cofferfs init\` defaults (4 KiB chunks, encrypted names)"
+    case " $TARGETS " in *" cofferfs-alt "*) echo "- cofferfs-alt: \`cofferfs mount $COFFERFS_ALT_ARGS\`" ;; esac
 }
 tables() { # HEADING_LEVEL: the tables of medians, spreads and ratios, then the ratio chart
     : > "$CHART_TSV"

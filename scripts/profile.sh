@@ -10,9 +10,10 @@
 #   STEP     untar | ls | readall | rm | create | missing | seqwrite | seqread
 #            (missing: N `stat`s of 100 names that do not exist, over and over, as a compiler's
 #            include search or a shell's PATH walk does; "per file" is then per try)
-#   --target cofferfs (default) | cofferfs-nowb | gocryptfs | securefs | bindfs: the same step on
+#   --target cofferfs (default) | cofferfs-nowb | cofferfs-alt | gocryptfs | securefs | bindfs: the same step on
 #            an anchor, for its FUSE requests per file (perf of the daemon works for any of them);
-#            cofferfs-nowb is cofferfs mounted with --no-writeback-cache
+#            cofferfs-nowb is cofferfs mounted with --no-writeback-cache, cofferfs-alt with
+#            $COFFERFS_ALT_ARGS
 #   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
 #            default 10000); seqwrite/seqread use 1 GiB
 #   --keep   copy perf.data files there (default: deleted)
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case $STEP in untar|ls|readall|rm|create|missing|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
-case $TARGET in cofferfs|cofferfs-nowb|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $TARGET" >&2; exit 2 ;; esac
+case $TARGET in cofferfs|cofferfs-nowb|cofferfs-alt|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $TARGET" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
 
@@ -64,13 +65,13 @@ N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
 case $STEP in create|missing) ;; *) TARBALL=$(tree_tarball "$N") ;; esac
 
 fresh_fs
-echo "profile password" > "$WORK/pass"
+echo "profile password" > "$WORK/pass"; chmod 600 "$WORK/pass"
 rm -rf "$MNT"; mkdir -p "$MNT" "$FS/back"
 case $TARGET in
-    cofferfs|cofferfs-nowb)
+    cofferfs|cofferfs-nowb|cofferfs-alt)
         "$BIN" init --passfile "$WORK/pass" "$FS/back" >/dev/null
-        "$BIN" mount -f $([ "$TARGET" = cofferfs-nowb ] && echo --no-writeback-cache) \
-            --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" & ;;
+        # shellcheck disable=SC2046 # the options are words
+        "$BIN" mount -f $(cofferfs_mount_args "$TARGET") --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" & ;;
     gocryptfs)
         gocryptfs -q -init -passfile "$WORK/pass" "$FS/back"
         gocryptfs -q -fg -passfile "$WORK/pass" "$FS/back" "$MNT" & ;;
@@ -138,6 +139,6 @@ perf report -i "$WORK/daemon.data" --children --sort symbol -g none 2>/dev/null 
     | grep -E '__x64_sys_|__do_sys_|sqlite3_step|fuse_dev_(read|write)' | head -20
 fi
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.data "$KEEP"/; echo; echo "perf data kept in $KEEP"; fi
-if [ "${TARGET%-nowb}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+if [ "${TARGET%-*}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
 wait "$PID" 2>/dev/null || true
 PID=""
