@@ -12,57 +12,10 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::mount::Mounted;
-
-/// Sends SIGCONT to the daemon when dropped, so a failed assertion never leaves it stopped
-/// (and the mount hung for the next test).
-struct Stopped(u32);
-
-impl Stopped {
-    fn daemon_of(m: &Mounted) -> Self {
-        let pid = m.daemon_pid().expect("mounted");
-        signal(pid, libc::SIGSTOP);
-        let stopped = Stopped(pid);
-        // kill(2) only queues the signal: wait until every thread of the daemon is stopped,
-        // or a request sent now could still be answered.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !all_threads_stopped(pid) {
-            assert!(Instant::now() < deadline, "the daemon did not stop");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        stopped
-    }
-}
-
-/// Whether every thread of `pid` is in state `T` (stopped by a signal).
-fn all_threads_stopped(pid: u32) -> bool {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks.into_iter().all(|t| {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
-        // The state follows the command name's closing parenthesis.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
-    })
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal(self.0, libc::SIGCONT);
-    }
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid this test spawned; no memory is shared.
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(
-        r,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
+use common::stopped::Stopped;
 
 /// Closes `f` on another thread; the receiver gets the result once close(2) returns.
 fn close_elsewhere(f: File) -> mpsc::Receiver<std::io::Result<()>> {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use rustix::fs::{XattrFlags, getxattr, listxattr, removexattr, setxattr};
 use rustix::io::Errno;
 
@@ -182,4 +184,64 @@ fn other_namespaces_are_refused_alike_on_get_set_and_remove() {
         "chmod 755 run.sh && ls -l f d run.sh >/dev/null && cp -a f f2 && cmp f f2 && ./run.sh",
     );
     assert_eq!(out.trim(), "ran");
+}
+
+/// `mount --no-xattr` (issue 16): every xattr call fails with `EOPNOTSUPP`, and the kernel
+/// learns it from the first answer, so it stops asking the daemon (before the first write to a
+/// file and at each `chown` it asks for `security.capability`: two round trips per file that
+/// tar extracts). Attributes stored before are kept and come back without the option.
+#[test]
+fn without_xattrs_the_kernel_stops_asking_and_stored_attributes_come_back() {
+    let mut m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, b"x").unwrap();
+    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
+    m.unmount();
+
+    m.mount(&["--no-xattr"]);
+    let mut buf = [0u8; 64];
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Err(Errno::OPNOTSUPP));
+    assert_eq!(listxattr(&p, &mut buf), Err(Errno::OPNOTSUPP));
+    assert_eq!(
+        setxattr(&p, "user.other", b"1", XattrFlags::empty()),
+        Err(Errno::OPNOTSUPP)
+    );
+    assert_eq!(removexattr(&p, "user.colour"), Err(Errno::OPNOTSUPP));
+
+    // The kernel answers every further call itself: they return with the daemon stopped.
+    let f = std::fs::File::open(&p).unwrap();
+    let answered = common::stopped::returns_while_stopped(&m, Duration::from_secs(5), move || {
+        let mut buf = [0u8; 64];
+        let results = [
+            rustix::fs::fgetxattr(&f, "security.capability", &mut buf).map(drop),
+            rustix::fs::fgetxattr(&f, "user.colour", &mut buf).map(drop),
+            rustix::fs::flistxattr(&f, &mut buf).map(drop),
+            rustix::fs::fsetxattr(&f, "user.other", b"1", XattrFlags::empty()),
+            rustix::fs::fremovexattr(&f, "user.colour"),
+        ];
+        // Handed back to be closed with the daemon running: a close sends a FLUSH.
+        (results, f)
+    });
+    let (answered, f) = answered.expect("an xattr call waited for the stopped daemon");
+    drop(f);
+    assert!(
+        answered.iter().all(|r| *r == Err(Errno::OPNOTSUPP)),
+        "{answered:?}"
+    );
+
+    // What programs do still works: tar extracting with owners (chown of every file), a copy
+    // that preserves what it can, a long listing, executing a file.
+    let out = common::mount::sh(
+        &m.mnt,
+        "mkdir src && echo a > src/a && printf '#!/bin/sh\\necho ran\\n' > src/run.sh \
+         && chmod 755 src/run.sh && chown 1:2 src/a && tar -cf ../t.tar src && rm -r src \
+         && tar -xpf ../t.tar && stat -c %u:%g src/a && cp -a src copy && cmp src/a copy/a \
+         && ls -l copy >/dev/null && ./copy/run.sh",
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1:2", "ran"]);
+    m.unmount();
+
+    m.mount(&[]);
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
+    assert_eq!(&buf[..9], b"deep blue");
 }

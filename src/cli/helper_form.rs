@@ -48,6 +48,7 @@ fn map(name: &str) -> Mapped {
         "ro" => Mapped::Flag("--ro"),
         "allow_other" => Mapped::Flag("--allow-other"),
         "no_writeback_cache" => Mapped::Flag("--no-writeback-cache"),
+        "no_xattr" => Mapped::Flag("--no-xattr"),
         "nosyslog" => Mapped::Flag("--nosyslog"),
         "allow_suid_dev" => Mapped::Flag("--allow-suid-dev"),
         // mount(2) defaults (`rw`, `relatime`), or always in force (`default_permissions`),

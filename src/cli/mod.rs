@@ -96,7 +96,7 @@ Mount helper form: `cofferfs CIPHERDIR MOUNTPOINT -o OPTIONS` is `cofferfs mount
 `mount -t fuse.cofferfs CIPHERDIR MOUNTPOINT -o OPTIONS` and by an /etc/fstab line of type \
 fuse.cofferfs. OPTIONS: passfile=FILE, keyfile=FILE, extpass=\"CMD\", header_store=PATH, \
 idle=DURATION, slot=N, threads=N, max_inodes=N, \
-fsname=NAME, ro, allow_other, no_writeback_cache, nosyslog, \
+fsname=NAME, ro, allow_other, no_writeback_cache, no_xattr, nosyslog, \
 allow_suid_dev, and the mount options of `cofferfs mount -o`; fstab-only options (_netdev, \
 nofail, noauto, user, x-systemd.*) are ignored.";
 

@@ -64,6 +64,11 @@ pub struct FsOptions {
     /// Most inodes the kernel is let keep before the daemon asks it to drop the least
     /// recently used (see `inode_pruner.rs`); 0: no bound.
     pub max_inodes: usize,
+    /// Serve extended attributes. Off, every xattr request is answered `ENOSYS`, which the
+    /// kernel remembers for the rest of the mount: it then stops asking for
+    /// `security.capability` before the first write and at every `chown` of a file (two
+    /// round trips per file that tar extracts), and programs get `EOPNOTSUPP`.
+    pub xattrs: bool,
 }
 
 impl FsOptions {
@@ -88,6 +93,7 @@ impl Default for FsOptions {
             writeback_cache: true,
             path_fd_budget: 4096,
             max_inodes: DEFAULT_MAX_INODES,
+            xattrs: true,
         }
     }
 }

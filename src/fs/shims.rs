@@ -459,6 +459,9 @@ impl Filesystem for CofferFs {
         reply: ReplyEmpty,
     ) {
         self.touch();
+        if !self.opts.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.do_setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -467,6 +470,9 @@ impl Filesystem for CofferFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.touch();
+        if !self.opts.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.do_getxattr(ino.0, name) {
             Ok(v) => reply_xattr(reply, &v, size),
             Err(e) => reply.error(errno(&e)),
@@ -475,6 +481,9 @@ impl Filesystem for CofferFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.touch();
+        if !self.opts.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.do_listxattr(ino.0) {
             Ok(v) => reply_xattr(reply, &v, size),
             Err(e) => reply.error(errno(&e)),
@@ -483,6 +492,9 @@ impl Filesystem for CofferFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.touch();
+        if !self.opts.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.do_removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),

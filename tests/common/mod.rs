@@ -6,6 +6,7 @@ pub mod kill;
 pub mod mount;
 pub mod rng;
 pub mod softhsm;
+pub mod stopped;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -217,6 +217,7 @@ fn start_session(
             read_only: a.ro,
             path_fd_budget: FsOptions::path_fd_budget_for(fd_limit),
             writeback_cache: !a.no_writeback_cache,
+            xattrs: !a.no_xattr,
             max_inodes: a.max_inodes.unwrap_or(crate::fs::DEFAULT_MAX_INODES),
             ..FsOptions::default()
         },

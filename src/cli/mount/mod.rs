@@ -84,6 +84,11 @@ pub struct MountArgs {
     /// Slower for small writes.
     #[arg(long)]
     pub no_writeback_cache: bool,
+    /// No extended attributes (getfattr and setfattr then fail with "Operation not
+    /// supported"; those already stored stay in the cipherdir for a mount without it). Saves
+    /// the kernel's two security.capability queries per file written and chowned, as by tar.
+    #[arg(long)]
+    pub no_xattr: bool,
     /// The secret: a password, or a key file.
     #[command(flatten)]
     pub unlock: UnlockArgs,
