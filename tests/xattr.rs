@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use rustix::fs::{XattrFlags, getxattr, listxattr, removexattr, setxattr};
@@ -242,6 +243,39 @@ fn without_xattrs_the_kernel_stops_asking_and_stored_attributes_come_back() {
     m.unmount();
 
     m.mount(&[]);
+    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
+    assert_eq!(&buf[..9], b"deep blue");
+}
+
+/// An online `reencrypt` rewrites a file through the mount, and a `--no-xattr` mount cannot
+/// carry its attributes across: it is refused with a clear error (exit 15) before anything
+/// changes, and the attribute is still there on a mount without the option. (It used to copy
+/// the file without them and rename the copy over it: the attributes were gone.)
+#[test]
+fn online_reencrypt_on_a_no_xattr_mount_is_refused_and_keeps_the_attributes() {
+    let mut m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, b"content").unwrap();
+    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
+    m.unmount();
+
+    m.mount(&["--no-xattr"]);
+    let ino = std::fs::metadata(&p).unwrap().ino();
+    let c = m.cipherdir.to_str().unwrap().to_owned();
+    let (code, out, err) =
+        common::mount::run_with_stdin(&["reencrypt", &c, "/f"], &format!("{}\n", m.password));
+    assert_eq!(code, 15, "{out}{err}");
+    assert!(err.contains("--no-xattr"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().ino(),
+        ino,
+        "the file was rewritten"
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), b"content");
+    m.unmount();
+
+    m.mount(&[]);
+    let mut buf = [0u8; 64];
     assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
     assert_eq!(&buf[..9], b"deep blue");
 }

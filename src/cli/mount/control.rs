@@ -48,7 +48,7 @@ pub(super) fn serve(
     mountpoint: PathBuf,
     activity: Arc<Activity>,
 ) -> Result<(Arc<Rotation>, Arc<ControlHandle>), CliError> {
-    let handler = DaemonControl::new(
+    let mut handler = DaemonControl::new(
         vol.clone(),
         a.volume.cipherdir.clone(),
         mountpoint,
@@ -56,6 +56,7 @@ pub(super) fn serve(
         a.ro,
         Box::new(move || activity.open_count()),
     );
+    handler.xattrs = !a.no_xattr;
     let rotation = handler.rotation.clone();
     if !a.ro {
         rotation.start(vol, 0);

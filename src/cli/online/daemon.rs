@@ -31,6 +31,9 @@ pub struct DaemonControl {
     pub socket: PathBuf,
     /// Mounted `--ro`: the store is read-only, keys cannot change.
     pub read_only: bool,
+    /// Mounted without `--no-xattr`. An online `reencrypt` copies each file through the mount,
+    /// and a mount without extended attributes would drop the file's: it is refused then.
+    pub xattrs: bool,
     /// Open files and directories of the mount now.
     pub open_files: Box<dyn Fn() -> i64 + Send + Sync>,
     /// When the mount came up.
@@ -59,6 +62,7 @@ impl DaemonControl {
             cipherdir,
             socket,
             read_only,
+            xattrs: true,
             open_files,
             started: SystemTime::now(),
             started_at: Instant::now(),
@@ -350,6 +354,17 @@ impl DaemonControl {
 
     fn reencrypt(&self, auth: &Proof, paths: &[String]) -> Result<Reply, CliError> {
         self.writable()?;
+        if !self.xattrs {
+            return Err(CliError::new(
+                exit::LOCKED,
+                format!(
+                    "{} is mounted --no-xattr: a rewrite through this mount would drop the \
+                     files' extended attributes; remount without --no-xattr, or unmount and \
+                     run reencrypt on the cipherdir",
+                    self.cipherdir.display()
+                ),
+            ));
+        }
         self.prove(auth)?;
         let (mut lines, mut done, mut left) = (Vec::new(), 0u64, 0u64);
         for p in paths {
