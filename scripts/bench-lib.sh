@@ -78,6 +78,16 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 cofferfs_mount_args() {
     case $1 in
         cofferfs-nowb) echo --no-writeback-cache ;;
-        cofferfs-alt) echo "${COFFERFS_ALT_ARGS:?cofferfs-alt needs COFFERFS_ALT_ARGS}" ;;
+        cofferfs-alt) echo "$COFFERFS_ALT_ARGS" ;;
+    esac
+}
+
+# check_alt_args TARGETS: exits unless cofferfs-alt, when it is one of TARGETS, has options to
+# compare (an empty COFFERFS_ALT_ARGS would measure the default under another name).
+check_alt_args() {
+    case " $1 " in
+        *" cofferfs-alt "*)
+            [ -n "${COFFERFS_ALT_ARGS:-}" ] || {
+                echo "target cofferfs-alt needs COFFERFS_ALT_ARGS (e.g. \"--threads 1\")" >&2; exit 2; } ;;
     esac
 }

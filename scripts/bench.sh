@@ -13,8 +13,8 @@
 #              like an anchor)
 #   --steps    groups of steps to run, default "big stream tree create" (big: seq and fio on one
 #              1 GiB file; stream: dd 128K; tree: untar, ls -lR, read all, rm -rf; create:
-#              create+stat); a partial ext4 run never writes docs/PERFORMANCE.md unless --out
-#              says so (a tmpfs run writes its section all the same)
+#              create+stat); a partial run (other --steps or --targets) never writes
+#              docs/PERFORMANCE.md unless --out or --section-into says so: it prints its report
 #   --no-fresh-fs  put every backing directory straight on the disk under /var/tmp instead of on
 #              a fresh ext4 made for each target and round (see scripts/bench-lib.sh)
 #   --backing  ext4 (default): a fresh ext4 on a loop device per target and round; tmpfs: a
@@ -59,11 +59,15 @@ case $BACKING in ext4|tmpfs) ;; *) echo "--backing: ext4 or tmpfs, not $BACKING"
 source scripts/lib/tools.sh
 install_missing fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio
 BIN=$(cofferfs_bin)
+DEFAULT_TARGETS="cofferfs gocryptfs securefs bindfs plain"
+# Only a full run over the default targets writes docs/PERFORMANCE.md by itself: an A/B run of
+# cofferfs against itself (cofferfs-nowb, cofferfs-alt) or a partial one goes to --out.
+PARTIAL=0; [ "$STEPS" = "$ALL_STEPS" ] && [ "$TARGETS" = "$DEFAULT_TARGETS" ] || PARTIAL=1
 if [ "$BACKING" = ext4 ]; then
-    [ $QUICK = 1 ] || [ "$STEPS" != "$ALL_STEPS" ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
+    [ $QUICK = 1 ] || [ $PARTIAL = 1 ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
     [ -z "$SECTION_INTO" ] || { echo "--section-into is for --backing tmpfs" >&2; exit 2; }
 elif [ -z "$OUT" ] && [ -z "$SECTION_INTO" ] && [ $QUICK = 0 ]; then
-    SECTION_INTO=docs/PERFORMANCE.md
+    [ $PARTIAL = 1 ] || SECTION_INTO=docs/PERFORMANCE.md
 fi
 [ -z "$OUT" ] || [ -z "$SECTION_INTO" ] || { echo "--out or --section-into, not both" >&2; exit 2; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -76,6 +80,7 @@ WORK=/var/tmp/cofferfs-bench
 mkdir -p "$WORK"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+check_alt_args "$TARGETS"
 PY=$(chart_python)
 PASS=$WORK/pass
 echo "bench password" > "$PASS"
@@ -112,8 +117,8 @@ mount_target() {
     case $t in
         cofferfs|cofferfs-nowb|cofferfs-alt)
             "$BIN" init --passfile "$PASS" "$back" >/dev/null
-            # shellcheck disable=SC2046 # the options are words
-            "$BIN" mount -f $(cofferfs_mount_args "$t") --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
+            local extra; read -ra extra <<< "$(cofferfs_mount_args "$t")"
+            "$BIN" mount -f "${extra[@]}" --passfile "$PASS" "$back" "$MNT" 2>>"$WORK/cofferfs.log" &
             PID=$! ;;
         gocryptfs)
             mkdir -p "$back"; gocryptfs -q -init -passfile "$PASS" "$back"
@@ -134,7 +139,7 @@ mount_target() {
 
 umount_target() {
     if [ -L "$MNT" ]; then rm "$MNT"; return 0; fi
-    if [ "${1%-*}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+    if [[ $1 == cofferfs || $1 == cofferfs-* ]]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
     [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
     PID=""
 }
@@ -252,7 +257,7 @@ facts() {
         "stream: dd bs=128K count=2000 conv=fsync (one fsync at the end, as gocryptfs's own benchmark); tree: $TAR_COUNT files, tar sha256 ${TAR_SUM}…;" \
         "create+stat: $CREATE empty files"
     echo "- cofferfs volume: \`cofferfs init\` defaults (4 KiB chunks, encrypted names)"
-    case " $TARGETS " in *" cofferfs-alt "*) echo "- cofferfs-alt: \`cofferfs mount $COFFERFS_ALT_ARGS\`" ;; esac
+    case " $TARGETS " in *" cofferfs-alt "*) echo "- cofferfs-alt: \`cofferfs mount ${COFFERFS_ALT_ARGS:-}\` (COFFERFS_ALT_ARGS)" ;; esac
 }
 tables() { # HEADING_LEVEL: the tables of medians, spreads and ratios, then the ratio chart
     : > "$CHART_TSV"
@@ -318,7 +323,7 @@ PY
 }
 ARGS="-n $ROUNDS --backing $BACKING"
 [ "$STEPS" = "$ALL_STEPS" ] || ARGS="$ARGS --steps \"$STEPS\""
-[ "$TARGETS" = "cofferfs gocryptfs securefs bindfs plain" ] || ARGS="$ARGS --targets \"$TARGETS\""
+[ "$TARGETS" = "$DEFAULT_TARGETS" ] || ARGS="$ARGS --targets \"$TARGETS\""
 [ $QUICK = 0 ] || ARGS="$ARGS --quick"
 if [ "$BACKING" = tmpfs ] && [ -z "$OUT" ]; then
     {

@@ -52,6 +52,7 @@ mkdir -p "$WORK"
 MNT=$WORK/mnt
 PID=""
 source scripts/bench-lib.sh
+check_alt_args "$TARGET"
 cleanup() {
     if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
@@ -70,8 +71,8 @@ rm -rf "$MNT"; mkdir -p "$MNT" "$FS/back"
 case $TARGET in
     cofferfs|cofferfs-nowb|cofferfs-alt)
         "$BIN" init --passfile "$WORK/pass" "$FS/back" >/dev/null
-        # shellcheck disable=SC2046 # the options are words
-        "$BIN" mount -f $(cofferfs_mount_args "$TARGET") --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" & ;;
+        read -ra EXTRA <<< "$(cofferfs_mount_args "$TARGET")"
+        "$BIN" mount -f "${EXTRA[@]}" --passfile "$WORK/pass" "$FS/back" "$MNT" 2>>"$WORK/daemon.log" & ;;
     gocryptfs)
         gocryptfs -q -init -passfile "$WORK/pass" "$FS/back"
         gocryptfs -q -fg -passfile "$WORK/pass" "$FS/back" "$MNT" & ;;
@@ -139,6 +140,6 @@ perf report -i "$WORK/daemon.data" --children --sort symbol -g none 2>/dev/null 
     | grep -E '__x64_sys_|__do_sys_|sqlite3_step|fuse_dev_(read|write)' | head -20
 fi
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.data "$KEEP"/; echo; echo "perf data kept in $KEEP"; fi
-if [ "${TARGET%-*}" = cofferfs ]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
+if [[ $TARGET == cofferfs || $TARGET == cofferfs-* ]]; then "$BIN" umount "$MNT"; else fusermount3 -u "$MNT"; fi
 wait "$PID" 2>/dev/null || true
 PID=""
