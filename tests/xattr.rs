@@ -187,19 +187,33 @@ fn other_namespaces_are_refused_alike_on_get_set_and_remove() {
     assert_eq!(out.trim(), "ran");
 }
 
+/// A volume whose file `f` holds `content` and the attribute `user.colour`, stored by a normal
+/// mount, then mounted `--no-xattr`.
+fn coloured_file_under_no_xattr(content: &[u8]) -> (Mounted, std::path::PathBuf) {
+    let mut m = Mounted::new();
+    let p = m.path("f");
+    std::fs::write(&p, content).unwrap();
+    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
+    m.unmount();
+    m.mount(&["--no-xattr"]);
+    (m, p)
+}
+
+/// Mounted again without the option (`m` unmounted), `user.colour` of `p` reads as stored.
+fn colour_is_back(m: &mut Mounted, p: &std::path::Path) {
+    m.mount(&[]);
+    let mut buf = [0u8; 64];
+    assert_eq!(getxattr(p, "user.colour", &mut buf), Ok(9));
+    assert_eq!(&buf[..9], b"deep blue");
+}
+
 /// `mount --no-xattr` (issue 16): every xattr call fails with `EOPNOTSUPP`, and the kernel
 /// learns it from the first answer, so it stops asking the daemon (before the first write to a
 /// file and at each `chown` it asks for `security.capability`: two round trips per file that
 /// tar extracts). Attributes stored before are kept and come back without the option.
 #[test]
 fn without_xattrs_the_kernel_stops_asking_and_stored_attributes_come_back() {
-    let mut m = Mounted::new();
-    let p = m.path("f");
-    std::fs::write(&p, b"x").unwrap();
-    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
-    m.unmount();
-
-    m.mount(&["--no-xattr"]);
+    let (mut m, p) = coloured_file_under_no_xattr(b"x");
     let mut buf = [0u8; 64];
     assert_eq!(getxattr(&p, "user.colour", &mut buf), Err(Errno::OPNOTSUPP));
     assert_eq!(listxattr(&p, &mut buf), Err(Errno::OPNOTSUPP));
@@ -242,9 +256,7 @@ fn without_xattrs_the_kernel_stops_asking_and_stored_attributes_come_back() {
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1:2", "ran"]);
     m.unmount();
 
-    m.mount(&[]);
-    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
-    assert_eq!(&buf[..9], b"deep blue");
+    colour_is_back(&mut m, &p);
 }
 
 /// An online `reencrypt` rewrites a file through the mount, and a `--no-xattr` mount cannot
@@ -253,13 +265,7 @@ fn without_xattrs_the_kernel_stops_asking_and_stored_attributes_come_back() {
 /// the file without them and rename the copy over it: the attributes were gone.)
 #[test]
 fn online_reencrypt_on_a_no_xattr_mount_is_refused_and_keeps_the_attributes() {
-    let mut m = Mounted::new();
-    let p = m.path("f");
-    std::fs::write(&p, b"content").unwrap();
-    setxattr(&p, "user.colour", b"deep blue", XattrFlags::CREATE).unwrap();
-    m.unmount();
-
-    m.mount(&["--no-xattr"]);
+    let (mut m, p) = coloured_file_under_no_xattr(b"content");
     let ino = std::fs::metadata(&p).unwrap().ino();
     let c = m.cipherdir.to_str().unwrap().to_owned();
     let (code, out, err) =
@@ -274,8 +280,5 @@ fn online_reencrypt_on_a_no_xattr_mount_is_refused_and_keeps_the_attributes() {
     assert_eq!(std::fs::read(&p).unwrap(), b"content");
     m.unmount();
 
-    m.mount(&[]);
-    let mut buf = [0u8; 64];
-    assert_eq!(getxattr(&p, "user.colour", &mut buf), Ok(9));
-    assert_eq!(&buf[..9], b"deep blue");
+    colour_is_back(&mut m, &p);
 }
