@@ -11,20 +11,10 @@ mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::mount::Mounted;
-use common::stopped::Stopped;
-
-/// Closes `f` on another thread; the receiver gets the result once close(2) returns.
-fn close_elsewhere(f: File) -> mpsc::Receiver<std::io::Result<()>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(common::close(f));
-    });
-    rx
-}
+use common::stopped::returns_while_stopped;
 
 /// Opens `name` read-only and reads it whole (the daemon must answer these), then stops the
 /// daemon and closes the handle: close(2) must return while the daemon is stopped.
@@ -33,11 +23,8 @@ fn read_only_close_returns_with_the_daemon_stopped(m: &Mounted, name: &str, want
     let mut got = Vec::new();
     f.read_to_end(&mut got).unwrap();
     assert_eq!(got, want);
-    let stopped = Stopped::daemon_of(m);
-    let closed = close_elsewhere(f);
-    let r = closed.recv_timeout(Duration::from_secs(5));
-    drop(stopped);
-    r.expect("close(2) of a read-only handle waited for the stopped daemon (a FLUSH was sent)")
+    returns_while_stopped(m, Duration::from_secs(5), move || common::close(f))
+        .expect("close(2) of a read-only handle waited for the stopped daemon (a FLUSH was sent)")
         .expect("close(2) of a read-only handle failed");
 }
 
@@ -65,13 +52,11 @@ fn a_handle_that_writes_is_still_flushed_at_close() {
         std::fs::OpenOptions::new().read(true).write(true).clone(),
     ] {
         let f = opts.open(m.path("f")).unwrap();
-        let stopped = Stopped::daemon_of(&m);
-        let closed = close_elsewhere(f);
-        assert!(
-            closed.recv_timeout(Duration::from_millis(500)).is_err(),
-            "close(2) of a writing handle returned without asking the daemon (no FLUSH)"
-        );
-        drop(stopped);
+        let Err(closed) =
+            returns_while_stopped(&m, Duration::from_millis(500), move || common::close(f))
+        else {
+            panic!("close(2) of a writing handle returned without asking the daemon (no FLUSH)");
+        };
         closed
             .recv_timeout(Duration::from_secs(30))
             .expect("close(2) returns once the daemon runs again")

@@ -2,6 +2,7 @@
 //! the daemon stopped, a call that sends a request cannot return until it runs again; one the
 //! kernel answers itself returns at once.
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::mount::Mounted;
@@ -57,20 +58,20 @@ fn signal(pid: u32, sig: i32) {
     );
 }
 
-/// Runs `call` on another thread with the daemon of `m` stopped: its result if it returned
-/// within `wait` (the kernel answered it alone), `None` if it is waiting for the daemon (it
-/// then finishes once the daemon runs again, when this returns).
+/// Runs `call` on another thread with the daemon of `m` stopped: `Ok` with its result if it
+/// returned within `wait` (the kernel answered it alone), else `Err` with the receiver of the
+/// result, which arrives once the daemon runs again (it does when this returns).
 pub fn returns_while_stopped<T: Send + 'static>(
     m: &Mounted,
     wait: Duration,
     call: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
+) -> Result<T, mpsc::Receiver<T>> {
     let stopped = Stopped::daemon_of(m);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(call());
     });
-    let got = rx.recv_timeout(wait).ok();
+    let got = rx.recv_timeout(wait);
     drop(stopped);
-    got
+    got.map_err(|_| rx)
 }
