@@ -6,7 +6,7 @@
 # and prints the wall time and the daemon's CPU seconds. This is how the profiles quoted in
 # docs/PERFORMANCE.md's commits and issue notes were taken.
 #
-# usage: scripts/profile.sh STEP [--files N] [--target T] [--keep DIR]
+# usage: scripts/profile.sh STEP [--files N] [--target T] [--backing ext4|tmpfs] [--keep DIR]
 #   STEP     untar | ls | readall | rm | create | missing | seqwrite | seqread
 #            (missing: N `stat`s of 100 names that do not exist, over and over, as a compiler's
 #            include search or a shell's PATH walk does; "per file" is then per try)
@@ -16,6 +16,8 @@
 #            $COFFERFS_ALT_ARGS
 #   --files  files in the tree (untar, ls, readall, rm; default 20000) or created (create;
 #            default 10000); seqwrite/seqread use 1 GiB
+#   --backing  ext4 (default): a fresh ext4 on a loop device, as bench.sh; tmpfs: a fresh tmpfs
+#            (no disk: what is left is the daemon's own cost and the kernel's)
 #   --keep   copy perf.data files there (default: deleted)
 #   --counts-only  only the FUSE requests (no perf record of the daemon)
 #   --tsv F  also append "target step files opcode count" lines to F (scripts/bench-requests.sh)
@@ -30,6 +32,7 @@ KEEP=""
 TARGET=cofferfs
 COUNTS_ONLY=0
 TSV=""
+BACKING=ext4
 while [ $# -gt 0 ]; do
     case "$1" in
         --files) FILES=$2; shift 2 ;;
@@ -37,10 +40,12 @@ while [ $# -gt 0 ]; do
         --target) TARGET=$2; shift 2 ;;
         --counts-only) COUNTS_ONLY=1; shift ;;
         --tsv) TSV=$2; shift 2 ;;
+        --backing) BACKING=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case $STEP in untar|ls|readall|rm|create|missing|seqwrite|seqread) ;; *) echo "unknown step $STEP" >&2; exit 2 ;; esac
+case $BACKING in ext4|tmpfs) ;; *) echo "unknown backing $BACKING" >&2; exit 2 ;; esac
 case $TARGET in cofferfs|cofferfs-nowb|cofferfs-alt|gocryptfs|securefs|bindfs) ;; *) echo "unknown target $TARGET" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "profile.sh needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
@@ -65,7 +70,7 @@ trap cleanup EXIT
 N=${FILES:-$([ "$STEP" = create ] && echo 10000 || echo 20000)}
 case $STEP in create|missing) ;; *) TARBALL=$(tree_tarball "$N") ;; esac
 
-fresh_fs
+if [ "$BACKING" = tmpfs ]; then fresh_tmpfs; else fresh_fs; fi
 echo "profile password" > "$WORK/pass"; chmod 600 "$WORK/pass"
 rm -rf "$MNT"; mkdir -p "$MNT" "$FS/back"
 case $TARGET in
