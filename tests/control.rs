@@ -118,6 +118,38 @@ fn silent_clients_do_not_keep_others_out() {
         .collect();
     let r = exchange(&sock, &frame(br#"{"v":1,"op":"status"}"#));
     assert!(r["ok"] == true || r["code"] == 61, "{r}");
+    // Fill the bound for sure: the worker of a request just answered may not have counted
+    // itself out yet when the connections above were accepted, so all of them may have been
+    // refused and a worker left free. A refused connection gets its reply at once, one a
+    // worker holds gets nothing; refusals seen twice in a row, 100 ms apart, mean every
+    // worker is held (by connections that stay silent for `IO_TIMEOUT`, 10 s).
+    let mut held = Vec::new();
+    let mut refusals = 0;
+    for _ in 0..20 {
+        let c = UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        match (&c).read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                held.push(c);
+                refusals = 0;
+            }
+            _ => {
+                refusals += 1;
+                if refusals == 2 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    assert_eq!(refusals, 2, "the bound never filled");
+    assert!(
+        held.len() <= 1,
+        "{} connections held beyond 3 + 1",
+        held.len()
+    );
     // A slow client beyond the bound: the refusal is sent and the connection closed before
     // it says anything; it still gets the refusal.
     let r = exchange_after(
@@ -126,8 +158,7 @@ fn silent_clients_do_not_keep_others_out() {
         &frame(br#"{"v":1,"op":"status"}"#),
     );
     assert_eq!(r["code"], 61, "{r}");
-    drop(more);
-    drop(silent);
+    drop((held, more, silent));
     std::fs::write(m.path("f"), b"x").unwrap();
     m.unmount();
 }
