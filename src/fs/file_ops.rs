@@ -44,7 +44,8 @@ impl CofferFs {
                 other => other?,
             }
         };
-        let file = Arc::new(self.vol.open_file(File::from(fd))?);
+        let quiet = self.reopen_quiet(inode, &fd)?;
+        let file = Arc::new(self.vol.open_file_with_quiet(File::from(fd), quiet)?);
         if file.file_id().is_none() {
             // A keyless file gets its row at its first change: for the entry it is now.
             file.set_pending_owner(self.origin_owner(inode));
@@ -52,6 +53,17 @@ impl CofferFs {
         content.file = Some(file.clone());
         content.opens = 1;
         Ok(file)
+    }
+
+    /// The read-only twin of `fd` (the content's fd, just opened) for the daemon's own reads:
+    /// `O_NOATIME`, so that reading a header or a chunk no user asked for leaves the atime
+    /// alone; where that is refused (the daemon neither owns the file nor has `CAP_FOWNER`),
+    /// a duplicate of `fd`, as `ChunkedFile::open` does.
+    fn reopen_quiet(&self, inode: &Inode, fd: &rustix::fd::OwnedFd) -> Result<File> {
+        Ok(match self.reopen(inode, OFlags::RDONLY | OFlags::NOATIME) {
+            Ok(q) => File::from(q),
+            Err(_) => File::from(fd.try_clone()?),
+        })
     }
 
     /// Counts one open less; the last one closes the content and shreds the key of a file

@@ -167,6 +167,19 @@ impl ChunkedFile {
     /// first change: opening it writes nothing.
     pub fn open(keyring: &Arc<Keyring>, layout: Layout, file: File) -> Result<Self> {
         let quiet = quiet_reopen(&file)?;
+        Self::open_with_quiet(keyring, layout, file, quiet)
+    }
+
+    /// Like [`open`](Self::open), with `quiet` already opened by the caller: the same file
+    /// read-only, `O_NOATIME` where allowed. A mount reopens each file from the `O_PATH` fd it
+    /// holds, through a `/proc/self/fd` directory it keeps open, which costs less than the
+    /// path walk of [`quiet_reopen`] (about 1.5 µs of some 5, on every open of a file).
+    pub fn open_with_quiet(
+        keyring: &Arc<Keyring>,
+        layout: Layout,
+        file: File,
+        quiet: File,
+    ) -> Result<Self> {
         let Some(header) = read_header(&quiet)? else {
             let f = Self::create_keyless(keyring, layout, file, None);
             let _ = f.quiet.set(quiet);

@@ -214,6 +214,13 @@ impl Volume {
         ChunkedFile::open(&self.keyring, self.layout, file)
     }
 
+    /// Like [`open_file`](Self::open_file), with the `O_NOATIME` read-only twin of `file`
+    /// (for cofferfs's own reads, which must not move the atime) opened by the caller, who
+    /// can do so more cheaply (see [`ChunkedFile::open_with_quiet`]).
+    pub fn open_file_with_quiet(&self, file: File, quiet: File) -> Result<ChunkedFile> {
+        ChunkedFile::open_with_quiet(&self.keyring, self.layout, file, quiet)
+    }
+
     /// Turns a newly created, empty file into a ciphertext file with its own key (owner
     /// unknown: for the volume API and tests; entries in a tree use
     /// [`create_file_owned`](Self::create_file_owned)).
