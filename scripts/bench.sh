@@ -6,7 +6,7 @@
 # in docs/PERFORMANCE.md.
 #
 # usage: scripts/bench.sh [-n ROUNDS] [--quick] [--targets "..."] [--steps "..."]
-#                         [--backing ext4|tmpfs] [--out FILE] [--section-into FILE]
+#                         [--backing ext4|tmpfs] [--out FILE] [--section-into FILE] [--halt-poll NS]
 #   --quick    small sizes (64 MiB files, 2,000-file tree): checks the script, not the speed
 #   --targets  default "cofferfs gocryptfs securefs bindfs plain"; cofferfs-nowb is cofferfs
 #              mounted with --no-writeback-cache, cofferfs-alt with $COFFERFS_ALT_ARGS (compared
@@ -21,6 +21,11 @@
 #              fresh 8 GiB tmpfs per target and round (no disk: the daemons' own cost)
 #   --out      where the report goes; default docs/PERFORMANCE.md for a full ext4 run, none for
 #              --quick (the report is always printed too)
+#   --halt-poll NS  sets the guest's idle polling (/sys/module/haltpoll/parameters/
+#              guest_halt_poll_ns, a VM guest with the cpuidle-haltpoll driver) to NS for the
+#              run and restores it at the end. With 0 (this VM's boot setting) an idle vCPU halts
+#              at once, and each FUSE round trip pays the host's wake-up of a halted vCPU twice
+#              (docs/PERFORMANCE.md, "Small files"); the setting is printed with the machine
 #   --section-into FILE  a tmpfs run writes its tables as the section "## On a tmpfs backing
 #              store" of FILE (after the marker line, with scripts/lib/put_section.py) instead
 #              of a whole report; default docs/PERFORMANCE.md for every tmpfs run (partial
@@ -39,6 +44,8 @@ OUT=""
 FRESH_FS=1
 BACKING=ext4
 SECTION_INTO=""
+HALT_POLL=""
+HALT_POLL_KNOB=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) ROUNDS=$2; shift 2 ;;
@@ -49,12 +56,19 @@ while [ $# -gt 0 ]; do
         --no-fresh-fs) FRESH_FS=0; shift ;;
         --backing) BACKING=$2; shift 2 ;;
         --section-into) SECTION_INTO=$2; shift 2 ;;
+        --halt-poll) HALT_POLL=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case $BACKING in ext4|tmpfs) ;; *) echo "--backing: ext4 or tmpfs, not $BACKING" >&2; exit 2 ;; esac
 [ "$BACKING" = ext4 ] || [ $FRESH_FS = 1 ] || { echo "--no-fresh-fs is for --backing ext4" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (mounts, drop_caches)" >&2; exit 1; }
+if [ -n "$HALT_POLL" ]; then
+    [ -w "$HALT_POLL_KNOB" ] || { echo "--halt-poll: no $HALT_POLL_KNOB (not a guest with cpuidle-haltpoll)" >&2; exit 2; }
+    case $HALT_POLL in *[!0-9]*|"") echo "--halt-poll: nanoseconds, not $HALT_POLL" >&2; exit 2 ;; esac
+    # A run with another setting than the machine's own is not the table of record.
+    [ -n "$OUT" ] || [ -n "$SECTION_INTO" ] || PARTIAL_HALT=1
+fi
 
 source scripts/lib/tools.sh
 install_missing fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bindfs:bindfs fio:fio
@@ -62,7 +76,7 @@ BIN=$(cofferfs_bin)
 DEFAULT_TARGETS="cofferfs gocryptfs securefs bindfs plain"
 # Only a full run over the default targets writes docs/PERFORMANCE.md by itself: an A/B run of
 # cofferfs against itself (cofferfs-nowb, cofferfs-alt) or a partial one goes to --out.
-PARTIAL=0; [ "$STEPS" = "$ALL_STEPS" ] && [ "$TARGETS" = "$DEFAULT_TARGETS" ] || PARTIAL=1
+PARTIAL=0; [ "$STEPS" = "$ALL_STEPS" ] && [ "$TARGETS" = "$DEFAULT_TARGETS" ] && [ -z "${PARTIAL_HALT:-}" ] || PARTIAL=1
 if [ "$BACKING" = ext4 ]; then
     [ $QUICK = 1 ] || [ $PARTIAL = 1 ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
     [ -z "$SECTION_INTO" ] || { echo "--section-into is for --backing tmpfs" >&2; exit 2; }
@@ -95,12 +109,28 @@ TAR_COUNT=$(tar -tf "$TARBALL" | grep -vc '/$')
 
 MNT=$WORK/mnt
 PID=""
+HALT_POLL_BEFORE=""
 cleanup() {
     if grep -q " $MNT " /proc/mounts; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT"; fi
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
     release_fs
+    [ -z "$HALT_POLL_BEFORE" ] || echo "$HALT_POLL_BEFORE" > "$HALT_POLL_KNOB"
 }
 trap cleanup EXIT
+if [ -n "$HALT_POLL" ]; then
+    HALT_POLL_BEFORE=$(cat "$HALT_POLL_KNOB")
+    echo "$HALT_POLL" > "$HALT_POLL_KNOB"
+fi
+# The guest's idle polling, if it is a VM guest with cpuidle-haltpoll: it sets what a FUSE round
+# trip costs (see --halt-poll).
+halt_poll_fact() {
+    if [ -r "$HALT_POLL_KNOB" ]; then
+        echo "; idle: cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo '?')," \
+            "guest_halt_poll_ns=$(cat "$HALT_POLL_KNOB")$([ -n "$HALT_POLL" ] && echo " (--halt-poll; the machine's own: $HALT_POLL_BEFORE)")"
+    else
+        echo "; idle: cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
+    fi
+}
 
 wait_mounted() {
     for _ in $(seq 1 300); do grep -q " $MNT " /proc/mounts && return 0; sleep 0.05; done
@@ -235,7 +265,7 @@ facts() {
     echo "- Date: $STARTED; rounds: $ROUNDS, round-robin over: $TARGETS; steps: $STEPS"
     echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
         "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)," \
-        "Linux $(uname -r); CPU flags: $(grep -m1 -o -w -E 'aes|pclmulqdq|vaes|avx2' /proc/cpuinfo | sort -u | xargs)"
+        "Linux $(uname -r); CPU flags: $(grep -m1 -o -w -E 'aes|pclmulqdq|vaes|avx2' /proc/cpuinfo | sort -u | xargs)$(halt_poll_fact)"
     if [ "$BACKING" = tmpfs ]; then
         echo "- Backing store: **tmpfs**, a fresh one (8 GiB) per target and round (no disk:" \
             "what is left is the daemons' own cost and the kernel's)"

@@ -122,13 +122,20 @@ fi
 perf record -q -e fuse:fuse_request_send -a -o "$WORK/fuse.data" 2>/dev/null &
 TRACE=$!
 sleep 1
+# The backing store's block I/O during the step (ext4: the loop device; tmpfs has none).
+blkstat() { [ -n "${LOOP:-}" ] && cat "/sys/block/$(basename "$LOOP")/stat" || echo "0 0 0 0 0 0 0 0"; }
+io0=$(blkstat)
 c0=$(cpu); t0=$(date +%s.%N)
 run_step
 t1=$(date +%s.%N); c1=$(cpu)
+io1=$(blkstat)
 kill -INT $PERF "$TRACE"; wait $PERF "$TRACE" 2>/dev/null || true
 
 set +o pipefail # the reports below end in `head`
 echo "== $STEP: $(echo "$t1 - $t0" | bc) s wall, $(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l | cut -c1-5) s daemon CPU"
+# /sys/block/DEV/stat: reads completed, merged, sectors, ms; writes completed, merged, sectors, ms.
+read -ra A <<< "$io0"; read -ra Z <<< "$io1"
+echo "== backing store I/O: $((Z[0] - A[0])) reads, $(((Z[2] - A[2]) / 2)) KiB read; $((Z[4] - A[4])) writes, $(((Z[6] - A[6]) / 2)) KiB written"
 echo
 echo "== FUSE requests by opcode (this mount's connection $CONN), and per file ($N files)"
 perf script -i "$WORK/fuse.data" 2>/dev/null | grep " connection $CONN " | grep -o 'FUSE_[A-Z_]*' \
