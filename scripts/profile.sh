@@ -3,6 +3,8 @@
 # fresh ext4, as bench.sh), prepares what the step needs, then runs the step once under
 #   - `perf record -g` of the daemon: top symbols (self time) and the syscalls by total time;
 #   - the kernel's fuse:fuse_request_send tracepoint: FUSE requests by opcode;
+#   - sched:sched_wakeup: wake-ups of the daemon's threads and of the step's programs, and how
+#     many of them had to wake an idle CPU;
 # and prints the wall time and the daemon's CPU seconds. This is how the profiles quoted in
 # docs/PERFORMANCE.md's commits and issue notes were taken.
 #
@@ -119,7 +121,7 @@ if [ $COUNTS_ONLY = 0 ]; then
     perf record -q -g -o "$WORK/daemon.data" -p "$PID" 2>/dev/null &
     PERF=$!
 fi
-perf record -q -e fuse:fuse_request_send -a -o "$WORK/fuse.data" 2>/dev/null &
+perf record -q -e fuse:fuse_request_send -e sched:sched_wakeup -a -o "$WORK/fuse.data" 2>/dev/null &
 TRACE=$!
 sleep 1
 # The backing store's block I/O during the step (ext4: the loop device; tmpfs has none).
@@ -129,6 +131,7 @@ c0=$(cpu); t0=$(date +%s.%N)
 run_step
 t1=$(date +%s.%N); c1=$(cpu)
 io1=$(blkstat)
+DAEMON_TIDS=$(ls "/proc/$PID/task" | xargs)
 kill -INT $PERF "$TRACE"; wait $PERF "$TRACE" 2>/dev/null || true
 
 set +o pipefail # the reports below end in `head`
@@ -142,6 +145,35 @@ perf script -i "$WORK/fuse.data" 2>/dev/null | grep " connection $CONN " | grep 
     | sort | uniq -c | sort -rn > "$WORK/counts"
 awk -v n="$N" '{printf "%8d  %6.2f/file  %s\n", $1, $1 / n, $2; t += $1} END {printf "%8d  %6.2f/file  total\n", t, t / n}' "$WORK/counts" | head -16
 [ -z "$TSV" ] || awk -v t="$TARGET" -v s="$STEP" -v n="$N" '{print t "\t" s "\t" n "\t" $2 "\t" $1}' "$WORK/counts" >> "$TSV"
+echo
+# Wake-ups (sched:sched_wakeup, the whole machine): of the daemon's threads, and of every other
+# user task (the step's programs). A wake-up recorded on a CPU running its idle task ("swapper")
+# was delivered by an interrupt to an idle CPU: in a VM guest that halts idle vCPUs at once
+# (bench.sh --halt-poll), the dearest kind, paid to the host.
+echo "== wake-ups per file: of the daemon's threads, and of the step's programs (through an idle CPU)"
+perf script -i "$WORK/fuse.data" -F comm,cpu,event,trace 2>/dev/null | grep 'sched:sched_wakeup' \
+    | python3 -c '
+import re, sys
+n, daemon = int(sys.argv[1]), set(sys.argv[2].split())
+kernel = re.compile(r"^(kworker|ksoftirqd|rcu_|migration|kthreadd|perf|swapper|jbd2|kcompactd|khugepaged|loop|irq/|cpuhp|watchdog)")
+count = {"daemon": [0, 0], "programs": [0, 0]}
+for line in sys.stdin:
+    m = re.match(r"\s*(.*?)\s+\[\d+\].*sched_wakeup:\s+(\S+):(\d+)", line) or \
+        re.match(r"\s*(.*?)\s+\[\d+\].*comm=(\S+) pid=(\d+)", line)
+    if not m:
+        continue
+    on, comm, pid = m.groups()
+    if pid in daemon:
+        who = "daemon"
+    elif kernel.match(comm):
+        continue
+    else:
+        who = "programs"
+    count[who][0] += 1
+    count[who][1] += on.startswith("swapper")
+for who, (total, idle) in count.items():
+    print("%10s  %6.2f/file  (%.2f/file through an idle CPU)" % (who, total / n, idle / n))
+' "$N" "$DAEMON_TIDS"
 echo
 if [ $COUNTS_ONLY = 0 ]; then
 echo "== daemon: top symbols, self time"
