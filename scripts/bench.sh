@@ -66,8 +66,6 @@ case $BACKING in ext4|tmpfs) ;; *) echo "--backing: ext4 or tmpfs, not $BACKING"
 if [ -n "$HALT_POLL" ]; then
     [ -w "$HALT_POLL_KNOB" ] || { echo "--halt-poll: no $HALT_POLL_KNOB (not a guest with cpuidle-haltpoll)" >&2; exit 2; }
     case $HALT_POLL in *[!0-9]*|"") echo "--halt-poll: nanoseconds, not $HALT_POLL" >&2; exit 2 ;; esac
-    # A run with another setting than the machine's own is not the table of record.
-    [ -n "$OUT" ] || [ -n "$SECTION_INTO" ] || PARTIAL_HALT=1
 fi
 
 source scripts/lib/tools.sh
@@ -75,8 +73,9 @@ install_missing fusermount3:fuse3 bc:bc gocryptfs:gocryptfs securefs:securefs bi
 BIN=$(cofferfs_bin)
 DEFAULT_TARGETS="cofferfs gocryptfs securefs bindfs plain"
 # Only a full run over the default targets writes docs/PERFORMANCE.md by itself: an A/B run of
-# cofferfs against itself (cofferfs-nowb, cofferfs-alt) or a partial one goes to --out.
-PARTIAL=0; [ "$STEPS" = "$ALL_STEPS" ] && [ "$TARGETS" = "$DEFAULT_TARGETS" ] && [ -z "${PARTIAL_HALT:-}" ] || PARTIAL=1
+# cofferfs against itself (cofferfs-nowb, cofferfs-alt), a partial one or one with another idle
+# polling than the machine's own (--halt-poll) goes to --out.
+PARTIAL=0; [ "$STEPS" = "$ALL_STEPS" ] && [ "$TARGETS" = "$DEFAULT_TARGETS" ] && [ -z "$HALT_POLL" ] || PARTIAL=1
 if [ "$BACKING" = ext4 ]; then
     [ $QUICK = 1 ] || [ $PARTIAL = 1 ] || [ -n "$OUT" ] || OUT=docs/PERFORMANCE.md
     [ -z "$SECTION_INTO" ] || { echo "--section-into is for --backing tmpfs" >&2; exit 2; }
@@ -124,12 +123,9 @@ fi
 # The guest's idle polling, if it is a VM guest with cpuidle-haltpoll: it sets what a FUSE round
 # trip costs (see --halt-poll).
 halt_poll_fact() {
-    if [ -r "$HALT_POLL_KNOB" ]; then
-        echo "; idle: cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo '?')," \
-            "guest_halt_poll_ns=$(cat "$HALT_POLL_KNOB")$([ -n "$HALT_POLL" ] && echo " (--halt-poll; the machine's own: $HALT_POLL_BEFORE)")"
-    else
-        echo "; idle: cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
-    fi
+    echo -n "; idle: cpuidle $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
+    [ -r "$HALT_POLL_KNOB" ] && echo -n ", guest_halt_poll_ns=$(cat "$HALT_POLL_KNOB")"
+    [ -z "$HALT_POLL" ] || echo -n " (--halt-poll; the machine's own: $HALT_POLL_BEFORE)"
 }
 
 wait_mounted() {

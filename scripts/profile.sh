@@ -158,8 +158,7 @@ n, daemon = int(sys.argv[1]), set(sys.argv[2].split())
 kernel = re.compile(r"^(kworker|ksoftirqd|rcu_|migration|kthreadd|perf|swapper|jbd2|kcompactd|khugepaged|loop|irq/|cpuhp|watchdog)")
 count = {"daemon": [0, 0], "programs": [0, 0]}
 for line in sys.stdin:
-    m = re.match(r"\s*(.*?)\s+\[\d+\].*sched_wakeup:\s+(\S+):(\d+)", line) or \
-        re.match(r"\s*(.*?)\s+\[\d+\].*comm=(\S+) pid=(\d+)", line)
+    m = re.match(r"\s*(.*?)\s+\[\d+\].*comm=(\S+) pid=(\d+)", line)
     if not m:
         continue
     on, comm, pid = m.groups()

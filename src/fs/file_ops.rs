@@ -44,8 +44,7 @@ impl CofferFs {
                 other => other?,
             }
         };
-        let quiet = self.reopen_quiet(inode, &fd)?;
-        let file = Arc::new(self.vol.open_file_with_quiet(File::from(fd), quiet)?);
+        let file = Arc::new(self.open_existing(inode, fd)?);
         if file.file_id().is_none() {
             // A keyless file gets its row at its first change: for the entry it is now.
             file.set_pending_owner(self.origin_owner(inode));
@@ -55,15 +54,18 @@ impl CofferFs {
         Ok(file)
     }
 
-    /// The read-only twin of `fd` (the content's fd, just opened) for the daemon's own reads:
-    /// `O_NOATIME`, so that reading a header or a chunk no user asked for leaves the atime
-    /// alone; where that is refused (the daemon neither owns the file nor has `CAP_FOWNER`),
-    /// a duplicate of `fd`, as `ChunkedFile::open` does.
-    fn reopen_quiet(&self, inode: &Inode, fd: &rustix::fd::OwnedFd) -> Result<File> {
-        Ok(match self.reopen(inode, OFlags::RDONLY | OFlags::NOATIME) {
+    /// The content of an existing file from `fd`, its backing file just opened for I/O. Its
+    /// read-only twin for the daemon's own reads (`O_NOATIME`, so that reading a header or a
+    /// chunk no user asked for leaves the atime alone) is reopened from the inode's `O_PATH`
+    /// fd through the kept `/proc/self/fd` directory, cheaper than `ChunkedFile::open`'s path
+    /// walk; where `O_NOATIME` is refused (the daemon neither owns the file nor has
+    /// `CAP_FOWNER`) it is a duplicate of `fd`, as there.
+    fn open_existing(&self, inode: &Inode, fd: rustix::fd::OwnedFd) -> Result<ChunkedFile> {
+        let quiet = match self.reopen(inode, OFlags::RDONLY | OFlags::NOATIME) {
             Ok(q) => File::from(q),
             Err(_) => File::from(fd.try_clone()?),
-        })
+        };
+        self.vol.open_file_with_quiet(File::from(fd), quiet)
     }
 
     /// Counts one open less; the last one closes the content and shreds the key of a file
@@ -230,7 +232,7 @@ impl CofferFs {
                     let f = if is_new {
                         self.vol.create_file_keyless(File::from(fd), owner)
                     } else {
-                        let f = self.vol.open_file(File::from(fd))?;
+                        let f = self.open_existing(inode, fd)?;
                         if f.file_id().is_none() {
                             f.set_pending_owner(owner);
                         }
